@@ -1,0 +1,70 @@
+"""Run a site as a long-running process until SIGINT or SIGTERM.
+
+    python -m actors --name NAME --bind ENDPOINT [--connect NAME=ENDPOINT ...]
+                     [--spawn NAME=module:Class ...]
+
+Once the site is up it prints ``READY <name> <endpoint>`` on stdout, so a parent
+process (a test, a benchmark, a supervisor) knows the port the OS chose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+from actors.site import Site
+
+
+def _pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def _load_class(spec: str) -> Any:
+    module_name, sep, class_name = spec.partition(":")
+    if not sep:
+        raise SystemExit(f"--spawn wants NAME=module:Class, got {spec!r}")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Read the command line."""
+    parser = argparse.ArgumentParser(prog="python -m actors", description=__doc__.split("\n")[0])
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--bind", default=None)
+    parser.add_argument("--connect", type=_pair, action="append", default=[])
+    parser.add_argument("--spawn", type=_pair, action="append", default=[])
+    parser.add_argument("--log-level", default="WARNING")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the site until a signal asks it to stop; exit 0 after a clean stop."""
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    site = Site(args.name, bind=args.bind, connect=dict(args.connect))
+    site.start()
+    try:
+        for actor_name, spec in args.spawn:
+            site.spawn(_load_class(spec), actor_name)
+        print(f"READY {site.name} {site.endpoint or '-'}", flush=True)
+        while not stop.wait(1.0):
+            pass
+    finally:
+        site.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The base class of actors hosted by a site, and how messages reach them.
+
+A site delivers each message as a :class:`Delivery` in a pykka envelope. The
+:class:`Actor` base class unwraps it, so ``on_receive`` gets the message exactly as
+in pykka, while ``self.sender`` and ``self.payload`` tell who sent it and carry its
+raw payload frames. The answer to an ask travels back through a pykka ``Future``
+whose ``set`` sends the reply (remote) or resolves the asker's future (local):
+pykka's own actor loop calls it, so answering costs no extra hop.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import sys
+from concurrent.futures import Future as ConcurrentFuture
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pykka
+
+# pykka hands replies to ``Envelope.reply_to``; building envelopes ourselves is the only
+# way to give an ask a reply path that is not a blocking queue. pykka is pinned < 5.
+from pykka._envelope import Envelope
+
+from actors.errors import ActorError, UnknownActor
+
+if TYPE_CHECKING:
+    from actors.site import Site
+
+#: Set by ``Site.spawn`` while the actor's ``__init__`` runs in the spawning thread.
+_SPAWNING: contextvars.ContextVar[tuple[Site, str] | None] = contextvars.ContextVar(
+    "actors_spawning", default=None
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A message as the site hands it to an actor's mailbox."""
+
+    body: Any
+    sender: str
+    payload: tuple[Any, ...]
+
+
+class Actor(pykka.ThreadingActor):
+    """A pykka actor hosted by a :class:`~actors.site.Site` under a name.
+
+    Start it with ``site.spawn(MyActor, "name", ...)``. Inside ``on_receive``,
+    ``self.sender`` is the sender's address (``"site/actor"``, or ``"site"`` for app
+    code) and ``self.payload`` the message's raw payload frames as memoryviews.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        spawning = _SPAWNING.get()
+        if spawning is None:
+            raise TypeError(f"start {type(self).__name__} with site.spawn(...), not start()")
+        self.site, self.name = spawning
+        self.address = f"{self.site.name}/{self.name}"
+        self.sender: str | None = None
+        self.payload: tuple[Any, ...] = ()
+
+    def _handle_receive(self, message: Any) -> Any:
+        self.site._acting.address = self.address  # what this thread sends is from us
+        if type(message) is not Delivery:
+            return super()._handle_receive(message)
+        self.sender, self.payload = message.sender, message.payload
+        try:
+            return self.on_receive(message.body)
+        finally:
+            self.sender, self.payload = None, ()
+
+
+def deliver(ref: pykka.ActorRef[Any], delivery: Delivery, reply_to: pykka.Future[Any] | None,
+            address: str) -> None:
+    """Put a delivery in an actor's mailbox, with the future that carries its answer.
+
+    Raises:
+        UnknownActor: the actor has stopped.
+    """
+    if not ref.is_alive():
+        raise UnknownActor(f"no actor at {address}")
+    ref.actor_inbox.put(Envelope(delivery, reply_to=reply_to))
+
+
+class LocalReply(pykka.Future[Any]):
+    """Answers a local ask by resolving the asker's future directly."""
+
+    def __init__(self, future: ConcurrentFuture[Any], address: str) -> None:
+        super().__init__()
+        self._future = future
+        self._address = address
+
+    def set(self, value: Any = None) -> None:
+        if not self._future.done():
+            self._future.set_result(value)
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        exc = (exc_info or sys.exc_info())[1]
+        if self._future.done():
+            return
+        if isinstance(exc, pykka.ActorDeadError):
+            error: Exception = UnknownActor(f"{self._address} stopped before answering")
+        else:
+            error = ActorError(type(exc).__name__, str(exc), self._address)
+            error.__cause__ = exc
+        self._future.set_exception(error)
+
+
+class RemoteReply(pykka.Future[Any]):
+    """Answers a remote ask by sending REPLY or FAIL back through the site."""
+
+    def __init__(self, site: Site, peer: str, corr: int, address: str) -> None:
+        super().__init__()
+        self._site = site
+        self._peer = peer
+        self._corr = corr
+        self._address = address
+
+    def set(self, value: Any = None) -> None:
+        self._site._send_reply(self._peer, self._corr, self._address, value)
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        exc = (exc_info or sys.exc_info())[1]
+        if isinstance(exc, pykka.ActorDeadError):
+            kind, text = "UnknownActor", f"{self._address} stopped before answering"
+        else:
+            kind, text = type(exc).__name__, str(exc)
+        self._site._send_failure(self._peer, self._corr, self._address, kind, text)

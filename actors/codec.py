@@ -1,0 +1,115 @@
+"""The wire format: one small msgpack header frame, then raw payload frames.
+
+A message on the wire is a ZeroMQ multipart message::
+
+    [header, payload_0, payload_1, ...]
+
+The header is a msgpack array ``[version, kind, to, sender, corr, body]``:
+
+- ``version``: :data:`PROTOCOL_VERSION`; any other is refused.
+- ``kind``: a :class:`Kind`.
+- ``to``: the receiving actor's name ("" for site-level kinds).
+- ``sender``: the sending address, ``"site/actor"``, or ``"site"`` for app code.
+- ``corr``: the correlation id tying an ASK to its REPLY or FAIL (0 otherwise).
+- ``body``: the app's message, or the kind's own small fields.
+
+Bulk bytes never pass through msgpack: they ride as their own frames, so a 1 MiB
+chunk is never copied into or out of a serialised buffer.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from actors.errors import CodecError, VersionMismatch
+
+PROTOCOL_VERSION = 1
+
+#: A header larger than this is refused before it is unpacked.
+MAX_HEADER_SIZE = 64 * 1024
+
+_MAX_CORR = 2**63 - 1
+
+
+class Kind(enum.IntEnum):
+    """What a message is for."""
+
+    HELLO = 1  # body: [site_name, incarnation]; first message on a connection
+    WELCOME = 2  # body: [site_name, incarnation]; the answer to HELLO
+    REFUSE = 3  # body: reason text; the link is not usable
+    TELL = 4  # body: the app's message
+    ASK = 5  # body: the app's message; answered by REPLY or FAIL with same corr
+    REPLY = 6  # body: the answer
+    FAIL = 7  # body: [error_kind, text]
+    PING = 8  # body: None; liveness
+    BYE = 9  # body: reason text; the sender is stopping
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The decoded first frame of a message."""
+
+    kind: Kind
+    to: str = ""
+    sender: str = ""
+    corr: int = 0
+    body: Any = None
+
+
+def encode(kind: Kind, to: str = "", sender: str = "", corr: int = 0, body: Any = None) -> bytes:
+    """Encode a header frame.
+
+    Raises:
+        CodecError: the body holds a value msgpack cannot encode.
+    """
+    try:
+        return msgpack.packb(
+            [PROTOCOL_VERSION, int(kind), to, sender, corr, body], use_bin_type=True
+        )
+    except (TypeError, ValueError, OverflowError) as err:
+        raise CodecError(f"cannot encode message: {err}") from err
+
+
+def encode_header(header: Header) -> bytes:
+    """Encode a :class:`Header` (a convenience for tests and tools)."""
+    return encode(header.kind, header.to, header.sender, header.corr, header.body)
+
+
+def decode(data: bytes | memoryview) -> Header:
+    """Decode and check a header frame received from a peer.
+
+    Raises:
+        VersionMismatch: the peer speaks another protocol version.
+        CodecError: anything else wrong with the bytes.
+    """
+    if len(data) > MAX_HEADER_SIZE:
+        raise CodecError(f"header of {len(data)} bytes is over {MAX_HEADER_SIZE}")
+    try:
+        fields = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.UnpackException) as err:
+        raise CodecError(f"undecodable header: {err}") from err
+    except RecursionError as err:  # belt and braces: msgpack's C stack limit comes first
+        raise CodecError("header nested too deeply") from err
+    return _check(fields)
+
+
+def _check(fields: Any) -> Header:
+    if not isinstance(fields, list) or len(fields) != 6:
+        raise CodecError("header is not an array of six fields")
+    version, kind, to, sender, corr, body = fields
+    if version != PROTOCOL_VERSION:
+        raise VersionMismatch(version)
+    if not isinstance(kind, int) or isinstance(kind, bool) or kind not in _KINDS:
+        raise CodecError(f"unknown message kind {kind!r}")
+    if not isinstance(to, str) or not isinstance(sender, str):
+        raise CodecError("header addresses must be strings")
+    if not isinstance(corr, int) or isinstance(corr, bool) or not 0 <= corr <= _MAX_CORR:
+        raise CodecError("bad correlation id")
+    return Header(Kind(kind), to, sender, corr, body)
+
+
+_KINDS = frozenset(int(k) for k in Kind)

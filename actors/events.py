@@ -1,0 +1,23 @@
+"""Peer events told to the actors that watch a site's peers (``Site.watch_peers``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class PeerUp:
+    """The peer site connected and said hello (again)."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDown:
+    """The peer site stopped, died or became unreachable.
+
+    Pending asks to it have already failed with ``PeerLost`` when this arrives.
+    """
+
+    name: str
+    reason: str

@@ -1,0 +1,44 @@
+"""A site's settings, with the defaults a long-running site wants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class SiteOptions:
+    """Tunable limits and timers of a site (durations in seconds, sizes in bytes).
+
+    Attributes:
+        heartbeat_interval: how often an idle link is pinged.
+        heartbeat_timeout: silence after which a peer is declared lost.
+        max_message_size: the largest frame a peer may send (ZMQ_MAXMSGSIZE) and the
+            largest total payload we send in one message.
+        max_payload_frames: payload frames allowed in one message.
+        hwm: ZeroMQ high-water mark, in messages, of every socket.
+        max_pending_bytes: outbound bytes the I/O thread holds for slow peers before it
+            stops taking new messages, so senders wait instead of memory growing.
+        linger: how long closing sockets may take to flush (BYE, last replies).
+        default_ask_timeout: the timeout of an ask that names none.
+        curve: security settings (see ``actors.security``); None for plain links.
+    """
+
+    heartbeat_interval: float = 1.0
+    heartbeat_timeout: float = 3.0
+    max_message_size: int = 64 << 20
+    max_payload_frames: int = 16
+    hwm: int = 1000
+    max_pending_bytes: int = 64 << 20
+    linger: float = 0.5
+    default_ask_timeout: float = 30.0
+    curve: Any = None
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> SiteOptions:
+        """Build options from keyword arguments, refusing unknown names clearly."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(f"unknown site options: {', '.join(unknown)}")
+        return cls(**kwargs)

@@ -1,0 +1,409 @@
+"""A site: one process's actors and its links to other sites.
+
+App code and actors call the site from any thread. Sockets belong to the site's I/O
+thread (``actors.links``); other threads hand it frames through ``actors.outbox``.
+Messages for local actors skip the sockets and go straight to the actor's mailbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+import pykka
+import zmq
+
+from actors import codec
+from actors.actor import _SPAWNING, Delivery, LocalReply, RemoteReply, deliver
+from actors.asks import Asks
+from actors.codec import Header, Kind
+from actors.errors import (AskTimeout, CodecError, MessageTooLarge, PeerLost, PeerRefused,
+                           SiteClosed, UnknownActor, UnknownSite, WaitTimeout,
+                           error_from_wire)
+from actors.events import PeerDown, PeerUp
+from actors.links import IOThread, valid_site_name
+from actors.options import SiteOptions
+from actors.outbox import Outbox
+from actors.refs import Ref, split_address
+
+log = logging.getLogger(__name__)
+
+_UP = "up"
+
+
+class Site:
+    """Hosts actors under names and links them to the actors of other sites.
+
+    Args:
+        name: this site's name; addresses of its actors are ``"name/actor"``.
+        bind: an endpoint to accept peers on (``"tcp://127.0.0.1:0"`` picks a port).
+        connect: peers to connect to, ``{site_name: endpoint}``.
+        **options: see :class:`~actors.options.SiteOptions`.
+    """
+
+    def __init__(self, name: str, bind: str | None = None,
+                 connect: Mapping[str, str] | None = None, **options: Any) -> None:
+        if not valid_site_name(name):
+            raise ValueError(f"a site name is 1-200 characters without '/', not {name!r}")
+        self.name = name
+        self.options = SiteOptions.from_kwargs(**options)
+        self._bind = bind
+        self._connect = dict(connect or {})
+        for peer in self._connect:
+            self._check_peer_name(peer)
+        self._actors: dict[str, pykka.ActorRef[Any]] = {}
+        self._spawn_lock = threading.Lock()
+        self._asks = Asks()
+        self._watchers: list[pykka.ActorRef[Any]] = []
+        self._peer_state: dict[str, str] = {peer: "connecting" for peer in self._connect}
+        self._peer_changed = threading.Condition()
+        self._acting = threading.local()
+        self._context: zmq.Context | None = None
+        self._io: IOThread | None = None
+        self._outbox: Outbox | None = None
+        self._closed = False
+        self._next_expiry = 0.0
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> Site:
+        """Bind, connect and start the I/O thread; returns once the site is usable."""
+        if self._io is not None:
+            raise RuntimeError(f"site {self.name} was already started")
+        self._context = zmq.Context()
+        inbox = f"inproc://actors-{self.name}-{uuid.uuid4().hex}"
+        self._io = IOThread(self.name, self._context, inbox, self._bind, self._connect,
+                            self.options, self)
+        self._outbox = Outbox(self._context, inbox, self.options.hwm)
+        self._io.start()
+        if not self._io.ready.wait(timeout) or self._io.startup_error is not None:
+            error = self._io.startup_error
+            self._io.join(timeout)
+            self._context.term()
+            self._closed = True
+            raise SiteClosed(f"site {self.name} could not start: {error}") from error
+        return self
+
+    @property
+    def endpoint(self) -> str | None:
+        """The endpoint this site really bound (with its chosen port), or None."""
+        return self._io.endpoint if self._io is not None else None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop every actor, say goodbye to peers, close the sockets and end the threads."""
+        if self._closed or self._io is None:
+            self._closed = True
+            return
+        self._closed = True
+        deadline = time.monotonic() + timeout
+        self._stop_actors(deadline)
+        io, outbox, context = self._io, self._outbox, self._context
+        assert outbox is not None and context is not None
+        try:
+            io.post(io.request_stop)
+            outbox.send([b"", b""])
+        except SiteClosed:
+            pass
+        io.join(max(0.1, deadline - time.monotonic()))
+        outbox.close()
+        self._asks.fail_all(SiteClosed(f"site {self.name} stopped"))
+        self._term_context(context, max(0.1, deadline - time.monotonic()))
+
+    def _stop_actors(self, deadline: float) -> None:
+        futures = [ref.stop(block=False) for ref in list(self._actors.values())
+                   if ref.is_alive()]
+        for future in futures:
+            try:
+                future.get(timeout=max(0.05, deadline - time.monotonic()))
+            except pykka.Timeout:
+                log.warning("site %s: an actor did not stop in time", self.name)
+        self._actors.clear()
+
+    def _term_context(self, context: zmq.Context, timeout: float) -> None:
+        ender = threading.Thread(target=context.term, name=f"actors-term-{self.name}",
+                                 daemon=True)
+        ender.start()
+        ender.join(timeout)
+        if ender.is_alive():
+            log.error("site %s: ZeroMQ context did not end: a socket is still open", self.name)
+
+    def __enter__(self) -> Site:
+        if self._io is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- actors ----------------------------------------------------------------------
+
+    def spawn(self, actor_class: type[pykka.Actor], name: str, *args: Any,
+              **kwargs: Any) -> pykka.ActorRef[Any]:
+        """Start an actor of ``actor_class`` under ``name``; extra arguments go to its __init__.
+
+        Raises:
+            ValueError: the name is malformed or an actor of that name is running.
+        """
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError(f"an actor name is a non-empty string without '/', not {name!r}")
+        self._check_open()
+        with self._spawn_lock:
+            running = self._actors.get(name)
+            if running is not None and running.is_alive():
+                raise ValueError(f"an actor named {name!r} already runs on site {self.name}")
+            token = _SPAWNING.set((self, name))
+            try:
+                ref = actor_class.start(*args, **kwargs)
+            finally:
+                _SPAWNING.reset(token)
+            self._actors[name] = ref
+        return ref
+
+    def actor(self, name: str) -> pykka.ActorRef[Any] | None:
+        """The local actor named ``name``, if it is running."""
+        ref = self._actors.get(name)
+        return ref if ref is not None and ref.is_alive() else None
+
+    def ref(self, address: str) -> Ref:
+        """A reference to the actor at ``"site/actor"``, local or remote."""
+        return Ref(self, address)
+
+    def watch_peers(self, actor_ref: pykka.ActorRef[Any]) -> None:
+        """Tell ``actor_ref`` a PeerUp or PeerDown whenever a peer comes or goes."""
+        self._watchers.append(actor_ref)
+
+    # -- messages ----------------------------------------------------------------------
+
+    def tell(self, address: str, message: Any, payload: Sequence[Any] = ()) -> None:
+        """Send ``message`` (and raw payload frames) to an actor without waiting.
+
+        Raises:
+            UnknownSite, PeerLost, PeerRefused: the address's site cannot be reached.
+            UnknownActor: (local address) no such actor.
+            CodecError: the message cannot be encoded with msgpack.
+            MessageTooLarge: the payload is over ``max_message_size``.
+        """
+        site, actor = split_address(address)
+        sender = self._sender_address()
+        if site == self.name:
+            deliver(self._local(actor, address), Delivery(message, sender, _views(payload)),
+                    None, address)
+            return
+        self._check_sendable(site, payload)
+        header = codec.encode(Kind.TELL, actor, sender, 0, message)
+        self._hand_over(site, header, payload)
+
+    def ask(self, address: str, message: Any, *, timeout: float | None = None,
+            block: bool = True, payload: Sequence[Any] = ()) -> Any:
+        """Send ``message`` and wait for the actor's answer, or return a future of it.
+
+        Raises (or sets on the future):
+            AskTimeout: no answer within ``timeout`` seconds.
+            ActorError: the actor raised while answering.
+            PeerLost: the peer went away before answering.
+            UnknownSite, UnknownActor, PeerRefused, CodecError, MessageTooLarge.
+        """
+        timeout = self.options.default_ask_timeout if timeout is None else timeout
+        site, actor = split_address(address)
+        future: Future[Any] = Future()
+        if site == self.name:
+            ref = self._local(actor, address)
+            corr = self._asks.add(future, None, time.monotonic(), timeout, address)
+            delivery = Delivery(message, self._sender_address(), _views(payload))
+            deliver(ref, delivery, LocalReply(future, address), address)
+        else:
+            self._check_sendable(site, payload)
+            corr = self._asks.add(future, site, time.monotonic(), timeout, address)
+            try:
+                header = codec.encode(Kind.ASK, actor, self._sender_address(), corr, message)
+                self._hand_over(site, header, payload)
+            except BaseException:
+                self._asks.discard(corr)
+                raise
+        if not block:
+            return future
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            self._asks.discard(corr)
+            raise AskTimeout(f"no answer from {address} within {timeout:g} s") from None
+
+    def _hand_over(self, site: str, header: bytes, payload: Sequence[Any]) -> None:
+        outbox = self._outbox
+        if outbox is None:
+            raise SiteClosed(f"site {self.name} is not started")
+        outbox.send([site.encode(), header, *payload])
+
+    def _sender_address(self) -> str:
+        return getattr(self._acting, "address", self.name)
+
+    def _local(self, actor: str, address: str) -> pykka.ActorRef[Any]:
+        ref = self.actor(actor)
+        if ref is None:
+            raise UnknownActor(f"no actor at {address}")
+        return ref
+
+    def _check_sendable(self, site: str, payload: Sequence[Any]) -> None:
+        self._check_open()
+        state = self._peer_state.get(site)
+        if state is None:
+            raise UnknownSite(f"site {self.name} knows no site named {site!r}")
+        if state.startswith("refused"):
+            raise PeerRefused(f"{site} {state}")
+        if state.startswith("lost"):
+            raise PeerLost(f"{site} is {state}")
+        if len(payload) > self.options.max_payload_frames:
+            raise MessageTooLarge(f"{len(payload)} payload frames; at most "
+                                  f"{self.options.max_payload_frames}")
+        if sum(len(frame) for frame in payload) > self.options.max_message_size:
+            raise MessageTooLarge(f"payload over {self.options.max_message_size} bytes")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SiteClosed(f"site {self.name} is stopped")
+
+    # -- peers -------------------------------------------------------------------------
+
+    def connect(self, name: str, endpoint: str, timeout: float = 5.0) -> None:
+        """Connect to another site at ``endpoint``; messages to it may be sent at once."""
+        self._check_peer_name(name)
+        io, outbox = self._io, self._outbox
+        if io is None or outbox is None:
+            self._connect[name] = endpoint
+            self._peer_state.setdefault(name, "connecting")
+            return
+        self._peer_state.setdefault(name, "connecting")
+        done = io.post(lambda: io.connect(name, endpoint))
+        outbox.send([b"", b""])
+        done.result(timeout)
+
+    def wait_for(self, name: str, timeout: float = 10.0) -> None:
+        """Return once the peer ``name`` is connected and has said hello.
+
+        Raises:
+            WaitTimeout: it did not within ``timeout`` seconds.
+            PeerRefused: it refused our link.
+        """
+        with self._peer_changed:
+            done = self._peer_changed.wait_for(
+                lambda: self._peer_state.get(name, "") in (_UP,)
+                or self._peer_state.get(name, "").startswith("refused"), timeout)
+        state = self._peer_state.get(name, "")
+        if state.startswith("refused"):
+            raise PeerRefused(f"{name} {state}")
+        if not done:
+            raise WaitTimeout(f"site {name} did not connect within {timeout:g} s")
+
+    def peers(self) -> list[str]:
+        """Names of the peers connected now."""
+        return sorted(name for name, state in list(self._peer_state.items()) if state == _UP)
+
+    def _check_peer_name(self, name: str) -> None:
+        if not valid_site_name(name) or name == self.name:
+            raise ValueError(f"bad peer site name {name!r}")
+
+    # -- called by the I/O thread (LinkHandler) --------------------------------------
+
+    def on_message(self, peer: str, header: Header, payload: list[zmq.Frame]) -> None:
+        kind = header.kind
+        if kind is Kind.REPLY:
+            self._asks.resolve(header.corr, peer, header.body)
+        elif kind is Kind.FAIL:
+            self._asks.fail(header.corr, peer, _failure(header))
+        else:
+            self._deliver_remote(peer, header, payload)
+
+    def _deliver_remote(self, peer: str, header: Header, payload: list[zmq.Frame]) -> None:
+        address = f"{self.name}/{header.to}"
+        delivery = Delivery(header.body, header.sender, tuple(f.buffer for f in payload))
+        is_ask = header.kind is Kind.ASK
+        reply = RemoteReply(self, peer, header.corr, address) if is_ask else None
+        try:
+            deliver(self._local(header.to, address), delivery, reply, address)
+        except UnknownActor as err:
+            if is_ask:
+                self._send_failure(peer, header.corr, address, "UnknownActor", str(err))
+            else:
+                log.warning("site %s: tell from %s dropped: %s", self.name, header.sender, err)
+
+    def on_peer_up(self, peer: str) -> None:
+        self._set_peer_state(peer, _UP)
+        self._notify(PeerUp(peer))
+
+    def on_peer_down(self, peer: str, reason: str, refused: bool) -> None:
+        self._set_peer_state(peer, f"{'refused' if refused else 'lost'}: {reason}")
+        error = (PeerRefused if refused else PeerLost)(f"{peer}: {reason}")
+        self._asks.fail_peer(peer, error)
+        self._notify(PeerDown(peer, reason))
+
+    def on_undeliverable(self, peer: str, header: bytes, reason: str) -> None:
+        try:
+            decoded = codec.decode(header)
+        except CodecError:
+            return
+        if decoded.kind is Kind.ASK:
+            error = UnknownSite if reason == "unknown site" else PeerLost
+            self._asks.fail(decoded.corr, peer, error(f"{peer}: {reason}"))
+        else:
+            log.warning("site %s: %s to %s dropped: %s", self.name, decoded.kind.name,
+                        peer, reason)
+
+    def on_tick(self, now: float) -> None:
+        if now >= self._next_expiry:
+            self._next_expiry = now + 0.05
+            self._asks.expire(now)
+
+    def _set_peer_state(self, peer: str, state: str) -> None:
+        with self._peer_changed:
+            self._peer_state[peer] = state
+            self._peer_changed.notify_all()
+
+    def _notify(self, event: PeerUp | PeerDown) -> None:
+        alive = [ref for ref in self._watchers if ref.is_alive()]
+        self._watchers[:] = alive
+        for ref in alive:
+            try:
+                ref.tell(event)
+            except pykka.ActorDeadError:
+                pass
+
+    # -- replies (from actor threads, through RemoteReply) ---------------------------
+
+    def _send_reply(self, peer: str, corr: int, address: str, value: Any) -> None:
+        try:
+            header = codec.encode(Kind.REPLY, sender=address, corr=corr, body=value)
+        except CodecError as err:
+            self._send_failure(peer, corr, address, "CodecError", str(err))
+            return
+        self._send_frames(peer, [header])
+
+    def _send_failure(self, peer: str, corr: int, address: str, kind: str, text: str) -> None:
+        header = codec.encode(Kind.FAIL, sender=address, corr=corr, body=[kind, text[:4000]])
+        self._send_frames(peer, [header])
+
+    def _send_frames(self, peer: str, frames: list[Any]) -> None:
+        io = self._io
+        if io is not None and threading.current_thread() is io:
+            io.send(peer, frames)
+            return
+        try:
+            self._hand_over(peer, frames[0], frames[1:])
+        except SiteClosed:
+            log.info("site %s: answer to %s not sent: site stopped", self.name, peer)
+
+
+def _views(payload: Sequence[Any]) -> tuple[memoryview, ...]:
+    return tuple(memoryview(frame) for frame in payload)
+
+
+def _failure(header: Header) -> Exception:
+    body = header.body
+    if isinstance(body, list) and len(body) == 2 and all(isinstance(b, str) for b in body):
+        return error_from_wire(body[0], body[1], header.sender)
+    return error_from_wire("ActorError", f"malformed failure: {body!r}"[:200], header.sender)
