@@ -301,7 +301,7 @@ class IOThread(threading.Thread):
             self._refuse(routing_id, REFUSE_NAME, "malformed hello")
             return
         name, incarnation = body
-        refusal = self._hello_refusal(name, incarnation, routing_id)
+        refusal = self._hello_refusal(name, incarnation, routing_id, head)
         if refusal:
             log.warning("site %s: refused hello from %r: %s", self.site_name, name, refusal)
             self._refuse(routing_id, REFUSE_NAME, refusal)
@@ -319,11 +319,12 @@ class IOThread(threading.Thread):
             Kind.WELCOME, body=[self.site_name, self.incarnation])])
         self._heard(peer)
 
-    def _hello_refusal(self, name: str, incarnation: str, routing_id: bytes) -> str:
+    def _hello_refusal(self, name: str, incarnation: str, routing_id: bytes,
+                       head: zmq.Frame) -> str:
         if name == self.site_name:
             return f"{name!r} is this site's own name"
         if self._options.curve is not None:
-            refusal = self._options.curve.check_name(name, routing_id, self._router)
+            refusal = self._options.curve.check_name(name, head)
             if refusal:
                 return refusal
         peer = self._peers.get(name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from typing import Any
 
 import actors
@@ -19,3 +21,45 @@ class Echo(actors.Actor):
             raise ValueError("asked to raise")
         return {"got": message, "sender": self.sender,
                 "payload": [len(frame) for frame in self.payload]}
+
+
+class Collector(actors.Actor):
+    """Records what it is told; ``ask("dump")`` returns the records in arrival order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[Any] = []
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "dump":
+            return self.records
+        digests = [hashlib.sha256(frame).hexdigest() for frame in self.payload]
+        self.records.append({"body": message, "sender": self.sender, "digests": digests})
+        return None
+
+
+class Silent(actors.Actor):
+    """Never answers an ask "hang" in time: it waits until its process dies or it is stopped."""
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "hang":
+            threading.Event().wait(120)
+        return "late"
+
+
+class PeerWatcher(actors.Actor):
+    """Records the peer events its site tells it; ``ask("events")`` returns them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[Any] = []
+
+    def on_start(self) -> None:
+        self.site.watch_peers(self.actor_ref)
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "events":
+            return self.events
+        if isinstance(message, (actors.PeerUp, actors.PeerDown)):
+            self.events.append([type(message).__name__, message.name])
+        return None

@@ -1,0 +1,150 @@
+"""What peers cannot do to a site: garbage, bad hellos, duplicate names; clean shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import msgpack
+import pytest
+import zmq
+
+import actors
+from actors import codec
+from actors.codec import Kind
+from tests.support.procs import REPO_ROOT, SiteProcess, wait_until
+
+ECHO = "tests.support.echo:Echo"
+
+
+def raw_dealer(context: zmq.Context, endpoint: str) -> zmq.Socket:
+    sock = context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 5000)
+    sock.connect(endpoint)
+    return sock
+
+
+GARBAGE = [
+    [b""], [b"\xc1\xc1"], [os.urandom(64)], [b"\x91" * 60_000],
+    [msgpack.packb([1, 99, "", "", 0, None])],
+    [msgpack.packb([1, Kind.TELL, "echo", "spoof", 0, "x"])],  # no hello first
+    [b"x" * (codec.MAX_HEADER_SIZE + 10)],
+    [codec.encode(Kind.HELLO, body=["mallory", "1"])] + [b"p"] * 40,  # too many frames
+    [codec.encode(Kind.HELLO, body=[{"not": "a name"}, 1])],
+    [codec.encode(Kind.HELLO, body=["a/b", "1"])],
+]
+
+
+def test_garbage_from_a_raw_socket_leaves_the_site_serving_others(site: actors.Site) -> None:
+    with SiteProcess("beta", spawn={"echo": ECHO}) as beta:
+        site.connect("beta", beta.endpoint)
+        context = zmq.Context()
+        try:
+            attacker = raw_dealer(context, beta.endpoint)
+            for frames in GARBAGE:
+                attacker.send_multipart(frames)
+            assert site.ask("beta/echo", "still there?", timeout=10)["got"] == "still there?"
+            # The attacker was answered where an answer is possible: "say hello first".
+            refusal = codec.decode(attacker.recv())
+            assert refusal.kind is Kind.REFUSE
+        finally:
+            context.destroy(linger=0)
+        assert beta.process is not None and beta.process.poll() is None
+
+
+def test_a_peer_claiming_another_sender_is_dropped(site: actors.Site) -> None:
+    site.spawn(_collector(), "collector")
+    context = zmq.Context()
+    try:
+        mallory = raw_dealer(context, site.endpoint)
+        mallory.send(codec.encode(Kind.HELLO, body=["mallory", "1"]))
+        assert codec.decode(mallory.recv()).kind is Kind.WELCOME
+        mallory.send(codec.encode(Kind.TELL, "collector", "alice/admin", 0, "forged"))
+        mallory.send(codec.encode(Kind.TELL, "collector", "mallory/x", 0, "honest"))
+        records = wait_until(lambda: site.ask("test/collector", "dump", timeout=5), 5)
+        assert [r["body"] for r in records] == ["honest"]
+    finally:
+        context.destroy(linger=0)
+
+
+def _collector() -> type[actors.Actor]:
+    from tests.support.echo import Collector
+    return Collector
+
+
+def test_wrong_protocol_version_is_refused_with_a_reason(site: actors.Site) -> None:
+    context = zmq.Context()
+    try:
+        old = raw_dealer(context, site.endpoint)
+        old.send(msgpack.packb([0, int(Kind.HELLO), "", "", 0, ["old", "1"]]))
+        refusal = codec.decode(old.recv())
+        assert refusal.kind is Kind.REFUSE
+        assert refusal.body[0] == "version" and "protocol" in refusal.body[1]
+    finally:
+        context.destroy(linger=0)
+
+
+def test_a_second_site_with_a_connected_name_is_refused_on_both_sides(site: actors.Site,
+                                                                      caplog: object) -> None:
+    with actors.Site("twin", connect={"test": site.endpoint}) as first:
+        first.wait_for("test", 10)
+        with actors.Site("twin", connect={"test": site.endpoint}) as second:
+            with pytest.raises(actors.PeerRefused, match="already connected"):
+                second.wait_for("test", 10)
+            with pytest.raises(actors.PeerRefused):
+                second.tell("test/anyone", "x")
+        assert "twin" in site.peers()
+
+
+def test_stopping_a_site_leaves_no_threads_and_fails_pending_asks(no_thread_leaks: None) -> None:
+    server = actors.Site("server", bind="tcp://127.0.0.1:0")
+    server.start()
+    server.spawn(_silent(), "silent")
+    client = actors.Site("client", connect={"server": server.endpoint})
+    client.start()
+    pending = client.ask("server/silent", "quick", timeout=30, block=False)
+    assert pending.result(timeout=10) == "late"
+    hanging = client.ask("server/silent", "never-answered?", timeout=30, block=False)
+    client.stop()
+    with pytest.raises(actors.SiteClosed):
+        hanging.result(timeout=5)
+    with pytest.raises(actors.SiteClosed):
+        client.tell("server/silent", "after stop")
+    server.stop()
+
+
+def _silent() -> type[actors.Actor]:
+    from tests.support.echo import Silent
+    return Silent
+
+
+def test_python_m_actors_exits_0_on_sigterm() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "actors", "--name", "solo", "--bind", "tcp://127.0.0.1:0",
+         "--spawn", f"echo={ECHO}"], stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("READY solo tcp://127.0.0.1:")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_a_slow_receiver_makes_the_sender_wait_not_drop(site: actors.Site) -> None:
+    """More bytes than every queue holds: all of them arrive, in order."""
+    site.spawn(_collector(), "collector")
+    with actors.Site("burst", connect={"test": site.endpoint}, hwm=4,
+                     max_pending_bytes=1 << 20) as burst:
+        burst.wait_for("test", 10)
+        chunk = b"z" * (256 << 10)
+        for index in range(200):
+            burst.tell("test/collector", index, payload=[chunk])
+        records = wait_until(lambda: (r := site.ask("test/collector", "dump", timeout=10))
+                             and len(r) == 200 and r, 30)
+        assert [r["body"] for r in records] == list(range(200))
