@@ -11,6 +11,7 @@ pykka's own actor loop calls it, so answering costs no extra hop.
 from __future__ import annotations
 
 import contextvars
+import logging
 import sys
 from concurrent.futures import Future as ConcurrentFuture
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from actors.errors import ActorError, UnknownActor
 if TYPE_CHECKING:
     from actors.site import Site
 
+log = logging.getLogger(__name__)
+
 #: Set by ``Site.spawn`` while the actor's ``__init__`` runs in the spawning thread.
 _SPAWNING: contextvars.ContextVar[tuple[Site, str] | None] = contextvars.ContextVar(
     "actors_spawning", default=None
@@ -40,6 +43,7 @@ class Delivery:
     body: Any
     sender: str
     payload: tuple[Any, ...]
+    answered: bool = False  # an ask: pykka hands an exception to the asker
 
 
 class Actor(pykka.ThreadingActor):
@@ -67,6 +71,14 @@ class Actor(pykka.ThreadingActor):
         self.sender, self.payload = message.sender, message.payload
         try:
             return self.on_receive(message.body)
+        except Exception:
+            if message.answered:
+                raise
+            # pykka stops an actor whose tell raised; a message from a peer must not
+            # be able to do that, so log it and go on with the next message.
+            log.exception("%s failed on a message from %s; going on", self.address,
+                          message.sender)
+            return None
         finally:
             self.sender, self.payload = None, ()
 

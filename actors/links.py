@@ -150,11 +150,14 @@ class IOThread(threading.Thread):
 
     def _loop(self) -> None:
         while not self._stopping:
-            now = time.monotonic()
             timeout_ms = 5 if self._pending_bytes else 100
             for sock, _event in self._poller.poll(timeout_ms):
                 role, peer = self._roles.get(sock, ("", None))
-                self._read(sock, role, peer)
+                try:
+                    self._read(sock, role, peer)
+                except Exception:  # one bad message must not end the site's I/O
+                    log.exception("site %s: error handling %s input; going on",
+                                  self.site_name, role)
             if self._pending_bytes:
                 self._flush_pending()
             now = time.monotonic()

@@ -215,7 +215,7 @@ class Site:
         if site == self.name:
             ref = self._local(actor, address)
             corr = self._asks.add(future, None, time.monotonic(), timeout, address)
-            delivery = Delivery(message, self._sender_address(), _views(payload))
+            delivery = Delivery(message, self._sender_address(), _views(payload), True)
             deliver(ref, delivery, LocalReply(future, address), address)
         else:
             self._check_sendable(site, payload)
@@ -321,8 +321,8 @@ class Site:
 
     def _deliver_remote(self, peer: str, header: Header, payload: list[zmq.Frame]) -> None:
         address = f"{self.name}/{header.to}"
-        delivery = Delivery(header.body, header.sender, tuple(f.buffer for f in payload))
         is_ask = header.kind is Kind.ASK
+        delivery = Delivery(header.body, header.sender, tuple(f.buffer for f in payload), is_ask)
         reply = RemoteReply(self, peer, header.corr, address) if is_ask else None
         try:
             deliver(self._local(header.to, address), delivery, reply, address)

@@ -148,3 +148,12 @@ def test_a_slow_receiver_makes_the_sender_wait_not_drop(site: actors.Site) -> No
         records = wait_until(lambda: (r := site.ask("test/collector", "dump", timeout=10))
                              and len(r) == 200 and r, 30)
         assert [r["body"] for r in records] == list(range(200))
+
+
+def test_a_tell_that_raises_does_not_stop_the_actor(site: actors.Site) -> None:
+    from tests.support.echo import Echo
+    site.spawn(Echo, "echo")
+    with actors.Site("peer", connect={"test": site.endpoint}) as peer:
+        peer.tell("test/echo", "raise")
+        assert peer.ask("test/echo", "alive?", timeout=10)["got"] == "alive?"
+    assert site.actor("echo") is not None
