@@ -35,6 +35,7 @@ from zmq.utils.monitor import recv_monitor_message
 from actors import codec
 from actors.codec import Header, Kind
 from actors.errors import CodecError, VersionMismatch
+from actors.frames import NOBLOCK, NOBLOCK_MORE, message_size, recv_message, send_parts
 from actors.options import SiteOptions
 
 log = logging.getLogger(__name__)
@@ -80,11 +81,6 @@ class _Peer:
     last_sent: float = 0.0
     pending: deque[Sequence[Any]] = field(default_factory=deque)
     pending_bytes: int = 0
-
-
-def message_size(frames: Sequence[Any]) -> int:
-    """Bytes in a multipart message (frames may be bytes, memoryviews or zmq.Frames)."""
-    return sum(len(f) for f in frames)
 
 
 class IOThread(threading.Thread):
@@ -178,7 +174,8 @@ class IOThread(threading.Thread):
 
     # -- sockets -----------------------------------------------------------------
 
-    def _configure(self, sock: zmq.Socket) -> None:
+    def _configure(self, sock: zmq.Socket, peer: str | None = None) -> None:
+        """Set a new socket's options; ``peer`` names the site a DEALER connects to."""
         opts = self._options
         sock.setsockopt(zmq.LINGER, int(opts.linger * 1000))
         sock.setsockopt(zmq.SNDHWM, opts.hwm)
@@ -188,7 +185,7 @@ class IOThread(threading.Thread):
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(opts.heartbeat_timeout * 1000))
         sock.setsockopt(zmq.HEARTBEAT_TTL, int(opts.heartbeat_timeout * 1000))
         if opts.curve is not None:
-            opts.curve.configure(sock, server=sock.socket_type == zmq.ROUTER)
+            opts.curve.configure(sock, server=sock.socket_type == zmq.ROUTER, peer=peer)
 
     def _register(self, sock: zmq.Socket, role: str, peer: _Peer | None) -> None:
         self._roles[sock] = (role, peer)
@@ -217,7 +214,11 @@ class IOThread(threading.Thread):
         if peer.dealer is not None:
             raise ValueError(f"site {name!r} is already connected by this site")
         dealer = self._context.socket(zmq.DEALER)
-        self._configure(dealer)
+        try:
+            self._configure(dealer, peer=name)
+        except Exception:  # e.g. no key for this peer: an unregistered socket would leak
+            dealer.close(linger=0)
+            raise
         dealer.setsockopt(zmq.ROUTING_ID, f"{self.site_name}:{uuid.uuid4().hex}".encode())
         monitor = dealer.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         dealer.connect(endpoint)
@@ -251,10 +252,10 @@ class IOThread(threading.Thread):
             if self._inbox_paused:
                 return
             try:
-                frames = self._inbox.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = recv_message(self._inbox, copied=2)
             except zmq.Again:
                 return
-            target = frames[0].bytes
+            target = frames[0]
             if target:
                 self.send(target.decode(), frames[1:])
             else:
@@ -264,13 +265,13 @@ class IOThread(threading.Thread):
         assert self._router is not None
         for _ in range(_BATCH):
             try:
-                frames = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = recv_message(self._router, copied=1)
             except zmq.Again:
                 return
             if len(frames) < 2 or len(frames) > 2 + self._options.max_payload_frames:
                 log.warning("site %s: dropped a message of %d frames", self.site_name, len(frames))
                 continue
-            self._on_router_message(frames[0].bytes, frames[1], frames[2:])
+            self._on_router_message(frames[0], frames[1], frames[2:])
 
     def _on_router_message(self, routing_id: bytes, head: zmq.Frame,
                            payload: list[zmq.Frame]) -> None:
@@ -340,7 +341,7 @@ class IOThread(threading.Thread):
         assert peer.dealer is not None
         for _ in range(_BATCH):
             try:
-                frames = peer.dealer.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = recv_message(peer.dealer, copied=1)
             except zmq.Again:
                 return
             if len(frames) > 1 + self._options.max_payload_frames:
@@ -348,7 +349,7 @@ class IOThread(threading.Thread):
                             self.site_name, len(frames), peer.name)
                 continue
             try:
-                header = codec.decode(frames[0].buffer)
+                header = codec.decode(frames[0])
             except CodecError as err:
                 log.warning("site %s: bad message from %s: %s", self.site_name, peer.name, err)
                 continue
@@ -435,11 +436,11 @@ class IOThread(threading.Thread):
         """Send without blocking; False when the peer's queue is full."""
         try:
             if peer.dealer is not None:
-                peer.dealer.send_multipart(frames, zmq.NOBLOCK, copy=False)
+                send_parts(peer.dealer, frames, NOBLOCK)
             else:
                 assert peer.routing_id is not None and self._router is not None
-                self._router.send(peer.routing_id, zmq.NOBLOCK | zmq.SNDMORE)
-                self._router.send_multipart(frames, copy=False)
+                self._router.send(peer.routing_id, NOBLOCK_MORE)
+                send_parts(self._router, frames, 0)
         except zmq.Again:
             return False
         except zmq.ZMQError as err:  # EHOSTUNREACH: the peer's connection is gone
@@ -520,7 +521,7 @@ class IOThread(threading.Thread):
         self._calls.put((call, future))
         return future
 
-    def _control(self, frames: Sequence[zmq.Frame]) -> None:
+    def _control(self, frames: Sequence[Any]) -> None:
         while True:
             try:
                 call, future = self._calls.get_nowait()

@@ -15,6 +15,7 @@ from typing import Any
 import zmq
 
 from actors.errors import SiteClosed
+from actors.frames import send_parts
 
 
 class Outbox:
@@ -39,7 +40,7 @@ class Outbox:
         if sock is None:
             sock = self._open()
         try:
-            sock.send_multipart(frames, copy=False)
+            send_parts(sock, frames, 0)
         except zmq.ZMQError as err:
             raise SiteClosed("the site is stopped") from err
 

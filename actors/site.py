@@ -77,6 +77,8 @@ class Site:
         if self._io is not None:
             raise RuntimeError(f"site {self.name} was already started")
         self._context = zmq.Context()
+        if self.options.curve is not None:  # the ZAP handler must be up before the ROUTER binds
+            self.options.curve.start(self._context)
         inbox = f"inproc://actors-{self.name}-{uuid.uuid4().hex}"
         self._io = IOThread(self.name, self._context, inbox, self._bind, self._connect,
                             self.options, self)
@@ -85,6 +87,8 @@ class Site:
         if not self._io.ready.wait(timeout) or self._io.startup_error is not None:
             error = self._io.startup_error
             self._io.join(timeout)
+            if self.options.curve is not None:
+                self.options.curve.stop()
             self._context.term()
             self._closed = True
             raise SiteClosed(f"site {self.name} could not start: {error}") from error
@@ -112,6 +116,8 @@ class Site:
             pass
         io.join(max(0.1, deadline - time.monotonic()))
         outbox.close()
+        if self.options.curve is not None:  # after the ROUTER closed, before the context ends
+            self.options.curve.stop()
         self._asks.fail_all(SiteClosed(f"site {self.name} stopped"))
         self._term_context(context, max(0.1, deadline - time.monotonic()))
 
@@ -250,19 +256,21 @@ class Site:
         return ref
 
     def _check_sendable(self, site: str, payload: Sequence[Any]) -> None:
-        self._check_open()
         state = self._peer_state.get(site)
-        if state is None:
-            raise UnknownSite(f"site {self.name} knows no site named {site!r}")
-        if state.startswith("refused"):
-            raise PeerRefused(f"{site} {state}")
-        if state.startswith("lost"):
-            raise PeerLost(f"{site} is {state}")
-        if len(payload) > self.options.max_payload_frames:
-            raise MessageTooLarge(f"{len(payload)} payload frames; at most "
-                                  f"{self.options.max_payload_frames}")
-        if sum(len(frame) for frame in payload) > self.options.max_message_size:
-            raise MessageTooLarge(f"payload over {self.options.max_message_size} bytes")
+        if state != _UP or self._closed:  # the common case costs one comparison
+            self._check_open()
+            if state is None:
+                raise UnknownSite(f"site {self.name} knows no site named {site!r}")
+            if state.startswith("refused"):
+                raise PeerRefused(f"{site} {state}")
+            if state.startswith("lost"):
+                raise PeerLost(f"{site} is {state}")
+        if payload:
+            if len(payload) > self.options.max_payload_frames:
+                raise MessageTooLarge(f"{len(payload)} payload frames; at most "
+                                      f"{self.options.max_payload_frames}")
+            if sum(len(frame) for frame in payload) > self.options.max_message_size:
+                raise MessageTooLarge(f"payload over {self.options.max_message_size} bytes")
 
     def _check_open(self) -> None:
         if self._closed:
