@@ -1,0 +1,142 @@
+"""FLARE's ``FileStreamer`` (push) over :mod:`zfs.push`, for code ported from NVFlare.
+
+Where FLARE takes an ``fl_ctx`` this takes our :class:`actors.Site`; targets are site
+names; a stream context is a plain dict (msgpack-able) that travels with the file::
+
+    FileStreamer.register_stream_processing(site, "app", "weights", dest_dir="/data",
+                                            stream_done_cb=on_done, round=3)
+    rc, ok = FileStreamer.stream_file("app", "weights", {"round": 3}, ["server"],
+                                      "/models/w.bin", site)
+
+``stream_done_cb(stream_ctx, fl_ctx, **cb_kwargs)`` gets the sender's dict plus the
+file's properties, read with :meth:`FileStreamer.get_file_name` and friends.
+``chunk_consumed_cb`` gets the same arguments after each chunk is written.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+from zfs.errors import ZfsError
+from zfs.push import Progress, ReceivedFile, push_file, register_receiver
+
+log = logging.getLogger(__name__)
+
+StreamContext = Dict[str, Any]
+
+DEFAULT_CHUNK_SIZE = 1 << 20
+DEFAULT_CHUNK_TIMEOUT = 30.0
+
+
+class ReturnCode:
+    """The return codes of :meth:`FileStreamer.stream_file`, as in FLARE."""
+
+    OK = "OK"
+    ERROR = "ERROR"
+
+
+class StreamContextKey:
+    """The keys of the file's properties in a received stream context."""
+
+    FILE_NAME = "zfs.file_name"
+    FILE_LOCATION = "zfs.file_location"
+    FILE_SIZE = "zfs.file_size"
+    BYTES_RECEIVED = "zfs.bytes_received"
+    SENDER = "zfs.sender_site"
+    CHANNEL = "zfs.channel"
+    TOPIC = "zfs.topic"
+
+
+def _context(context: Any) -> StreamContext:
+    return dict(context) if isinstance(context, dict) else {}
+
+
+def _done_context(received: ReceivedFile) -> StreamContext:
+    ctx = _context(received.context)
+    ctx.update({StreamContextKey.FILE_NAME: received.name,
+                StreamContextKey.FILE_LOCATION: received.location,
+                StreamContextKey.FILE_SIZE: received.size,
+                StreamContextKey.BYTES_RECEIVED: received.size,
+                StreamContextKey.SENDER: received.sender_site,
+                StreamContextKey.CHANNEL: received.channel,
+                StreamContextKey.TOPIC: received.topic})
+    return ctx
+
+
+def _chunk_context(progress: Progress) -> StreamContext:
+    ctx = _context(progress.context)
+    ctx.update({StreamContextKey.FILE_NAME: progress.name,
+                StreamContextKey.FILE_SIZE: progress.total,
+                StreamContextKey.BYTES_RECEIVED: progress.bytes_done,
+                StreamContextKey.SENDER: progress.peer})
+    return ctx
+
+
+class FileStreamer:
+    """Push a file to one or more sites; receivers register per channel and topic."""
+
+    @staticmethod
+    def register_stream_processing(fl_ctx: Any, channel: str, topic: str,
+                                   dest_dir: Optional[str] = None,
+                                   stream_done_cb: Optional[Callable[..., Any]] = None,
+                                   chunk_consumed_cb: Optional[Callable[..., Any]] = None,
+                                   **cb_kwargs: Any) -> None:
+        """Register for files pushed on (channel, topic), received into ``dest_dir``.
+
+        Args:
+            fl_ctx: our site.
+            dest_dir: the folder for received files (default: the system temp folder).
+            stream_done_cb: ``cb(stream_ctx, fl_ctx, **cb_kwargs)`` once a file is in place.
+            chunk_consumed_cb: the same, after each chunk is written.
+        """
+        on_done = on_chunk = None
+        if stream_done_cb is not None:
+            def on_done(received: ReceivedFile) -> None:
+                stream_done_cb(_done_context(received), fl_ctx, **cb_kwargs)
+        if chunk_consumed_cb is not None:
+            def on_chunk(progress: Progress) -> None:
+                chunk_consumed_cb(_chunk_context(progress), fl_ctx, **cb_kwargs)
+        register_receiver(fl_ctx, channel=channel, topic=topic, dest_dir=dest_dir,
+                          on_done=on_done, on_chunk=on_chunk)
+
+    @staticmethod
+    def stream_file(channel: str, topic: str, stream_ctx: Optional[StreamContext],
+                    targets: Union[str, List[str]], file_name: str, fl_ctx: Any,
+                    chunk_size: Optional[int] = None, chunk_timeout: Optional[float] = None,
+                    optional: bool = False, secure: bool = False) -> Tuple[str, bool]:
+        """Stream the file at path ``file_name`` to ``targets``; blocks until done.
+
+        Args:
+            stream_ctx: app data (a msgpack-able dict) for the receivers' callbacks.
+            optional: log a failure at debug level only.
+            secure: require encrypted links (fails at once without them).
+
+        Returns:
+            ``(ReturnCode.OK, True)``, or ``(ReturnCode.ERROR, False)`` on any failure.
+        """
+        try:
+            push_file(fl_ctx, targets, file_name, channel=channel, topic=topic,
+                      context=dict(stream_ctx or {}),
+                      chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
+                      chunk_timeout=chunk_timeout or DEFAULT_CHUNK_TIMEOUT, secure=secure)
+        except (ZfsError, ValueError) as err:
+            log.log(logging.DEBUG if optional else logging.ERROR,
+                    "stream_file %s to %s failed: %s", file_name, targets, err)
+            return ReturnCode.ERROR, False
+        return ReturnCode.OK, True
+
+    @staticmethod
+    def get_file_name(stream_ctx: StreamContext) -> Optional[str]:
+        """Return the received file's base name (in ``stream_done_cb``)."""
+        return stream_ctx.get(StreamContextKey.FILE_NAME)
+
+    @staticmethod
+    def get_file_location(stream_ctx: StreamContext) -> Optional[str]:
+        """Return the received file's full path (in ``stream_done_cb``)."""
+        return stream_ctx.get(StreamContextKey.FILE_LOCATION)
+
+    @staticmethod
+    def get_file_size(stream_ctx: StreamContext) -> Optional[int]:
+        """Return the received file's size in bytes (in ``stream_done_cb``)."""
+        return stream_ctx.get(StreamContextKey.FILE_SIZE)
