@@ -64,8 +64,12 @@ class Actor(pykka.ThreadingActor):
         self.sender: str | None = None
         self.payload: tuple[Any, ...] = ()
 
+    def _actor_loop_setup(self) -> None:
+        # Everything this actor's thread sends, from on_start on, is from this actor.
+        self.site._acting.address = self.address
+        super()._actor_loop_setup()
+
     def _handle_receive(self, message: Any) -> Any:
-        self.site._acting.address = self.address  # what this thread sends is from us
         if type(message) is not Delivery:
             return super()._handle_receive(message)
         self.sender, self.payload = message.sender, message.payload

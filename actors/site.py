@@ -23,8 +23,8 @@ from actors import codec
 from actors.actor import _SPAWNING, Delivery, LocalReply, RemoteReply, deliver
 from actors.asks import Asks
 from actors.codec import Header, Kind
-from actors.errors import (AskTimeout, CodecError, MessageTooLarge, PeerLost, PeerRefused,
-                           SiteClosed, UnknownActor, UnknownSite, WaitTimeout,
+from actors.errors import (ActorsError, AskTimeout, CodecError, MessageTooLarge, PeerLost,
+                           PeerRefused, SiteClosed, UnknownActor, UnknownSite, WaitTimeout,
                            error_from_wire)
 from actors.events import PeerDown, PeerUp
 from actors.links import IOThread, valid_site_name
@@ -410,7 +410,7 @@ def _views(payload: Sequence[Any]) -> tuple[memoryview, ...]:
     return tuple(memoryview(frame) for frame in payload)
 
 
-def _failure(header: Header) -> Exception:
+def _failure(header: Header) -> ActorsError:
     body = header.body
     if isinstance(body, list) and len(body) == 2 and all(isinstance(b, str) for b in body):
         return error_from_wire(body[0], body[1], header.sender)

@@ -157,3 +157,16 @@ def test_a_tell_that_raises_does_not_stop_the_actor(site: actors.Site) -> None:
         peer.tell("test/echo", "raise")
         assert peer.ask("test/echo", "alive?", timeout=10)["got"] == "alive?"
     assert site.actor("echo") is not None
+
+
+def test_messages_sent_from_on_start_carry_the_actors_address(site: actors.Site) -> None:
+    from tests.support.echo import Collector
+    site.spawn(Collector, "collector")
+    site.spawn(_Greeter, "greeter")
+    records = wait_until(lambda: site.ask("test/collector", "dump", timeout=5), 5)
+    assert records[0]["sender"] == "test/greeter"
+
+
+class _Greeter(actors.Actor):
+    def on_start(self) -> None:
+        self.site.tell("test/collector", "hello from on_start")
