@@ -87,12 +87,20 @@ def decode(data: bytes | memoryview) -> Header:
     if len(data) > MAX_HEADER_SIZE:
         raise CodecError(f"header of {len(data)} bytes is over {MAX_HEADER_SIZE}")
     try:
-        fields = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
+        fields = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True,
+                                 ext_hook=_refuse_ext, timestamp=0)
+    except CodecError:
+        raise
     except (ValueError, TypeError, msgpack.UnpackException) as err:
         raise CodecError(f"undecodable header: {err}") from err
     except RecursionError as err:  # belt and braces: msgpack's C stack limit comes first
         raise CodecError("header nested too deeply") from err
     return _check(fields)
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    """Messages are plain msgpack values: an extension type is not one of ours."""
+    raise CodecError(f"msgpack extension type {code} is not allowed")
 
 
 def _check(fields: Any) -> Header:

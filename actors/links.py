@@ -185,7 +185,7 @@ class IOThread(threading.Thread):
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(opts.heartbeat_timeout * 1000))
         sock.setsockopt(zmq.HEARTBEAT_TTL, int(opts.heartbeat_timeout * 1000))
         if opts.curve is not None:
-            opts.curve.configure(sock, server=sock.socket_type == zmq.ROUTER, peer=peer)
+            opts.curve.configure(sock, server=sock.type == zmq.ROUTER, peer=peer)
 
     def _register(self, sock: zmq.Socket, role: str, peer: _Peer | None) -> None:
         self._roles[sock] = (role, peer)

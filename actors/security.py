@@ -110,7 +110,8 @@ def _write_key_file(path: Path, mode: int, public: bytes, secret: bytes | None) 
     if secret:
         lines.append(f'    secret-key = "{secret.decode()}"')
     tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    tmp.unlink(missing_ok=True)  # a stale one, or a planted symlink: never written through
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         os.fchmod(fd, mode)  # O_CREAT's mode is narrowed by the umask, never widened
         os.write(fd, ("\n".join(lines) + "\n").encode())
@@ -209,6 +210,8 @@ class _Authenticator(ThreadAuthenticator):
         if self._curve.name_of(key) is not None:
             return True
         now = time.monotonic()
+        if len(self._logged) > 1000:  # a peer making up keys must not grow this forever
+            self._logged.clear()
         if now - self._logged.get(key, -_LOG_EVERY) >= _LOG_EVERY:
             self._logged[key] = now
             log.warning("site %s: refused a connection with unknown key %s",
@@ -262,7 +265,7 @@ class Curve:
         """
         public, secret = load_secret_key(Path(keys_dir) / f"{site_name}{SECRET_SUFFIX}")
         allowed = load_allow_dir(keys_dir if allow_dir is None else allow_dir)
-        allowed.pop(site_name, None)
+        allowed.pop(site_name, None)  # our own NAME.key sits in the default folder: not a peer
         return cls(site_name, public, secret, allowed, **kwargs)
 
     # -- the allow-list -------------------------------------------------------------

@@ -99,6 +99,11 @@ class Site:
         """The endpoint this site really bound (with its chosen port), or None."""
         return self._io.endpoint if self._io is not None else None
 
+    @property
+    def is_secure(self) -> bool:
+        """Whether every link of this site is encrypted and authenticated (CurveZMQ)."""
+        return self.options.curve is not None
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop every actor, say goodbye to peers, close the sockets and end the threads."""
         if self._closed or self._io is None:
