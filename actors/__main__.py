@@ -41,6 +41,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bind", default=None)
     parser.add_argument("--connect", type=_pair, action="append", default=[])
     parser.add_argument("--spawn", type=_pair, action="append", default=[])
+    parser.add_argument("--keys", default=None,
+                        help="folder with this site's CURVE keypair (turns security on)")
+    parser.add_argument("--allow", default=None,
+                        help="folder of trusted sites' public keys (default: --keys)")
     parser.add_argument("--log-level", default="WARNING")
     return parser.parse_args(argv)
 
@@ -53,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    site = Site(args.name, bind=args.bind, connect=dict(args.connect))
+    options = {}
+    if args.keys:
+        from actors.security import Curve
+        options["curve"] = Curve.from_dirs(args.name, args.keys, args.allow)
+    site = Site(args.name, bind=args.bind, connect=dict(args.connect), **options)
     site.start()
     try:
         for actor_name, spec in args.spawn:

@@ -220,7 +220,8 @@ class IOThread(threading.Thread):
             dealer.close(linger=0)
             raise
         dealer.setsockopt(zmq.ROUTING_ID, f"{self.site_name}:{uuid.uuid4().hex}".encode())
-        monitor = dealer.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+        monitor = dealer.get_monitor_socket(
+            zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
         dealer.connect(endpoint)
         peer.dealer, peer.monitor, peer.refused = dealer, monitor, None
         self._register(dealer, "dealer", peer)
@@ -412,6 +413,8 @@ class IOThread(threading.Thread):
             peer.connected_once = True
         elif event == zmq.EVENT_DISCONNECTED:
             self._peer_down(peer, "connection lost")
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            self._on_refused(peer, [REFUSE_AUTH, "the peer does not trust this site's key"])
 
     # -- outbound ----------------------------------------------------------------
 

@@ -383,3 +383,14 @@ def test_a_curve_serves_one_running_site_and_a_router_needs_zap(keys: Path) -> N
         one.stop()
         router.close(linger=0)
         context.term()
+
+
+def test_a_site_whose_key_is_not_trusted_is_told_so(secure: actors.Site, tmp_path: Path,
+                                                    keys: Path) -> None:
+    new_keypair("zed", keys)
+    outsider = Curve("zed", *load_secret_key(keys / "zed.key_secret"),
+                     {"test": load_public_key(keys / "test.key")})
+    with actors.Site("zed", connect={"test": ep(secure)}, **FAST, curve=outsider) as zed:
+        with pytest.raises(actors.PeerRefused, match="does not trust"):
+            zed.wait_for("test", 10)
+    assert "zed" not in secure.peers()
