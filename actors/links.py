@@ -203,11 +203,11 @@ class IOThread(threading.Thread):
         # A peer reconnecting under its routing id takes over its stale connection.
         router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self._router = router
+        self._register(router, "router", None)  # registered first: a failed bind closes it
         self._router_monitor = router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._register(self._router_monitor, "monitor", None)
         router.bind(endpoint)
         self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._register(router, "router", None)
-        self._register(self._router_monitor, "monitor", None)
 
     def _connect(self, name: str, endpoint: str) -> None:
         peer = self._peers.setdefault(name, _Peer(name))

@@ -170,3 +170,9 @@ def test_messages_sent_from_on_start_carry_the_actors_address(site: actors.Site)
 class _Greeter(actors.Actor):
     def on_start(self) -> None:
         self.site.tell("test/collector", "hello from on_start")
+
+
+def test_binding_a_port_in_use_fails_clearly_without_hanging(site: actors.Site,
+                                                             no_thread_leaks: None) -> None:
+    with pytest.raises(actors.SiteClosed, match="could not start"):
+        actors.Site("second", bind=site.endpoint).start()
