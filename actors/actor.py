@@ -11,6 +11,7 @@ pykka's own actor loop calls it, so answering costs no extra hop.
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Sequence
 import logging
 import sys
 from concurrent.futures import Future as ConcurrentFuture
@@ -46,6 +47,13 @@ class Delivery:
     answered: bool = False  # an ask: pykka hands an exception to the asker
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Several deliveries for one actor, handed over with one mailbox put."""
+
+    items: Sequence[tuple[Delivery, pykka.Future[Any] | None]]
+
+
 class Actor(pykka.ThreadingActor):
     """A pykka actor hosted by a :class:`~actors.site.Site` under a name.
 
@@ -70,24 +78,43 @@ class Actor(pykka.ThreadingActor):
         super()._actor_loop_setup()
 
     def _handle_receive(self, message: Any) -> Any:
-        if type(message) is not Delivery:
-            return super()._handle_receive(message)
-        self.sender, self.payload = message.sender, message.payload
+        kind = type(message)
+        if kind is Delivery:
+            return self._receive(message)
+        if kind is Batch:
+            self._receive_batch(message)
+            return None
+        return super()._handle_receive(message)
+
+    def _receive(self, delivery: Delivery) -> Any:
+        self.sender, self.payload = delivery.sender, delivery.payload
         try:
-            return self.on_receive(message.body)
+            return self.on_receive(delivery.body)
         except Exception:
-            if message.answered:
+            if delivery.answered:
                 raise
             # pykka stops an actor whose tell raised; a message from a peer must not
             # be able to do that, so log it and go on with the next message.
             log.exception("%s failed on a message from %s; going on", self.address,
-                          message.sender)
+                          delivery.sender)
             return None
         finally:
             self.sender, self.payload = None, ()
 
+    def _receive_batch(self, batch: Batch) -> None:
+        """Handle each delivery in order, answering asks as pykka's loop would."""
+        for delivery, reply in batch.items:
+            try:
+                answer = self._receive(delivery)
+            except Exception:
+                if reply is not None:
+                    reply.set_exception()
+                continue
+            if reply is not None:
+                reply.set(answer)
 
-def deliver(ref: pykka.ActorRef[Any], delivery: Delivery, reply_to: pykka.Future[Any] | None,
+
+def deliver(ref: pykka.ActorRef[Any], delivery: Delivery | Batch, reply_to: pykka.Future[Any] | None,
             address: str) -> None:
     """Put a delivery in an actor's mailbox, with the future that carries its answer.
 
@@ -139,7 +166,10 @@ class RemoteReply(pykka.Future[Any]):
     def set_exception(self, exc_info: Any = None) -> None:
         exc = (exc_info or sys.exc_info())[1]
         if isinstance(exc, pykka.ActorDeadError):
-            kind, text = "UnknownActor", f"{self._address} stopped before answering"
+            self.fail("UnknownActor", f"{self._address} stopped before answering")
         else:
-            kind, text = type(exc).__name__, str(exc)
+            self.fail(type(exc).__name__, str(exc))
+
+    def fail(self, kind: str, text: str) -> None:
+        """Answer with an error of ``kind`` (an exception type name)."""
         self._site._send_failure(self._peer, self._corr, self._address, kind, text)

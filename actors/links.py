@@ -59,6 +59,8 @@ class LinkHandler(Protocol):
 
     def on_peer_down(self, peer: str, reason: str, refused: bool) -> None: ...
 
+    def on_batch_end(self) -> None: ...
+
     def on_undeliverable(self, peer: str, header: bytes, reason: str) -> None: ...
 
     def on_tick(self, now: float) -> None: ...
@@ -167,8 +169,10 @@ class IOThread(threading.Thread):
             self._read_inbox()
         elif role == "router":
             self._read_router()
+            self._handler.on_batch_end()
         elif role == "dealer" and peer is not None:
             self._read_dealer(peer)
+            self._handler.on_batch_end()
         elif role == "monitor":
             self._read_monitor(sock, peer)
 
@@ -253,14 +257,16 @@ class IOThread(threading.Thread):
             if self._inbox_paused:
                 return
             try:
-                frames = recv_message(self._inbox, copied=2)
+                frames = recv_message(self._inbox, copied=1)
             except zmq.Again:
                 return
-            target = frames[0]
-            if target:
-                self.send(target.decode(), frames[1:])
+            route = frames[0]
+            if route:  # b"peer\0header": see Site._hand_over
+                split = route.index(b"\0")
+                frames[0] = route[split + 1:]
+                self.send(route[:split].decode(), frames)
             else:
-                self._control(frames[1:])
+                self._control()
 
     def _read_router(self) -> None:
         assert self._router is not None
@@ -524,7 +530,7 @@ class IOThread(threading.Thread):
         self._calls.put((call, future))
         return future
 
-    def _control(self, frames: Sequence[Any]) -> None:
+    def _control(self) -> None:
         while True:
             try:
                 call, future = self._calls.get_nowait()

@@ -20,8 +20,9 @@ import pykka
 import zmq
 
 from actors import codec
-from actors.actor import _SPAWNING, Delivery, LocalReply, RemoteReply, deliver
+from actors.actor import _SPAWNING, Delivery, LocalReply, deliver
 from actors.asks import Asks
+from actors.inbound import Inbound
 from actors.codec import Header, Kind
 from actors.errors import (ActorsError, AskTimeout, CodecError, MessageTooLarge, PeerLost,
                            PeerRefused, SiteClosed, UnknownActor, UnknownSite, WaitTimeout,
@@ -60,6 +61,7 @@ class Site:
         self._actors: dict[str, pykka.ActorRef[Any]] = {}
         self._spawn_lock = threading.Lock()
         self._asks = Asks()
+        self._inbound = Inbound(self)
         self._watchers: list[pykka.ActorRef[Any]] = []
         self._peer_state: dict[str, str] = {peer: "connecting" for peer in self._connect}
         self._peer_changed = threading.Condition()
@@ -116,7 +118,7 @@ class Site:
         assert outbox is not None and context is not None
         try:
             io.post(io.request_stop)
-            outbox.send([b"", b""])
+            outbox.send([b""])
         except SiteClosed:
             pass
         io.join(max(0.1, deadline - time.monotonic()))
@@ -249,7 +251,8 @@ class Site:
         outbox = self._outbox
         if outbox is None:
             raise SiteClosed(f"site {self.name} is not started")
-        outbox.send([site.encode(), header, *payload])
+        # One frame for route and header: each extra part costs a send and a receive.
+        outbox.send([site.encode() + b"\0" + header, *payload])
 
     def _sender_address(self) -> str:
         return getattr(self._acting, "address", self.name)
@@ -293,7 +296,7 @@ class Site:
             return
         self._peer_state.setdefault(name, "connecting")
         done = io.post(lambda: io.connect(name, endpoint))
-        outbox.send([b"", b""])
+        outbox.send([b""])
         done.result(timeout)
 
     def wait_for(self, name: str, timeout: float = 10.0) -> None:
@@ -330,20 +333,10 @@ class Site:
         elif kind is Kind.FAIL:
             self._asks.fail(header.corr, peer, _failure(header))
         else:
-            self._deliver_remote(peer, header, payload)
+            self._inbound.add(peer, header, payload)
 
-    def _deliver_remote(self, peer: str, header: Header, payload: list[zmq.Frame]) -> None:
-        address = f"{self.name}/{header.to}"
-        is_ask = header.kind is Kind.ASK
-        delivery = Delivery(header.body, header.sender, tuple(f.buffer for f in payload), is_ask)
-        reply = RemoteReply(self, peer, header.corr, address) if is_ask else None
-        try:
-            deliver(self._local(header.to, address), delivery, reply, address)
-        except UnknownActor as err:
-            if is_ask:
-                self._send_failure(peer, header.corr, address, "UnknownActor", str(err))
-            else:
-                log.warning("site %s: tell from %s dropped: %s", self.name, header.sender, err)
+    def on_batch_end(self) -> None:
+        self._inbound.flush()
 
     def on_peer_up(self, peer: str) -> None:
         self._set_peer_state(peer, _UP)

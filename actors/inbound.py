@@ -1,0 +1,65 @@
+"""Delivering the messages a read batch brought in, one mailbox put per actor.
+
+The I/O thread reads up to a batch of messages from a socket at a time. Putting
+each into a pykka mailbox costs a lock and a wake-up; handing an actor everything
+the batch holds for it in one :class:`Batch` costs that once. Order is kept: a batch
+holds an actor's messages in arrival order, and batches go out in order.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from actors.actor import Batch, Delivery, RemoteReply, deliver
+from actors.codec import Header, Kind
+from actors.errors import UnknownActor
+
+if TYPE_CHECKING:
+    from actors.site import Site
+
+log = logging.getLogger(__name__)
+
+
+class Inbound:
+    """Collects a read batch's deliveries per local actor; runs on the I/O thread only."""
+
+    def __init__(self, site: Site) -> None:
+        self._site = site
+        self._pending: dict[str, list[tuple[Delivery, RemoteReply | None]]] = {}
+
+    def add(self, peer: str, header: Header, payload: list[Any]) -> None:
+        """Queue a TELL or ASK for its actor until :meth:`flush`."""
+        is_ask = header.kind is Kind.ASK
+        delivery = Delivery(header.body, header.sender, tuple(f.buffer for f in payload), is_ask)
+        reply = None
+        if is_ask:
+            reply = RemoteReply(self._site, peer, header.corr, f"{self._site.name}/{header.to}")
+        self._pending.setdefault(header.to, []).append((delivery, reply))
+
+    def flush(self) -> None:
+        """Hand every actor what the batch brought for it."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        for name, items in pending.items():
+            ref = self._site.actor(name)
+            address = f"{self._site.name}/{name}"
+            try:
+                if ref is None:
+                    raise UnknownActor(f"no actor at {address}")
+                if len(items) == 1:
+                    deliver(ref, items[0][0], items[0][1], address)
+                else:
+                    deliver(ref, Batch(items), None, address)
+            except UnknownActor as err:
+                self._refuse(items, err)
+
+    def _refuse(self, items: list[tuple[Delivery, RemoteReply | None]],
+                err: UnknownActor) -> None:
+        for delivery, reply in items:
+            if reply is not None:
+                reply.fail("UnknownActor", str(err))
+            else:
+                log.warning("site %s: tell from %s dropped: %s", self._site.name,
+                            delivery.sender, err)
