@@ -69,6 +69,9 @@ class Actor(pykka.ThreadingActor):
             raise TypeError(f"start {type(self).__name__} with site.spawn(...), not start()")
         self.site, self.name = spawning
         self.address = f"{self.site.name}/{self.name}"
+        # Known by name before its thread starts, so answers to what on_start sends
+        # find it.
+        self.site._actors[self.name] = self.actor_ref
         self.sender: str | None = None
         self.payload: tuple[Any, ...] = ()
 

@@ -191,6 +191,10 @@ class Site:
         """Tell ``actor_ref`` a PeerUp or PeerDown whenever a peer comes or goes."""
         self._watchers.append(actor_ref)
 
+    def unwatch_peers(self, actor_ref: pykka.ActorRef[Any]) -> None:
+        """Stop telling ``actor_ref`` about peers (stopped actors are forgotten anyway)."""
+        self._watchers[:] = [ref for ref in self._watchers if ref is not actor_ref]
+
     # -- messages ----------------------------------------------------------------------
 
     def tell(self, address: str, message: Any, payload: Sequence[Any] = ()) -> None:

@@ -176,3 +176,34 @@ def test_binding_a_port_in_use_fails_clearly_without_hanging(site: actors.Site,
                                                              no_thread_leaks: None) -> None:
     with pytest.raises(actors.SiteClosed, match="could not start"):
         actors.Site("second", bind=site.endpoint).start()
+
+
+def test_answers_told_back_to_what_on_start_sent_reach_the_actor(site: actors.Site) -> None:
+    with actors.Site("peer", bind="tcp://127.0.0.1:0") as peer:
+        peer.spawn(_TellBack, "back")
+        site.connect("peer", peer.endpoint)
+        site.wait_for("peer", 10)
+        greeter = site.spawn(_TellOnStart, "greeter")
+        answer = wait_until(lambda: greeter.ask("answer"), 10)
+    assert answer == {"back": "from on_start", "to": "test/greeter"}
+
+
+class _TellBack(actors.Actor):
+    def on_receive(self, message: object) -> None:
+        assert self.sender is not None
+        self.site.tell(self.sender, {"back": message, "to": self.sender})
+
+
+class _TellOnStart(actors.Actor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = None
+
+    def on_start(self) -> None:
+        self.site.tell("peer/back", "from on_start")
+
+    def on_receive(self, message: object) -> object:
+        if message == "answer":
+            return self.answer
+        self.answer = message
+        return None
