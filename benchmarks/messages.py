@@ -1,0 +1,88 @@
+"""``python -m benchmarks messages``: our runtime against raw pyzmq (issue 2).
+
+Two parties per side, each in its own process, over tcp on 127.0.0.1: a client
+and a server. Ours are two :class:`actors.Site` s (see
+:mod:`benchmarks.messages_parties`); the baseline is a bare DEALER talking to a bare
+ROUTER (see :mod:`benchmarks.rawzmq`). Both sides run the same three measurements
+in the same run, one side after the other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.data import MiB, format_size, workdir
+from benchmarks.options import Options, machine, progress, unavailable
+from benchmarks.procs import Parties, mib
+from benchmarks.report import Report, RowSpec, Samples, Target, build_rows
+
+ROWS = [
+    RowSpec("tell_rate", "tell: small messages per second", "msg/s",
+            target=Target("ratio", ">=", 0.3)),
+    RowSpec("ask_p50_us", "ask round trip p50", "us", target=Target("ratio", "<=", 3)),
+    RowSpec("ask_p99_us", "ask round trip p99", "us"),
+    RowSpec("payload_mbs", "1 MiB payload throughput", "MB/s", target=Target("ratio", ">=", 0.8)),
+    RowSpec("rss_client", "peak RSS client (sender)", "MiB", fold="max"),
+    RowSpec("rss_server", "peak RSS server (receiver)", "MiB", fold="max"),
+]
+
+
+def run(options: Options) -> Report:
+    """Measure both sides ``options.runs`` times and return the table."""
+    payloads = max(options.size // MiB, 1)
+    params = {"messages": options.messages, "asks": options.asks,
+              "payloads": payloads, "window": options.window}
+    missing = unavailable("actors", "Site", "Actor")
+    report = Report("messages", _title(options, payloads), "zfs actors", "raw pyzmq",
+                    params=dict(params, runs=options.runs))
+    timeout = options.timeout + options.messages / 2000 + payloads * MiB / 20e6
+    with workdir(options.dir) as work:
+        for run_no in range(1, options.runs + 1):
+            progress(f"run {run_no}/{options.runs}: raw pyzmq")
+            report.base_runs.append(_measure("benchmarks.rawzmq", params, work, timeout))
+            if missing is None:
+                progress(f"run {run_no}/{options.runs}: zfs actors")
+                report.ours_runs.append(
+                    _measure("benchmarks.messages_parties", params, work, timeout))
+    report.rows = build_rows(ROWS, report.ours_runs, report.base_runs)
+    report.notes = _notes(options, missing)
+    return report
+
+
+def _measure(module: str, params: dict[str, int], work: Path, timeout: float) -> Samples:
+    with Parties(work) as parties:
+        server = parties.start(f"{module}:server", {}, "server")
+        endpoint = server.expect(timeout=30)["endpoint"]
+        client = parties.start(f"{module}:client", dict(params, endpoint=endpoint), "client")
+        results: Samples = client.expect(timeout)
+        results["rss_client"] = mib(client.finish())
+        results["rss_server"] = mib(server.finish())
+    return results
+
+
+def _title(options: Options, payloads: int) -> str:
+    return (f"messages: two sites in separate processes, tcp 127.0.0.1; {options.messages} tells, "
+            f"{options.asks} asks, {payloads} x 1 MiB ({format_size(payloads * MiB)}) payloads, "
+            f"window {options.window}; {options.runs} run(s)")
+
+
+def _notes(options: Options, missing: str | None) -> list[str]:
+    notes = []
+    if missing:
+        notes.append(f"ours: not available: {missing}; baseline only")
+    notes += [
+        "tell: N small tells (a 3-field msgpack map), then one ask for the count; it queues "
+        "behind the tells, so its answer means all N were handled. Raw: N one-frame "
+        "DEALER messages, then a request for the count.",
+        "ask: sequential round trips after a warm-up; raw: DEALER -> ROUTER echo ping-pong.",
+        f"1 MiB payload: one 1 MiB frame per message (copy=False), at most {options.window} "
+        "un-acked in flight; the receiver acks every message with a tiny message (ours: a tell "
+        "to an actor on the sender's site); the receiver discards the bytes on both sides.",
+        "MB = 10^6 bytes; rates and times: median over runs; peak RSS: VmHWM of each "
+        "process (the kernel's high-water mark of its own memory, read as it ends), max over "
+        "runs; not wait4's ru_maxrss, which Linux raises to the spawning parent's peak across "
+        "vfork+exec.",
+        "verdicts compare a measurement with issue 2's targets; they are not tests. "
+        f"Machine: {machine()}.",
+    ]
+    return notes

@@ -1,0 +1,49 @@
+"""What a benchmark run was asked to do, parsed once by the CLI."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The command line's choices (sizes in bytes, times in seconds)."""
+
+    size: int = 1 << 30
+    runs: int = 1
+    targets: tuple[int, ...] = (1, 4)
+    chunk_size: int = 1 << 20
+    window: int = 8
+    messages: int = 100_000
+    asks: int = 2000
+    dir: str | None = None
+    timeout: float = 120.0
+
+    def transfer_timeout(self, parties: int = 1) -> float:
+        """Allow ``timeout`` plus 20 MB/s for every byte a run moves (a slow run still ends)."""
+        return self.timeout + parties * self.size / 20e6
+
+
+def unavailable(module: str, *names: str) -> str | None:
+    """Say why our side cannot run (``module`` or a name in it missing), or None if it can."""
+    try:
+        loaded = importlib.import_module(module)
+    except Exception as err:  # any import failure means: not written yet, or broken
+        return f"{module} cannot be imported ({type(err).__name__}: {err})"
+    missing = [name for name in names if not hasattr(loaded, name)]
+    if missing:
+        return f"{module} has no {', '.join(missing)}"
+    return None
+
+
+def machine() -> str:
+    """Describe the machine a table was measured on."""
+    return f"{os.cpu_count()} cores, {os.uname().sysname} {os.uname().release}"
+
+
+def progress(text: str) -> None:
+    """Say on stderr what is being measured now (a long run should not look hung)."""
+    print(f"... {text}", file=sys.stderr, flush=True)

@@ -1,0 +1,98 @@
+"""``python -m benchmarks pull``: zfs pull against raw TCP (issue 4).
+
+For each number of recipients (``--targets 1,4``): one owner process and that many
+recipient processes over tcp on 127.0.0.1, downloading at once; first the raw TCP
+baseline (the same as push's), then :func:`zfs.pull.share` + :func:`zfs.pull.download`
+(see :mod:`benchmarks.pull_parties`), same file, same run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.data import format_size, make_file, warm, workdir
+from benchmarks.options import Options, progress, unavailable
+from benchmarks.procs import Parties, mib
+from benchmarks.report import Report, RowSpec, Samples, build_rows
+from benchmarks.transfer import common_notes, figures, raw_fanout, row_specs
+
+SOURCE = "owner"
+
+
+def run(options: Options) -> Report:
+    """Measure both sides for every width, ``options.runs`` times, and return the table."""
+    missing = unavailable("zfs.pull", "share", "download")
+    report = Report("pull", _title(options), "zfs pull", "raw TCP", params=_params(options))
+    specs: list[RowSpec] = []
+    with workdir(options.dir) as work:
+        source = work / "source.bin"
+        progress(f"writing a {format_size(options.size)} test file in {work}")
+        make_file(source, options.size)
+        for n in options.targets:
+            specs += row_specs(n, SOURCE, "recipient")
+        for run_no in range(1, options.runs + 1):
+            base: Samples = {}
+            ours: Samples = {}
+            for n in options.targets:
+                progress(f"run {run_no}/{options.runs}, {n} recipient(s): raw TCP")
+                base.update(raw_fanout(work, source, n, options, SOURCE))
+                if missing is None:
+                    progress(f"run {run_no}/{options.runs}, {n} recipient(s): zfs pull")
+                    ours.update(_pull(work, source, n, options))
+            report.base_runs.append(base)
+            report.ours_runs.append(ours)
+    report.rows = build_rows(specs, report.ours_runs, report.base_runs)
+    report.notes = _notes(options, missing)
+    return report
+
+
+def _pull(work: Path, source: Path, n: int, options: Options) -> Samples:
+    timeout = options.transfer_timeout(n)
+    with Parties(work) as parties:
+        owner = parties.start("benchmarks.pull_parties:owner",
+                              {"path": str(source), "timeout": timeout + 60}, f"pull-{n}-owner")
+        shared = owner.expect(60)
+        recipients = []
+        for i in range(n):
+            dest = work / f"pull-{n}-r{i}"
+            dest.mkdir(exist_ok=True)
+            recipients.append(parties.start("benchmarks.pull_parties:recipient", {
+                "name": f"r{i}", "endpoint": shared["endpoint"], "rid": shared["rid"],
+                "dest_dir": str(dest), "window": options.window,
+                "chunk_size": options.chunk_size}, f"pull-{n}-r{i}"))
+        for recipient in recipients:
+            recipient.expect(60)
+        warm(source)
+        for recipient in recipients:
+            recipient.send(op="go")
+        done = [r.expect(timeout) for r in recipients]
+        wrong = [d["bytes"] for d in done if d["bytes"] != options.size]
+        if wrong:
+            raise RuntimeError(f"pull: received {wrong} bytes instead of {options.size}")
+        rss = {f"r{i}": mib(r.finish()) for i, r in enumerate(recipients)}
+        rss[SOURCE] = mib(owner.finish())
+    starts, ends = [d["start"] for d in done], [d["end"] for d in done]
+    return figures(n, options.size, starts, ends, max(ends), rss)
+
+
+def _params(options: Options) -> dict[str, object]:
+    return {"size": options.size, "targets": list(options.targets), "runs": options.runs,
+            "chunk_size": options.chunk_size, "window_chunks": options.window}
+
+
+def _title(options: Options) -> str:
+    return (f"pull: {format_size(options.size)} file, one owner, "
+            f"{' and '.join(map(str, options.targets))} concurrent recipient(s), each a process, "
+            f"tcp 127.0.0.1; chunk {format_size(options.chunk_size)}, window {options.window}; "
+            f"{options.runs} run(s)")
+
+
+def _notes(options: Options, missing: str | None) -> list[str]:
+    notes = [f"ours: not available: {missing}; baseline only"] if missing else []
+    notes.append(
+        "ours: the owner site shares the file (zfs.pull.share, one transaction, add_file) "
+        "before the clock starts; on go every recipient site calls zfs.pull.download into its "
+        "own folder at once; a recipient is done when download returns (file verified and "
+        "renamed)."
+    )
+    return notes + common_notes(options, SOURCE)

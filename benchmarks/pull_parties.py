@@ -1,0 +1,46 @@
+"""Our side of the pull benchmark: an owner site and recipient sites, one process each.
+
+The owner shares the file in one transaction and tells the parent its RID; each
+recipient connects, waits for "go", downloads with :func:`zfs.pull.download` into
+its own folder, and reports its start and end times.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import actors
+from zfs.pull import download, share
+
+from benchmarks.worker import Link
+
+OWNER = "owner"
+
+
+def owner(params: dict[str, Any], link: Link) -> None:
+    """Share the file until the parent says quit."""
+    with actors.Site(OWNER, bind="tcp://127.0.0.1:0") as site:
+        tx = share(site, timeout=params["timeout"])
+        rid = tx.add_file(params["path"])
+        link.send(endpoint=site.endpoint, rid=rid)
+        link.wait_quit()
+        tx.close()
+
+
+def recipient(params: dict[str, Any], link: Link) -> None:
+    """Connect to the owner; on "go", download the file, report, delete it."""
+    with actors.Site(params["name"], connect={OWNER: params["endpoint"]}) as site:
+        site.wait_for(OWNER, timeout=30)
+        link.send(ready=True)
+        link.recv()
+        start = time.monotonic()
+        path = download(site, OWNER, params["rid"], location=params["dest_dir"],
+                        window_chunks=params["window"], chunk_size=params["chunk_size"],
+                        per_request_timeout=30.0)
+        end = time.monotonic()
+        size = os.path.getsize(path)
+        os.unlink(path)
+        link.send(start=start, end=end, bytes=size)
+        link.wait_quit()

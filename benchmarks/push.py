@@ -1,0 +1,95 @@
+"""``python -m benchmarks push``: zfs push against raw TCP (issue 3).
+
+For each fan-out width (``--targets 1,4``): one sender process and that many receiver
+processes over tcp on 127.0.0.1, first the raw TCP baseline, then
+:func:`zfs.push.push_file` (see :mod:`benchmarks.push_parties`), same file, same run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.data import format_size, make_file, warm, workdir
+from benchmarks.options import Options, progress, unavailable
+from benchmarks.procs import Parties, mib
+from benchmarks.report import Report, RowSpec, Samples, build_rows
+from benchmarks.transfer import common_notes, figures, raw_fanout, row_specs
+
+SOURCE = "sender"
+
+
+def run(options: Options) -> Report:
+    """Measure both sides for every width, ``options.runs`` times, and return the table."""
+    missing = unavailable("zfs.push", "push_file", "register_receiver")
+    report = Report("push", _title(options), "zfs push", "raw TCP", params=_params(options))
+    specs: list[RowSpec] = []
+    with workdir(options.dir) as work:
+        source = work / "source.bin"
+        progress(f"writing a {format_size(options.size)} test file in {work}")
+        make_file(source, options.size)
+        for n in options.targets:
+            specs += row_specs(n, SOURCE, "target")
+        for run_no in range(1, options.runs + 1):
+            base: Samples = {}
+            ours: Samples = {}
+            for n in options.targets:
+                progress(f"run {run_no}/{options.runs}, {n} target(s): raw TCP")
+                base.update(raw_fanout(work, source, n, options, SOURCE))
+                if missing is None:
+                    progress(f"run {run_no}/{options.runs}, {n} target(s): zfs push")
+                    ours.update(_push(work, source, n, options))
+            report.base_runs.append(base)
+            report.ours_runs.append(ours)
+    report.rows = build_rows(specs, report.ours_runs, report.base_runs)
+    report.notes = _notes(options, missing)
+    return report
+
+
+def _push(work: Path, source: Path, n: int, options: Options) -> Samples:
+    timeout = options.transfer_timeout(n)
+    with Parties(work) as parties:
+        receivers = []
+        for i in range(n):
+            dest = work / f"push-{n}-r{i}"
+            dest.mkdir(exist_ok=True)
+            receivers.append(parties.start(
+                "benchmarks.push_parties:receiver",
+                {"name": f"r{i}", "dest_dir": str(dest), "timeout": timeout}, f"push-{n}-r{i}"))
+        targets = {f"r{i}": r.expect(30)["endpoint"] for i, r in enumerate(receivers)}
+        sender = parties.start("benchmarks.push_parties:sender", {
+            "targets": targets, "path": str(source),
+            "chunk_size": options.chunk_size, "window": options.window}, f"push-{n}-sender")
+        sender.expect(60)
+        warm(source)
+        sender.send(op="go")
+        sent = sender.expect(timeout)
+        done = [r.expect(timeout) for r in receivers]
+        wrong = [d["bytes"] for d in done if d["bytes"] != options.size]
+        if wrong:
+            raise RuntimeError(f"push: received {wrong} bytes instead of {options.size}")
+        rss = {SOURCE: mib(sender.finish())}
+        rss.update({f"r{i}": mib(r.finish()) for i, r in enumerate(receivers)})
+    ends = [d["done"] for d in done]
+    return figures(n, options.size, [sent["start"]] * n, ends, sent["end"], rss)
+
+
+def _params(options: Options) -> dict[str, object]:
+    return {"size": options.size, "targets": list(options.targets), "runs": options.runs,
+            "chunk_size": options.chunk_size, "window_chunks": options.window}
+
+
+def _title(options: Options) -> str:
+    return (f"push: {format_size(options.size)} file, one sender to "
+            f"{' and '.join(map(str, options.targets))} target(s), each a process, tcp 127.0.0.1; "
+            f"chunk {format_size(options.chunk_size)}, window {options.window}; "
+            f"{options.runs} run(s)")
+
+
+def _notes(options: Options, missing: str | None) -> list[str]:
+    notes = [f"ours: not available: {missing}; baseline only"] if missing else []
+    notes.append(
+        "ours: zfs.push.push_file from the sender site to receiver sites registered with "
+        "zfs.push.register_receiver (each its own destination folder); a receiver is done when "
+        "its completion callback runs (file renamed into place after its size and digest check)."
+    )
+    return notes + common_notes(options, SOURCE)

@@ -1,0 +1,98 @@
+"""What push and pull share: the raw TCP fan-out baseline, figures, rows and notes.
+
+A transfer run moves one file from one process (sender or owner) to ``n`` others.
+Per-party MB/s is the file size over (that party's end - its start), with
+``time.monotonic()`` read in each process (one clock system-wide on Linux); the
+aggregate is ``n`` files over (last end - first start).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.data import format_size, warm
+from benchmarks.options import Options, machine
+from benchmarks.procs import Parties, mib
+from benchmarks.report import RowSpec, Samples, Target
+
+RSS_LIMIT = Target("value", "<=", 64, "MiB")
+
+
+def raw_fanout(work: Path, source: Path, n: int, options: Options, source_label: str) -> Samples:
+    """Send ``source`` over raw TCP to ``n`` receiver processes and return the figures."""
+    timeout = options.transfer_timeout(n)
+    with Parties(work) as parties:
+        receivers = [
+            parties.start("benchmarks.rawtcp:receiver", {"dest": str(work / f"raw-r{i}.out")},
+                          f"raw-{n}-r{i}")
+            for i in range(n)
+        ]
+        ports = [receiver.expect(30)["port"] for receiver in receivers]
+        sender = parties.start("benchmarks.rawtcp:sender", {"path": str(source), "ports": ports},
+                               f"raw-{n}-{source_label}")
+        sender.expect(30)
+        warm(source)
+        sender.send(op="go")
+        sent = sender.expect(timeout)
+        done = [receiver.expect(timeout) for receiver in receivers]
+        _check_sizes([d["bytes"] for d in done], source.stat().st_size)
+        rss = {source_label: mib(sender.finish())}
+        rss.update({f"r{i}": mib(r.finish()) for i, r in enumerate(receivers)})
+    ends = [d["done"] for d in done]
+    return figures(n, source.stat().st_size, [sent["start"]] * n, ends, sent["end"], rss)
+
+
+def figures(n: int, size: int, starts: list[float], ends: list[float], source_end: float,
+            rss: dict[str, float]) -> Samples:
+    """Turn one run's clock readings and peak RSS into named figures (keys ``n.*``)."""
+    out: Samples = {}
+    for i, (start, end) in enumerate(zip(starts, ends)):
+        out[f"{n}.r{i}.mbs"] = size / max(end - start, 1e-9) / 1e6
+    wall = max(max(ends), source_end) - min(starts)
+    out[f"{n}.agg_mbs"] = n * size / max(max(ends) - min(starts), 1e-9) / 1e6
+    out[f"{n}.wall_s"] = wall
+    out.update({f"{n}.rss.{label}": value for label, value in rss.items()})
+    return out
+
+
+def row_specs(n: int, source_label: str, party: str) -> list[RowSpec]:
+    """The rows for one fan-out width: rates, wall time, every process's peak RSS."""
+    head = f"{n} {party}{'s' if n > 1 else ''}:"
+    if n == 1:
+        specs = [RowSpec("1.r0.mbs", f"{head} MB/s", "MB/s", target=Target("ratio", ">=", 0.6))]
+    else:
+        specs = [RowSpec(f"{n}.r{i}.mbs", f"{head} MB/s r{i}", "MB/s") for i in range(n)]
+        specs.append(RowSpec(f"{n}.agg_mbs", f"{head} aggregate MB/s", "MB/s",
+                             target=Target("ratio", ">=", 0.4)))
+    specs.append(RowSpec(f"{n}.wall_s", f"{head} wall time", "s"))
+    for label in [source_label, *(f"r{i}" for i in range(n))]:
+        specs.append(RowSpec(f"{n}.rss.{label}", f"{head} peak RSS {label}", "MiB",
+                             fold="max", target=RSS_LIMIT))
+    return specs
+
+
+def common_notes(options: Options, source_label: str) -> list[str]:
+    """Notes every transfer table carries: the baseline, the cache, units, the machine."""
+    return [
+        f"raw TCP: the {source_label} process socket.sendfile()s the file to every receiver, one "
+        "thread per receiver (sendfile releases the GIL, so they overlap); each receiver "
+        "recv_into()s one 1 MiB buffer and write()s it to its file.",
+        "page cache: right before every run, ours and baseline alike, dirty pages are flushed "
+        "(os.sync) and the source file is read once; received files are written to the same "
+        "file system (not fsynced) and deleted after each run.",
+        f"file of {format_size(options.size)} ({options.size / 1e6:,.1f} MB); MB = 10^6 bytes; "
+        "per-party MB/s = size / (its end - its start); aggregate = n x size / (last end - first "
+        "start); wall = first start to the last party done.",
+        "rates and times: median over runs; peak RSS: VmHWM of each process (the kernel's "
+        "high-water mark of its own memory, read as it ends), max over runs; not wait4's "
+        "ru_maxrss, which Linux raises to the spawning parent's peak across vfork+exec. "
+        "Baseline RSS in the raw column, verdict on ours.",
+        f"verdicts compare a measurement with the issue's targets; they are not tests. "
+        f"Machine: {machine()}.",
+    ]
+
+
+def _check_sizes(received: list[int], size: int) -> None:
+    wrong = [got for got in received if got != size]
+    if wrong:
+        raise RuntimeError(f"received {wrong} bytes instead of {size}")
