@@ -1,6 +1,8 @@
 """The command line: ``python -m benchmarks messages|push|pull|wan|soak [options]``.
 
-Prints one table per scenario (and writes it as JSON with ``--json FILE``). Exit
+Prints one table per scenario (and writes it as JSON with ``--json FILE``). With
+``--curve``, push and pull compare zfs with CurveZMQ on against zfs over plain links
+(see :mod:`benchmarks.curve`) instead of zfs against raw TCP. Exit
 status 0 means the measurement ran, whatever its verdicts; 1 means it could not run.
 ``wan`` and ``soak`` have options of their own and are handed to their modules'
 ``main`` (``python -m benchmarks wan --help``).
@@ -27,6 +29,9 @@ SCENARIOS: dict[str, Callable[[Options], Report]] = {
     "push": push.run,
     "pull": pull.run,
 }
+
+#: Scenarios that can compare CURVE on and off (``--curve``).
+CURVE_SCENARIOS = ("push", "pull")
 
 #: Scenarios with a command line of their own: name -> module with ``main(argv)``.
 DELEGATED = {"wan": "benchmarks.wan", "soak": "benchmarks.soak"}
@@ -69,6 +74,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--dir", default=None, help="where data files go (default: the temp dir)")
     ap.add_argument("--timeout", type=float, default=120.0,
                     help="seconds a party may take beyond 20 MB/s of transfer")
+    ap.add_argument("--curve", action="store_true",
+                    help="push, pull: measure zfs with CurveZMQ on and off in the same run "
+                         "and report the ratio (instead of zfs against raw TCP)")
     ap.add_argument("--json", type=Path, default=None, help="also write the table here as JSON")
     return ap
 
@@ -84,9 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs < 1 or args.window < 1 or args.size < 1:
         print("--runs, --window and --size must be positive", file=sys.stderr)
         return 2
+    if args.curve and args.scenario not in CURVE_SCENARIOS:
+        print(f"--curve applies to {' and '.join(CURVE_SCENARIOS)} only", file=sys.stderr)
+        return 2
     options = Options(size=args.size, runs=args.runs, targets=args.targets,
                       chunk_size=args.chunk_size, window=args.window, messages=args.messages,
-                      asks=args.asks, dir=args.dir, timeout=args.timeout)
+                      asks=args.asks, dir=args.dir, timeout=args.timeout,
+                      curve=args.curve)
     load_before = os.getloadavg()[0]
     try:
         report = SCENARIOS[args.scenario](options)

@@ -3,13 +3,16 @@
 For each number of recipients (``--targets 1,4``): one owner process and that many
 recipient processes over tcp on 127.0.0.1, downloading at once; first the raw TCP
 baseline (the same as push's), then :func:`zfs.pull.share` + :func:`zfs.pull.download`
-(see :mod:`benchmarks.pull_parties`), same file, same run.
+(see :mod:`benchmarks.pull_parties`), same file, same run. With ``--curve``, zfs
+pull over plain links is the baseline and the same pull with CurveZMQ on every link
+is ours (see :mod:`benchmarks.curve`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from benchmarks import curve
 from benchmarks.data import format_size, make_file, warm, workdir
 from benchmarks.options import Options, progress, unavailable
 from benchmarks.procs import Parties, mib
@@ -22,6 +25,10 @@ SOURCE = "owner"
 def run(options: Options) -> Report:
     """Measure both sides for every width, ``options.runs`` times, and return the table."""
     missing = unavailable("zfs.pull", "share", "download")
+    if options.curve:
+        return curve.compare(options, curve.Scenario(
+            "pull", "zfs pull", SOURCE, "recipient", _title(options), _params(options), _pull,
+            curve.without_raw_notes(_notes(options, None))), missing)
     report = Report("pull", _title(options), "zfs pull", "raw TCP", params=_params(options))
     specs: list[RowSpec] = []
     with workdir(options.dir) as work:
@@ -46,11 +53,16 @@ def run(options: Options) -> Report:
     return report
 
 
-def _pull(work: Path, source: Path, n: int, options: Options) -> Samples:
+def _pull(work: Path, source: Path, n: int, options: Options,
+          keys: Path | None = None) -> Samples:
+    """One pull by ``n`` recipients; over CURVE with the keypairs in ``keys`` if given."""
     timeout = options.transfer_timeout(n)
+    tag = f"pull-curve-{n}" if keys else f"pull-{n}"
+    keyed = {"keys": str(keys)} if keys else {}
     with Parties(work) as parties:
         owner = parties.start("benchmarks.pull_parties:owner",
-                              {"path": str(source), "timeout": timeout + 60}, f"pull-{n}-owner")
+                              {"path": str(source), "timeout": timeout + 60, **keyed},
+                              f"{tag}-owner")
         shared = owner.expect(60)
         recipients = []
         for i in range(n):
@@ -59,7 +71,7 @@ def _pull(work: Path, source: Path, n: int, options: Options) -> Samples:
             recipients.append(parties.start("benchmarks.pull_parties:recipient", {
                 "name": f"r{i}", "endpoint": shared["endpoint"], "rid": shared["rid"],
                 "dest_dir": str(dest), "window": options.window,
-                "chunk_size": options.chunk_size}, f"pull-{n}-r{i}"))
+                "chunk_size": options.chunk_size, **keyed}, f"{tag}-r{i}"))
         for recipient in recipients:
             recipient.expect(60)
         warm(source)

@@ -2,7 +2,9 @@
 
 The owner shares the file in one transaction and tells the parent its RID; each
 recipient connects, waits for "go", downloads with :func:`zfs.pull.download` into
-its own folder, and reports its start and end times.
+its own folder, and reports its start and end times. With ``"keys"`` in the params
+(``--curve``) every site speaks CURVE with the keypairs in that folder and the
+recipients download with ``secure=True``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import actors
 from zfs.pull import download, share
 
+from benchmarks.curve import site_options
 from benchmarks.worker import Link
 
 OWNER = "owner"
@@ -21,7 +24,7 @@ OWNER = "owner"
 
 def owner(params: dict[str, Any], link: Link) -> None:
     """Share the file until the parent says quit."""
-    with actors.Site(OWNER, bind="tcp://127.0.0.1:0") as site:
+    with actors.Site(OWNER, bind="tcp://127.0.0.1:0", **site_options(params, OWNER)) as site:
         tx = share(site, timeout=params["timeout"])
         rid = tx.add_file(params["path"])
         link.send(endpoint=site.endpoint, rid=rid)
@@ -31,14 +34,15 @@ def owner(params: dict[str, Any], link: Link) -> None:
 
 def recipient(params: dict[str, Any], link: Link) -> None:
     """Connect to the owner; on "go", download the file, report, delete it."""
-    with actors.Site(params["name"], connect={OWNER: params["endpoint"]}) as site:
+    options = site_options(params, params["name"])
+    with actors.Site(params["name"], connect={OWNER: params["endpoint"]}, **options) as site:
         site.wait_for(OWNER, timeout=30)
         link.send(ready=True)
         link.recv()
         start = time.monotonic()
         path = download(site, OWNER, params["rid"], location=params["dest_dir"],
                         window_chunks=params["window"], chunk_size=params["chunk_size"],
-                        per_request_timeout=30.0)
+                        per_request_timeout=30.0, secure=bool(options))
         end = time.monotonic()
         size = os.path.getsize(path)
         os.unlink(path)

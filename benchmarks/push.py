@@ -3,12 +3,15 @@
 For each fan-out width (``--targets 1,4``): one sender process and that many receiver
 processes over tcp on 127.0.0.1, first the raw TCP baseline, then
 :func:`zfs.push.push_file` (see :mod:`benchmarks.push_parties`), same file, same run.
+With ``--curve``, zfs push over plain links is the baseline and the same push with
+CurveZMQ on every link is ours (see :mod:`benchmarks.curve`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from benchmarks import curve
 from benchmarks.data import format_size, make_file, warm, workdir
 from benchmarks.options import Options, progress, unavailable
 from benchmarks.procs import Parties, mib
@@ -21,6 +24,10 @@ SOURCE = "sender"
 def run(options: Options) -> Report:
     """Measure both sides for every width, ``options.runs`` times, and return the table."""
     missing = unavailable("zfs.push", "push_file", "register_receiver")
+    if options.curve:
+        return curve.compare(options, curve.Scenario(
+            "push", "zfs push", SOURCE, "target", _title(options), _params(options), _push,
+            curve.without_raw_notes(_notes(options, None))), missing)
     report = Report("push", _title(options), "zfs push", "raw TCP", params=_params(options))
     specs: list[RowSpec] = []
     with workdir(options.dir) as work:
@@ -45,8 +52,12 @@ def run(options: Options) -> Report:
     return report
 
 
-def _push(work: Path, source: Path, n: int, options: Options) -> Samples:
+def _push(work: Path, source: Path, n: int, options: Options,
+          keys: Path | None = None) -> Samples:
+    """One push to ``n`` receivers; over CURVE with the keypairs in ``keys`` if given."""
     timeout = options.transfer_timeout(n)
+    tag = f"push-curve-{n}" if keys else f"push-{n}"
+    keyed = {"keys": str(keys)} if keys else {}
     with Parties(work) as parties:
         receivers = []
         for i in range(n):
@@ -54,11 +65,12 @@ def _push(work: Path, source: Path, n: int, options: Options) -> Samples:
             dest.mkdir(exist_ok=True)
             receivers.append(parties.start(
                 "benchmarks.push_parties:receiver",
-                {"name": f"r{i}", "dest_dir": str(dest), "timeout": timeout}, f"push-{n}-r{i}"))
+                {"name": f"r{i}", "dest_dir": str(dest), "timeout": timeout, **keyed},
+                f"{tag}-r{i}"))
         targets = {f"r{i}": r.expect(30)["endpoint"] for i, r in enumerate(receivers)}
         sender = parties.start("benchmarks.push_parties:sender", {
-            "targets": targets, "path": str(source),
-            "chunk_size": options.chunk_size, "window": options.window}, f"push-{n}-sender")
+            "targets": targets, "path": str(source), "chunk_size": options.chunk_size,
+            "window": options.window, **keyed}, f"{tag}-sender")
         sender.expect(60)
         warm(source)
         sender.send(op="go")

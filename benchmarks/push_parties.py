@@ -3,6 +3,8 @@
 Each receiver registers for the benchmark's channel/topic with its own destination
 folder and reports the monotonic time its completion callback ran; the sender pushes
 the file to all of them with :func:`zfs.push.push_file` when the parent says go.
+With ``"keys"`` in the params (``--curve``) every site speaks CURVE with the keypairs
+in that folder and the sender pushes with ``secure=True``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import actors
 from zfs.push import ReceivedFile, push_file, register_receiver
 
+from benchmarks.curve import site_options
 from benchmarks.worker import Link
 
 CHANNEL = TOPIC = "bench"
@@ -30,7 +33,8 @@ def receiver(params: dict[str, Any], link: Link) -> None:
         got.update(done=time.monotonic(), file=received)
         done.set()
 
-    with actors.Site(params["name"], bind="tcp://127.0.0.1:0") as site:
+    with actors.Site(params["name"], bind="tcp://127.0.0.1:0",
+                     **site_options(params, params["name"])) as site:
         register_receiver(site, channel=CHANNEL, topic=TOPIC, dest_dir=params["dest_dir"],
                           on_done=on_done)
         link.send(endpoint=site.endpoint)
@@ -51,7 +55,8 @@ def receiver(params: dict[str, Any], link: Link) -> None:
 def sender(params: dict[str, Any], link: Link) -> None:
     """Connect to every receiver; on "go", push the file to all of them."""
     targets: dict[str, str] = params["targets"]
-    with actors.Site("sender", connect=targets) as site:
+    options = site_options(params, "sender")
+    with actors.Site("sender", connect=targets, **options) as site:
         for name in targets:
             site.wait_for(name, timeout=30)
         link.send(ready=True)
@@ -59,7 +64,7 @@ def sender(params: dict[str, Any], link: Link) -> None:
         start = time.monotonic()
         result = push_file(site, list(targets), params["path"], channel=CHANNEL, topic=TOPIC,
                            chunk_size=params["chunk_size"], window_chunks=params["window"],
-                           chunk_timeout=60.0)
+                           chunk_timeout=60.0, secure=bool(options))
         end = time.monotonic()
         link.send(start=start, end=end, size=result.size)
         link.wait_quit()

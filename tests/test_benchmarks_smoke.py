@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from benchmarks.cli import main
+from benchmarks.curve import make_keys, site_options
 from benchmarks.data import make_file, parse_size
 from benchmarks.procs import BenchError, Parties
 from benchmarks.report import Report, RowSpec, Target, build_rows
@@ -90,6 +91,43 @@ def test_pull_scenario_fills_every_row(tmp_path: Path,
                  "--chunk-size", "256KiB")
     _check_rows(table, _transfer_labels("recipient", "owner", (1, 2)),
                 ours=_importable("zfs.pull"))
+
+
+def _check_curve_table(table: dict[str, Any], ours: str, party: str, source: str) -> None:
+    """A --curve table: zfs with CURVE against zfs plain, every row filled, 0.45x targets."""
+    assert (table["ours"], table["baseline"]) == (f"{ours} CURVE", f"{ours} plain")
+    assert table["params"]["curve"] is True
+    _check_rows(table, _transfer_labels(party, source, (1,)), ours=True)
+    assert table["rows"][0]["target"] == ">= 0.45x"
+    assert not any(note.startswith("raw TCP:") for note in table["notes"])
+
+
+@pytest.mark.timeout(90)
+def test_push_with_curve_compares_secure_and_plain_push(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if not _importable("zfs.push"):
+        pytest.skip("zfs.push is not available")
+    table = _run(tmp_path, capsys, "push", "--curve", "--size", "3MiB", "--targets", "1",
+                 "--chunk-size", "256KiB")
+    _check_curve_table(table, "zfs push", "target", "sender")
+
+
+@pytest.mark.timeout(90)
+def test_pull_with_curve_compares_secure_and_plain_pull(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if not _importable("zfs.pull"):
+        pytest.skip("zfs.pull is not available")
+    table = _run(tmp_path, capsys, "pull", "--curve", "--size", "3MiB", "--targets", "1",
+                 "--chunk-size", "256KiB")
+    _check_curve_table(table, "zfs pull", "recipient", "owner")
+
+
+def test_curve_parties_trust_every_other_site_of_the_run(tmp_path: Path) -> None:
+    keys = make_keys(tmp_path / "keys", ["sender", "r0", "r1"])
+    assert site_options({"name": "r0"}, "r0") == {}  # no keys: plain links, as before --curve
+    curve = site_options({"keys": str(keys)}, "r0")["curve"]
+    assert (curve.site_name, curve.peers()) == ("r0", ["r1", "sender"])
+    assert main(["messages", "--curve"]) == 2
 
 
 def test_a_failing_party_is_reported_not_hung(tmp_path: Path) -> None:
