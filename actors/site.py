@@ -167,6 +167,7 @@ class Site:
             raise ValueError(f"an actor name is a non-empty string without '/', not {name!r}")
         self._check_open()
         with self._spawn_lock:
+            self._forget_stopped()
             running = self._actors.get(name)
             if running is not None and running.is_alive():
                 raise ValueError(f"an actor named {name!r} already runs on site {self.name}")
@@ -177,6 +178,12 @@ class Site:
                 _SPAWNING.reset(token)
             self._actors[name] = ref
         return ref
+
+    def _forget_stopped(self) -> None:
+        """Drop stopped actors: a site that spawns one per transfer must not grow."""
+        for name, ref in list(self._actors.items()):
+            if not ref.is_alive():
+                self._actors.pop(name, None)
 
     def actor(self, name: str) -> pykka.ActorRef[Any] | None:
         """The local actor named ``name``, if it is running."""
@@ -189,7 +196,7 @@ class Site:
 
     def watch_peers(self, actor_ref: pykka.ActorRef[Any]) -> None:
         """Tell ``actor_ref`` a PeerUp or PeerDown whenever a peer comes or goes."""
-        self._watchers.append(actor_ref)
+        self._watchers[:] = [ref for ref in self._watchers if ref.is_alive()] + [actor_ref]
 
     def unwatch_peers(self, actor_ref: pykka.ActorRef[Any]) -> None:
         """Stop telling ``actor_ref`` about peers (stopped actors are forgotten anyway)."""

@@ -207,3 +207,14 @@ class _TellOnStart(actors.Actor):
             return self.answer
         self.answer = message
         return None
+
+
+def test_a_site_that_spawns_an_actor_per_job_does_not_keep_the_stopped_ones(
+        site: actors.Site) -> None:
+    from tests.support.echo import PeerWatcher
+    for index in range(50):
+        ref = site.spawn(PeerWatcher, f"job-{index}")  # watches peers, like a transfer
+        ref.stop()
+    site.spawn(PeerWatcher, "last")
+    assert len(site._actors) <= 2
+    assert len(site._watchers) <= 2
