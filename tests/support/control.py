@@ -82,7 +82,10 @@ class Control(actors.Actor):
         if "events" in message:
             return list(self.events.get(message["events"], []))
         if "job" in message:
-            return dict(self.jobs[message["job"]])
+            job = self.jobs[message["job"]]
+            if job["state"] != "running":  # read once it ended: forget it
+                del self.jobs[message["job"]]
+            return dict(job)
         func, args, kwargs = self._prepare(message)
         if "start" in message:
             job_id = uuid.uuid4().hex
