@@ -293,8 +293,9 @@ def test_owner_killed_mid_pull_then_restarted_fails_clearly_then_serves_again(
     other_rid = owner2.call(hub, "tests.test_faults:child_share", [str(other)])[0]
     dest = tmp_path / "in"
     throttle, other_throttle = Throttle(0.02, MiB), Throttle(0.01, 0)
+    # A lost owner is waited for up to per_request_timeout x retries (here 4 s).
     run = in_thread(download, hub, "owner", rid, str(dest), chunk_size=CHUNK, window_chunks=2,
-                    on_progress=throttle)
+                    on_progress=throttle, per_request_timeout=2.0, retries=2)
     bystander = in_thread(download, hub, "owner2", other_rid, str(dest), chunk_size=CHUNK,
                           window_chunks=2, on_progress=other_throttle)
     assert throttle.under_way.wait(20)
@@ -340,7 +341,7 @@ def test_download_after_the_owner_restarted_and_shared_again_resumes(
     dest = tmp_path / "in"
     throttle = Throttle(0.02, size // 2)
     run = in_thread(download, hub, "owner", rid, str(dest), chunk_size=CHUNK, window_chunks=2,
-                    on_progress=throttle)
+                    on_progress=throttle, per_request_timeout=2.0, retries=2)
     assert throttle.under_way.wait(20)
     owner.kill()
     run["thread"].join(15)
@@ -428,11 +429,6 @@ def _download_across_a_cut(hub: actors.Site, sites: Any, via_relay: Any, tmp_pat
     return run, far, rid, source
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "zfs.pull fails a download at once when the runtime reports the owner down "
-    "(DownloadActor: PeerDown, or a request tell raising PeerLost -> core.owner_lost -> "
-    "Failure.OWNER_LOST), even when the link comes back well within per_request_timeout x "
-    "retries; the download does not retry and resume by itself"))
 @pytest.mark.timeout(60)
 def test_download_retries_and_resumes_by_itself_across_a_short_cut(
         hub: actors.Site, sites: Any, via_relay: Any, tmp_path: Path) -> None:

@@ -445,3 +445,28 @@ def test_recipients_sharing_the_owner_budget_all_finish(size: int, seed: int, dr
     for rcpt in run_transfers(data, seed, drop, dup, window, chunk, [b""] * n):
         assert rcpt.dl.state is DlState.DONE
         assert bytes(rcpt.disk) == data
+
+
+def test_a_lost_owner_is_waited_for_then_requests_go_again() -> None:
+    from zfs.protocol.pull_download import Download, RequestChunk
+    dl = Download(window_chunks=2, chunk_size=10, request_timeout=1.0, retries=3)
+    dl.started(0.0)
+    dl.info_received("f", 100, "k", 0.0)
+    dl.partial_opened(0, 0.0)
+    assert dl.owner_gone(0.5, "cut") == []
+    assert dl.time_passed(2.9) == []                     # away: nothing sent, no failure
+    again = dl.owner_back(3.0)
+    assert [type(c) for c in again] == [RequestChunk, RequestChunk]
+    assert dl.state.name == "FETCHING"
+
+
+def test_an_owner_away_longer_than_the_retries_allow_fails_the_download() -> None:
+    from zfs.protocol.pull_download import Download, Finish
+    dl = Download(window_chunks=2, chunk_size=10, request_timeout=1.0, retries=3)
+    dl.started(0.0)
+    dl.info_received("f", 100, "k", 0.0)
+    dl.partial_opened(0, 0.0)
+    dl.owner_gone(0.5, "cut")
+    assert dl.time_passed(3.4) == []
+    (finish,) = dl.time_passed(3.5)
+    assert isinstance(finish, Finish) and "not back within 3 s" in finish.detail

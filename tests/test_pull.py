@@ -208,8 +208,10 @@ def test_killed_owner_fails_the_download_without_a_complete_file(
     source = make_file(tmp_path / "o.bin", 4 * MiB)
     shared = owner.call(site, "tests.test_pull:child_share", [source], 60.0)
     throttle = Throttle(0.02, MiB)
+    # A lost owner is waited for up to per_request_timeout x retries (here 4 s).
     run = download_in_thread(site, "owner", shared["rids"][0], str(tmp_path / "in"),
-                             chunk_size=64 * 1024, window_chunks=2, on_progress=throttle)
+                             chunk_size=64 * 1024, window_chunks=2, on_progress=throttle,
+                             per_request_timeout=2.0, retries=2)
     assert throttle.under_way.wait(20)
     owner.kill()
     killed = time.monotonic()

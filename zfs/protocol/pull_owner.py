@@ -1,0 +1,344 @@
+"""The owner's side of pull as a pure core: its book of shares (:class:`Shares`).
+
+No I/O, clocks or threads here: events are method calls named for what happened, time
+is the ``now`` argument (monotonic seconds), and the answers are small frozen commands
+that the owner's actor shell (``zfs.pull_owner``) carries out (read a chunk, tell a
+reply, call back).
+
+One :class:`Shares` per site. A transaction holds files; each file has a RID. A
+transaction lives while recipients show activity (any request on any of its files) at
+least once per its timeout::
+
+    OPEN --time_passed, idle >= timeout--> EXPIRED   (TimedOut, pending -> "failed")
+    OPEN --transaction_ended-------------> ENDED     (pending -> "aborted")
+
+After either, its RIDs are forgotten but remembered (boundedly) as expired, so a late
+request is refused with ``expired`` rather than ``unknown``. The per-file callback fires
+once per (RID, recipient site): on its report, or at the transaction's end for a
+recipient that started and never reported. Chunk bytes in flight to all recipients
+together are held to a budget (:class:`~zfs.protocol.pull_inflight.InFlight`), so the
+owner's memory does not grow with the number of recipients.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from zfs.protocol.pull_errors import LocalProtocolError, Refusal
+from zfs.protocol.pull_inflight import InFlight
+
+class Status(str, enum.Enum):
+    """A recipient's outcome for one file, as the owner's per-file callback gets it."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    ABORTED = "aborted"
+
+
+class TxState(enum.Enum):
+    """Lifecycle of a transaction at its owner."""
+
+    OPEN = "open"
+    ENDED = "ended"
+    EXPIRED = "expired"
+
+
+TX_TRANSITIONS: dict[TxState, frozenset[TxState]] = {
+    TxState.OPEN: frozenset({TxState.ENDED, TxState.EXPIRED}),
+    TxState.ENDED: frozenset(),
+    TxState.EXPIRED: frozenset(),
+}
+
+
+# ---- owner commands -------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SendInfo:
+    """Answer ``to`` with the file's name, size and resume key."""
+
+    rid: str
+    to: str
+    name: str
+    size: int
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendPrefixDigest:
+    """Tell ``to`` the digest of the file's first ``length`` bytes (to check a resume)."""
+
+    rid: str
+    to: str
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendChunk:
+    """Read ``length`` bytes at ``offset`` and tell them to ``to`` as one payload frame."""
+
+    rid: str
+    to: str
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendDigest:
+    """Tell ``to`` the whole-file digest."""
+
+    rid: str
+    to: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    """Tell ``to`` that the request for ``rid`` is refused, and why."""
+
+    rid: str
+    to: str
+    refusal: Refusal
+
+
+@dataclass(frozen=True, slots=True)
+class Downloaded:
+    """Call the file's callback: ``site`` finished ``rid`` with ``status``."""
+
+    tx_id: str
+    rid: str
+    site: str
+    status: Status
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOut:
+    """Call the transaction's timeout callback with its file names."""
+
+    tx_id: str
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """The file of ``rid`` is no longer shared: close its handles, drop its digests."""
+
+    rid: str
+
+
+OwnerCommand = Union[SendInfo, SendPrefixDigest, SendChunk, SendDigest, Refuse, Downloaded,
+                     TimedOut, Released]
+
+
+@dataclass(slots=True)
+class _File:
+    tx_id: str
+    name: str
+    size: int
+    key: str
+    changed: bool = False
+    pending: set[str] = field(default_factory=set)     # sites that started, not reported
+    reported: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Tx:
+    timeout: float
+    last_activity: float
+    state: TxState = TxState.OPEN
+    rids: list[str] = field(default_factory=list)
+
+    def move(self, new: TxState) -> None:
+        if new not in TX_TRANSITIONS[self.state]:
+            raise LocalProtocolError(f"transaction cannot go from {self.state.name} to {new.name}")
+        self.state = new
+
+
+class Shares:
+    """The owner's transactions and files; answers requests with commands.
+
+    Args:
+        max_chunk_size: the most bytes one request may ask for.
+        max_inflight_bytes: the budget of chunk bytes in flight to all recipients (see
+            :class:`InFlight`).
+        expired_memory: how many ended RIDs to remember as "expired".
+        idle_download: seconds after which a silent download's bytes stop counting.
+    """
+
+    def __init__(self, max_chunk_size: int = 8 << 20, max_inflight_bytes: int = 16 << 20,
+                 expired_memory: int = 100_000, idle_download: float = 60.0) -> None:
+        self._max_chunk = max_chunk_size
+        self._expired_cap = expired_memory
+        self._idle = idle_download
+        self._txs: dict[str, _Tx] = {}
+        self._files: dict[str, _File] = {}
+        self._expired: OrderedDict[str, None] = OrderedDict()
+        self.in_flight = InFlight(max_inflight_bytes)
+
+    # -- the owner's own calls --
+
+    def transaction_opened(self, tx_id: str, timeout: float, now: float) -> None:
+        """Open a transaction that expires after ``timeout`` seconds without activity."""
+        if tx_id in self._txs:
+            raise LocalProtocolError(f"transaction {tx_id} already open")
+        if not timeout > 0:
+            raise LocalProtocolError(f"timeout must be > 0, not {timeout!r}")
+        self._txs[tx_id] = _Tx(timeout, now)
+
+    def file_added(self, tx_id: str, rid: str, name: str, size: int, now: float,
+                   key: str = "") -> None:
+        """Share a file under ``rid`` in an open transaction.
+
+        ``key`` names the recipients' temporary file: the same for the same file shared
+        again (a new RID after an owner restart), so a download can resume across it.
+        Defaults to the RID.
+        """
+        tx = self._txs.get(tx_id)
+        if tx is None:
+            raise LocalProtocolError(f"transaction {tx_id} is not open", Refusal.EXPIRED)
+        if rid in self._files or rid in self._expired:
+            raise LocalProtocolError(f"RID {rid} already used")
+        self._files[rid] = _File(tx_id, name, size, key or rid)
+        tx.rids.append(rid)
+        tx.last_activity = now
+
+    def transaction_ended(self, tx_id: str, now: float) -> list[OwnerCommand]:
+        """End a transaction on the owner's word (no timeout callback)."""
+        tx = self._txs.get(tx_id)
+        if tx is None:
+            return []
+        tx.move(TxState.ENDED)
+        return self._close(tx_id, tx, Status.ABORTED) + self._release()
+
+    def time_passed(self, now: float) -> list[OwnerCommand]:
+        """Expire every transaction idle for its timeout; forget silent downloads."""
+        out: list[OwnerCommand] = []
+        for tx_id, tx in list(self._txs.items()):
+            if now - tx.last_activity >= tx.timeout:
+                tx.move(TxState.EXPIRED)
+                names = tuple(self._files[rid].name for rid in tx.rids)
+                out.extend(self._close(tx_id, tx, Status.FAILED))
+                out.append(TimedOut(tx_id, names))
+        self.in_flight.ended_where(idle_since=now - self._idle)
+        return out + self._release()
+
+    def recipient_lost(self, site: str) -> list[OwnerCommand]:
+        """A recipient site went away: its chunks in flight will never arrive."""
+        self.in_flight.ended_where(site=site)
+        return self._release()
+
+    def source_changed(self, rid: str, to: str) -> list[OwnerCommand]:
+        """The shell found the file changed or gone: refuse it from now on."""
+        file = self._files.get(rid)
+        if file is not None:
+            file.changed = True
+        return [Refuse(rid, to, Refusal.CHANGED)]
+
+    def transaction_files(self, tx_id: str) -> Optional[tuple[str, ...]]:
+        """Return the RIDs of an open transaction, or None if it is not open."""
+        tx = self._txs.get(tx_id)
+        return tuple(tx.rids) if tx is not None else None
+
+    # -- requests from recipients --
+
+    def info_requested(self, rid: str, site: str, to: str, now: float) -> list[OwnerCommand]:
+        """A recipient starts (or resumes) a download and wants name and size."""
+        file, refusal = self._touch(rid, site, now)
+        if file is None:
+            return [Refuse(rid, to, refusal)]
+        return [SendInfo(rid, to, file.name, file.size, file.key)]
+
+    def prefix_requested(self, rid: str, site: str, to: str, length: int,
+                         now: float) -> list[OwnerCommand]:
+        """A recipient holding ``length`` bytes wants to check them before resuming."""
+        file, refusal = self._touch(rid, site, now)
+        if file is None:
+            return [Refuse(rid, to, refusal)]
+        if not 0 < length <= file.size:
+            return [Refuse(rid, to, Refusal.BAD_REQUEST)]
+        return [SendPrefixDigest(rid, to, length)]
+
+    def chunk_requested(self, rid: str, site: str, to: str, offset: int, length: int,
+                        mark: int, now: float) -> list[OwnerCommand]:
+        """A recipient asks for ``length`` bytes at ``offset``; it has every byte below ``mark``.
+
+        The chunk is sent now, or once the in-flight budget allows (see :class:`InFlight`).
+        """
+        file, refusal = self._touch(rid, site, now)
+        if file is None:
+            return [Refuse(rid, to, refusal)]
+        if not (0 <= offset < file.size and length > 0):
+            return [Refuse(rid, to, Refusal.BAD_REQUEST)]
+        length = min(length, self._max_chunk, file.size - offset)
+        now_ok = self.in_flight.requested(rid, site, to, offset, length, mark, now)
+        out = self._release()
+        if now_ok:
+            self.in_flight.served(to, offset, length)
+            out.append(SendChunk(rid, to, offset, length))
+        return out
+
+    def digest_requested(self, rid: str, site: str, to: str, now: float) -> list[OwnerCommand]:
+        """A recipient has every byte and wants the whole-file digest."""
+        self.in_flight.ended(to)
+        out = self._release()
+        file, refusal = self._touch(rid, site, now)
+        return out + [SendDigest(rid, to) if file is not None else Refuse(rid, to, refusal)]
+
+    def download_reported(self, rid: str, site: str, to: str, status: Status,
+                          now: float) -> list[OwnerCommand]:
+        """A recipient says how its download of ``rid`` ended."""
+        self.in_flight.ended(to)
+        out = self._release()
+        file = self._files.get(rid)
+        if file is None or site in file.reported:
+            return out
+        self._txs[file.tx_id].last_activity = now
+        file.pending.discard(site)
+        file.reported.add(site)
+        return out + [Downloaded(file.tx_id, rid, site, status, file.name)]
+
+    # -- internals --
+
+    def _touch(self, rid: str, site: str, now: float) -> tuple[Optional[_File], Refusal]:
+        file = self._files.get(rid)
+        if file is None:
+            return None, Refusal.EXPIRED if rid in self._expired else Refusal.UNKNOWN
+        if file.changed:
+            return None, Refusal.CHANGED
+        self._txs[file.tx_id].last_activity = now
+        if site not in file.reported:
+            file.pending.add(site)
+        return file, Refusal.UNKNOWN
+
+    def _release(self) -> list[OwnerCommand]:
+        """Serve waiting requests that the budget now allows, refusing stale ones."""
+        out: list[OwnerCommand] = []
+        while (waiting := self.in_flight.next_waiting()) is not None:
+            rid, to, offset, length, live = waiting
+            file = self._files.get(rid)
+            if file is None or file.changed:
+                refusal = (Refusal.CHANGED if file is not None
+                           else Refusal.EXPIRED if rid in self._expired else Refusal.UNKNOWN)
+                out.append(Refuse(rid, to, refusal))
+                continue
+            if not live:
+                continue                     # the download ended or its site is gone
+            self.in_flight.served(to, offset, length)
+            out.append(SendChunk(rid, to, offset, length))
+        return out
+
+    def _close(self, tx_id: str, tx: _Tx, pending_status: Status) -> list[OwnerCommand]:
+        out: list[OwnerCommand] = []
+        del self._txs[tx_id]
+        self.in_flight.ended_where(rids=frozenset(tx.rids))
+        for rid in tx.rids:
+            file = self._files.pop(rid)
+            for site in sorted(file.pending):
+                out.append(Downloaded(tx_id, rid, site, pending_status, file.name))
+            out.append(Released(rid))
+            self._expired[rid] = None
+            while len(self._expired) > self._expired_cap:
+                self._expired.popitem(last=False)
+        return out

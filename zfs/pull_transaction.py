@@ -1,0 +1,129 @@
+"""Sharing files for pull: :func:`share` opens a :class:`Transaction`, files are added to it.
+
+The app's side of the owner: each call is an ask to the site's
+:class:`~zfs.pull_owner.OwnerActor`, which is spawned (with the supervisor) on first use
+and, after a crash, revived with its predecessor's state.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any, Optional
+
+import pykka
+
+from zfs.errors import SourceMissing, TransactionExpired
+from zfs.files import check_name
+from zfs.pull_owner import (OWNER, DownloadedCallback, OwnerActor, OwnerState, TimeoutCallback,
+                            _AddFile, _EndTx, _FindTx, _OpenTx, _Stats)
+from zfs.supervisor import revive, supervise
+
+_LOCAL_TIMEOUT = 10.0
+
+
+def _owner(site: Any) -> Any:
+    """Return the site's owner actor, spawning it (and the supervisor) on first use."""
+    ref = site.actor(OWNER)
+    if ref is not None:
+        return ref
+    if revive(site, OWNER):                  # crashed, not yet restarted: keep its state
+        ref = site.actor(OWNER)
+        if ref is not None:
+            return ref
+    state = OwnerState()
+    try:
+        ref = site.spawn(OwnerActor, OWNER, state)
+    except ValueError:                       # another thread won the race
+        ref = site.actor(OWNER)
+        if ref is None:
+            raise
+        return ref
+    supervise(site, OWNER, OwnerActor, state)
+    return ref
+
+
+def _ask_owner(site: Any, message: Any) -> Any:
+    return _owner(site).ask(message, timeout=_LOCAL_TIMEOUT)
+
+
+class Transaction:
+    """A set of shared files that lives while recipients keep downloading.
+
+    Made by :func:`share`; ``Transaction(site, tx_id)`` is a handle to an open one.
+    """
+
+    def __init__(self, site: Any, tx_id: str) -> None:
+        self.site = site
+        self.tx_id = tx_id
+
+    @staticmethod
+    def find(tx_id: str) -> Transaction:
+        """Return a handle to the open transaction ``tx_id`` of any site in this process.
+
+        For callers that hold a transaction id but not its site (FLARE's ``add_file``);
+        it asks each owner actor, so no registry of our own is kept.
+
+        Raises:
+            TransactionExpired: no owner holds an open transaction of that id.
+        """
+        for ref in pykka.ActorRegistry.get_by_class(OwnerActor):
+            try:
+                site = ref.ask(_FindTx(tx_id), timeout=_LOCAL_TIMEOUT)
+            except pykka.ActorDeadError:
+                continue
+            if site is not None:
+                return Transaction(site, tx_id)
+        raise TransactionExpired(f"no open transaction {tx_id!r} in this process")
+
+    def add_file(self, path: str | os.PathLike[str],
+                 on_downloaded: Optional[DownloadedCallback] = None) -> str:
+        """Share the file at ``path``; return its RID.
+
+        ``on_downloaded(rid, to_site, status, file_name)`` is called once per recipient
+        site, status ``"success"``, ``"failed"`` or ``"aborted"``.
+
+        Raises:
+            SourceMissing: no readable regular file at ``path``.
+            UnsafeName: its base name cannot travel as a file name.
+            TransactionExpired: the transaction timed out or was closed.
+        """
+        path = os.path.abspath(os.fspath(path))
+        try:
+            st = os.stat(path)
+        except OSError as err:
+            raise SourceMissing(f"cannot share {path!r}: {err.strerror}") from err
+        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+            raise SourceMissing(f"not a readable regular file: {path!r}")
+        name = check_name(os.path.basename(path))
+        rid = secrets.token_urlsafe(24)
+        return str(_ask_owner(self.site, _AddFile(self.tx_id, rid, path, name, st.st_size,
+                                                  st.st_mtime_ns, on_downloaded)))
+
+    def close(self) -> None:
+        """End the transaction now: its RIDs stop working ("expired"); no timeout callback."""
+        _ask_owner(self.site, _EndTx(self.tx_id))
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def share(site: Any, timeout: float = 60.0,
+          on_timeout: Optional[TimeoutCallback] = None) -> Transaction:
+    """Open a transaction on ``site``; add files to it with :meth:`Transaction.add_file`.
+
+    Args:
+        timeout: seconds without any recipient activity on any of its files after which
+            it ends; ``on_timeout(tx_id, file_names)`` is then called once.
+    """
+    tx_id = secrets.token_urlsafe(24)
+    _ask_owner(site, _OpenTx(tx_id, float(timeout), on_timeout))
+    return Transaction(site, tx_id)
+
+
+def owner_stats(site: Any) -> dict[str, int]:
+    """Counters of the site's owner: bytes and chunks sent, files open and shared."""
+    return dict(_ask_owner(site, _Stats()))
