@@ -621,10 +621,6 @@ def test_a_site_restarted_under_the_same_name_while_peers_are_connected(
     assert_serving(hub, [ra2, peer], tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "zfs.push: the partial file of a receiver killed mid-push stays in its dest_dir for "
-    "ever; a receiver started again on the same folder does not sweep the stale "
-    ".*.zfs-partial files of streams it does not hold"))
 @pytest.mark.timeout(60)
 def test_a_receiver_restarted_on_the_same_folder_sweeps_what_its_killed_self_left(
         hub: actors.Site, sites: Any, tmp_path: Path) -> None:

@@ -140,3 +140,21 @@ def test_chunk_source_missing_or_directory(tmp_path) -> None:
         ChunkSource(tmp_path / "nope")
     with pytest.raises(SourceMissing):
         ChunkSource(tmp_path)
+
+
+def test_sweep_removes_only_old_unkeyed_partials(tmp_path: Path) -> None:
+    import time as _time
+
+    from zfs.files import PartialFile, sweep_stale_partials
+    old = PartialFile(tmp_path, "old.bin")
+    fresh = PartialFile(tmp_path, "fresh.bin")
+    keyed = PartialFile(tmp_path, "keyed.bin", key="resume-key")
+    (tmp_path / "plain.txt").write_text("not ours")
+    past = _time.time() - 120
+    for path in (old.temp_path, keyed.temp_path):
+        os.utime(path, (past, past))
+    assert sweep_stale_partials(tmp_path, 60) == [old.temp_path]
+    assert os.path.exists(fresh.temp_path) and os.path.exists(keyed.temp_path)
+    assert (tmp_path / "plain.txt").exists()
+    for partial in (fresh, keyed):
+        partial.discard()

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
+import time
 import stat
 from types import TracebackType
 from typing import Optional, Type, Union
@@ -24,6 +26,9 @@ from zfs.protocol import name_problem
 log = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".zfs-partial"
+#: Random temp-file keys start with this; keyed (resumable) partial files never do.
+EPHEMERAL_KEY_PREFIX = "tmp-"
+_EPHEMERAL = re.compile(r"^\..*\.tmp-[0-9a-f]{16}\.zfs-partial$", re.DOTALL)
 # The temp name holds a prefix of the final name only, so that it stays within
 # the file system's 255-byte limit whatever the final name's length.
 _TEMP_NAME_PREFIX_BYTES = 120
@@ -82,6 +87,28 @@ def _temp_name(name: str, key: str) -> str:
     return f".{prefix}.{key}{PARTIAL_SUFFIX}"
 
 
+def sweep_stale_partials(dest_dir: Union[str, os.PathLike], older_than: float) -> list[str]:
+    """Delete unkeyed partial files untouched for ``older_than`` seconds; return their paths.
+
+    A receiver killed mid-stream cannot delete its partial file; the next receiver on
+    that folder does, once no stream could still be writing it (its inactivity
+    timeout has passed). Keyed partial files are kept: a download may resume them.
+    """
+    removed = []
+    cutoff = time.time() - older_than
+    with os.scandir(dest_dir) as entries:
+        for entry in entries:
+            if not _EPHEMERAL.match(entry.name) or not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed.append(entry.path)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
 class PartialFile:
     """A temporary file in ``dest_dir`` that becomes ``dest_dir/name`` on commit.
 
@@ -104,7 +131,7 @@ class PartialFile:
             check_name(key)
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         if key is None:
-            key = secrets.token_hex(8)
+            key = EPHEMERAL_KEY_PREFIX + secrets.token_hex(8)
             flags |= os.O_EXCL
         self.temp_path = os.path.join(self.dest_dir, _temp_name(name, key))
         self.final_path = os.path.join(self.dest_dir, self.name)

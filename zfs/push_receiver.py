@@ -18,7 +18,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional
 
 import actors
 from zfs.errors import IntegrityError, ZfsError
-from zfs.files import PartialFile
+from zfs.files import PartialFile, sweep_stale_partials
 from zfs.protocol import push_receiver as core
 from zfs.push_common import RECEIVER, Progress, ReceivedFile, run_callback
 from zfs.supervisor import Tick, watch_time
@@ -26,6 +26,10 @@ from zfs.supervisor import Tick, watch_time
 log = logging.getLogger(__name__)
 
 _OPTIONS = ("inactivity_timeout", "max_size", "max_chunk_size")
+
+
+#: How often the receiver looks for partial files left by a killed predecessor.
+_SWEEP_INTERVAL = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,7 @@ class ReceiverActor(actors.Actor):
         self._core = core.PushReceiver(max_streams)
         self._registrations: Dict[Any, _Registration] = {}
         self._files: Dict[core.Key, _Inbound] = {}
+        self._next_sweep = 0.0
 
     def on_start(self) -> None:
         self.site.watch_peers(self.actor_ref)
@@ -82,6 +87,7 @@ class ReceiverActor(actors.Actor):
                 self._on_stream(message, (self.sender, sid), now)
         elif isinstance(message, Tick):
             self._run(self._core.time_passed(message.now), None)
+            self._sweep(message.now)
         elif isinstance(message, actors.PeerDown):
             self._run(self._core.site_lost(message.name, now), None)
         elif isinstance(message, _Registration):
@@ -91,6 +97,25 @@ class ReceiverActor(actors.Actor):
             self._registrations.pop((message.channel, message.topic), None)
             self._core.registration_removed(message.channel, message.topic)
         return None
+
+    def _sweep(self, now: float) -> None:
+        """Now and then, delete partial files that no stream has written for a while.
+
+        They are what a receiver killed mid-stream left behind (ours are fresher: a
+        stream silent that long has been dropped by the core already).
+        """
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + _SWEEP_INTERVAL
+        for reg in list(self._registrations.values()):
+            try:
+                stale = sweep_stale_partials(reg.dest_dir, reg.limits.inactivity_timeout)
+            except OSError as err:
+                log.warning("cannot sweep %s: %s", reg.dest_dir, err)
+                continue
+            for path in stale:
+                log.warning("removed %s: no stream wrote it for %g s", path,
+                            reg.limits.inactivity_timeout)
 
     def _on_stream(self, msg: Dict[str, Any], key: core.Key, now: float) -> None:
         op, c = msg.get("op"), self._core
