@@ -94,9 +94,9 @@ def sweep_stale_partials(dest_dir: Union[str, os.PathLike], older_than: float) -
     that folder does, once no stream could still be writing it (its inactivity
     timeout has passed). Keyed partial files are kept: a download may resume them.
     """
-    removed = []
+    removed: list[str] = []
     cutoff = time.time() - older_than
-    with os.scandir(dest_dir) as entries:
+    with os.scandir(os.fspath(dest_dir)) as entries:
         for entry in entries:
             if not _EPHEMERAL.match(entry.name) or not entry.is_file(follow_symlinks=False):
                 continue
