@@ -330,6 +330,17 @@ def test_too_many_streams_are_refused() -> None:
     assert isinstance(r.open_received(("a", "2"), "g", 1, 1, "c", "t", 0.0)[0], p.Refuse)
 
 
+def test_one_site_gets_only_its_share_of_streams() -> None:
+    r = p.PushReceiver(max_streams=10, max_streams_per_site=2)
+    r.registration_added("c", "t", p.Limits())
+    for sid in ("1", "2"):
+        r.open_received(("greedy/sender", sid), f"f{sid}", 1, 1, "c", "t", 0.0)
+    (refusal,) = r.open_received(("greedy/other", "3"), "g", 1, 1, "c", "t", 0.0)
+    assert isinstance(refusal, p.Refuse) and "from site greedy" in refusal.reason
+    assert isinstance(r.open_received(("polite/sender", "1"), "h", 1, 1, "c", "t", 0.0)[0],
+                      p.CreateFile)
+
+
 def test_misuse_by_the_shell_raises_locally() -> None:
     s = p.PushSender(["a"], chunk_size=4, window_chunks=1, chunk_timeout=1.0, size=8)
     s.start(0.0)

@@ -7,6 +7,7 @@ their "ctl" actor. Functions at the bottom run inside a child (ctl imports this 
 from __future__ import annotations
 
 import io
+import shutil
 import os
 import threading
 import time
@@ -256,6 +257,46 @@ def test_hostile_names_are_refused_and_nothing_lands_outside(
         prober.stop()
     assert {r["op"] for r in replies} == {"refuse"}
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["deep", "dest"]
+
+
+def _probe(hub: actors.Site, opens: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Send raw open messages to beta's receiver; return its answers."""
+    prober = hub.spawn(Prober, "prober")
+    try:
+        for msg in opens:
+            prober.tell({"to": "beta/zfs.receiver", "msg": msg})
+
+        def all_replies() -> Any:
+            got = hub.ask("test/prober", "replies", timeout=5)
+            return got if len(got) == len(opens) else None
+        return wait_until(all_replies, 10)
+    finally:
+        prober.stop()
+
+
+def _open(sid: str, size: int, topic: str) -> dict[str, Any]:
+    return {"op": "open", "sid": sid, "name": f"{sid}.bin", "size": size, "chunk_size": 1,
+            "channel": "test", "topic": topic, "context": None}
+
+
+def test_a_declared_size_over_the_free_disk_is_refused_before_writing(
+        hub: actors.Site, trio: list[SiteProcess], tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    register(hub, trio[0], dest, "huge", max_size=1 << 62)
+    free = shutil.disk_usage(tmp_path).free
+    (reply,) = _probe(hub, [_open("huge", free * 4, "huge")])
+    assert reply["op"] == "refuse" and "free" in reply["reason"]
+    assert list(dest.iterdir()) == []
+
+
+def test_one_site_cannot_open_more_than_its_share_of_streams(
+        hub: actors.Site, trio: list[SiteProcess], tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    register(hub, trio[0], dest, "flood")
+    replies = _probe(hub, [_open(f"f{i}", 10, "flood") for i in range(40)])
+    refused = [r for r in replies if r["op"] == "refuse"]
+    assert len(refused) == 40 - 32
+    assert all("too many streams from site test" in r["reason"] for r in refused)
 
 
 @pytest.mark.timeout(60)

@@ -8,8 +8,10 @@ acks each by a tiny tell, checks and renames at the end.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections import deque
@@ -172,6 +174,7 @@ class ReceiverActor(actors.Actor):
     def _create(self, cmd: core.CreateFile, msg: Dict[str, Any], now: float) -> List[Any]:
         reg = self._registrations[cmd.registration]
         try:
+            _check_room(reg.dest_dir, msg.get("size"))
             partial = PartialFile(reg.dest_dir, cmd.name)
         except (OSError, ZfsError) as err:
             return self._core.io_failed(cmd.key, f"cannot create the file: {err}", now)
@@ -209,6 +212,19 @@ class ReceiverActor(actors.Actor):
                                                    inbound.context, inbound.sender_site,
                                                    reg.channel, reg.topic))
         return self._core.committed(cmd.key, now)
+
+
+def _check_room(dest_dir: str, size: object) -> None:
+    """Refuse a declared size the folder's disk cannot hold, before writing a byte.
+
+    Raises:
+        OSError: ENOSPC, naming the sizes.
+    """
+    if type(size) is not int:
+        return
+    free = shutil.disk_usage(dest_dir).free
+    if size > free:
+        raise OSError(errno.ENOSPC, f"{size} bytes declared, {free} free in {dest_dir}")
 
 
 def _receiver(site: Any) -> Any:

@@ -138,10 +138,13 @@ class PushReceiver:
 
     Args:
         max_streams: streams open at once; more are refused.
+        max_streams_per_site: streams open at once from one sending site, so one peer
+            cannot take every slot.
     """
 
-    def __init__(self, max_streams: int = 256) -> None:
+    def __init__(self, max_streams: int = 256, max_streams_per_site: int = 32) -> None:
         self.max_streams = max_streams
+        self.max_streams_per_site = max_streams_per_site
         self._registrations: Dict[Tuple[str, str], Limits] = {}
         self._streams: Dict[Key, _Stream] = {}
 
@@ -167,8 +170,8 @@ class PushReceiver:
         if isinstance(channel, str) and isinstance(topic, str):
             limits = self._registrations.get((channel, topic))
         problem = _open_problem(limits, name, size, chunk_size)
-        if problem is None and len(self._streams) >= self.max_streams:
-            problem = f"too many streams ({self.max_streams})"
+        if problem is None:
+            problem = self._crowding_problem(key)
         if problem is not None:
             return [Refuse(key, problem)]
         assert limits is not None and isinstance(name, str) and isinstance(chunk_size, int)
@@ -176,6 +179,16 @@ class PushReceiver:
         declared = size if isinstance(size, int) else None
         self._streams[key] = _Stream(StreamState.CREATING, declared, chunk_size, limits, now)
         return [CreateFile(key, name, (channel, topic))]
+
+    def _crowding_problem(self, key: Key) -> Optional[str]:
+        """Refuse a stream past the site-wide limit, or past one sending site's share."""
+        if len(self._streams) >= self.max_streams:
+            return f"too many streams ({self.max_streams})"
+        site = key[0].partition("/")[0]
+        from_site = sum(1 for other in self._streams if other[0].partition("/")[0] == site)
+        if from_site >= self.max_streams_per_site:
+            return f"too many streams from site {site} ({self.max_streams_per_site})"
+        return None
 
     def file_created(self, key: Key, now: float) -> List[ReceiverCommand]:
         """The shell created the stream's partial file."""
