@@ -76,8 +76,10 @@ def _notes(options: Options, missing: str | None) -> list[str]:
         "DEALER messages, then a request for the count.",
         "ask: sequential round trips after a warm-up; raw: DEALER -> ROUTER echo ping-pong.",
         f"1 MiB payload: one 1 MiB frame per message (copy=False), at most {options.window} "
-        "un-acked in flight; the receiver acks every message with a tiny message (ours: a tell "
-        "to an actor on the sender's site); the receiver discards the bytes on both sides.",
+        "un-acked in flight; the receiver acks every message with a tiny message and the "
+        "sender sends the next (ours: a pump actor that tells the chunks and gets the acks, "
+        "as zfs push's sender does; raw: one loop sending and receiving); the receiver "
+        "discards the bytes on both sides.",
         "MB = 10^6 bytes; rates and times: median over runs; peak RSS: VmHWM of each "
         "process (the kernel's high-water mark of its own memory, read as it ends), max over "
         "runs; not wait4's ru_maxrss, which Linux raises to the spawning parent's peak across "
