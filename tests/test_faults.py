@@ -491,11 +491,19 @@ def test_a_full_disk_fails_the_push_naming_the_site_and_removes_the_partial(
     other = push_file_async(hub, "df", gated(2 * MiB, MiB, other_gate), name="other",
                             channel=CHANNEL, topic="roomy", chunk_size=CHUNK)
     big = make_file(tmp_path / "big.bin", 16 * MiB)
-    with pytest.raises(TransferAborted) as caught:
+    with pytest.raises(TransferAborted) as caught:    # declared too big: refused up front
         push_file(hub, "df", big, channel=CHANNEL, topic="full", chunk_size=CHUNK)
     assert caught.value.site == "df"
     assert "space" in str(caught.value).lower(), caught.value
     assert_clean(small, "big.bin")
+    opened = threading.Event()
+    opened.set()
+    with pytest.raises(TransferAborted) as caught:    # a stream of unknown size fills it
+        push_file(hub, "df", gated(16 * MiB, 0, opened), name="stream.bin",
+                  channel=CHANNEL, topic="full", chunk_size=CHUNK)
+    assert caught.value.site == "df"
+    assert "space" in str(caught.value).lower(), caught.value
+    assert_clean(small, "stream.bin")
     other_gate.set()
     assert other.result(20).size == 2 * MiB
     fits = make_file(tmp_path / "fits.bin", 6 * MiB)   # the space came back with the partial

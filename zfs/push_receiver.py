@@ -224,7 +224,8 @@ def _check_room(dest_dir: str, size: object) -> None:
         return
     free = shutil.disk_usage(dest_dir).free
     if size > free:
-        raise OSError(errno.ENOSPC, f"{size} bytes declared, {free} free in {dest_dir}")
+        raise OSError(errno.ENOSPC, f"not enough space: {size} bytes declared, {free} "
+                      f"free in {dest_dir}")
 
 
 def _receiver(site: Any) -> Any:
