@@ -35,6 +35,7 @@ from zmq.utils.monitor import recv_monitor_message
 from actors import codec
 from actors.codec import Header, Kind
 from actors.errors import CodecError, VersionMismatch
+from actors.greeting import HelloDeadlines
 from actors.frames import NOBLOCK, NOBLOCK_MORE, message_size, recv_message, send_parts
 from actors.options import SiteOptions
 
@@ -103,6 +104,7 @@ class IOThread(threading.Thread):
         self._peers: dict[str, _Peer] = {}
         self._by_routing_id: dict[bytes, str] = {}
         self._by_fd: dict[int, str] = {}
+        self._greeting = HelloDeadlines(options.hello_timeout)
         self._roles: dict[zmq.Socket, tuple[str, _Peer | None]] = {}
         self._poller = zmq.Poller()
         self._pending_bytes = 0
@@ -208,7 +210,8 @@ class IOThread(threading.Thread):
         router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self._router = router
         self._register(router, "router", None)  # registered first: a failed bind closes it
-        self._router_monitor = router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._router_monitor = router.get_monitor_socket(
+            zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
         self._register(self._router_monitor, "monitor", None)
         router.bind(endpoint)
         self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -326,6 +329,7 @@ class IOThread(threading.Thread):
         if fd is not None and fd >= 0:
             peer.fd = fd
             self._by_fd[fd] = name
+            self._greeting.greeted(fd)
         self._router_send(routing_id, [codec.encode(
             Kind.WELCOME, body=[self.site_name, self.incarnation])])
         self._heard(peer)
@@ -406,7 +410,11 @@ class IOThread(threading.Thread):
             self._on_monitor_event(peer, event["event"], event["value"])
 
     def _on_monitor_event(self, peer: _Peer | None, event: int, value: int) -> None:
-        if peer is None:  # the router's monitor: value is the closed connection's fd
+        if peer is None:  # the router's monitor: value is the connection's fd
+            if event == zmq.EVENT_ACCEPTED:
+                self._greeting.accepted(value, time.monotonic())
+                return
+            self._greeting.closed(value)
             name = self._by_fd.pop(value, None)
             router_peer = self._peers.get(name) if name else None
             if router_peer is not None and router_peer.fd == value:
@@ -508,6 +516,7 @@ class IOThread(threading.Thread):
             self._handler.on_peer_down(peer.name, reason, refused)
 
     def _beat(self, now: float) -> None:
+        self._greeting.drop_overdue(now)
         ping = None
         for peer in list(self._peers.values()):
             if not peer.up:

@@ -21,6 +21,7 @@ class SiteOptions:
             stops taking new messages, so senders wait instead of memory growing.
         linger: how long closing sockets may take to flush (BYE, last replies).
         default_ask_timeout: the timeout of an ask that names none.
+        hello_timeout: a peer that connected must say hello within this, or is dropped.
         curve: security settings (see ``actors.security``); None for plain links.
     """
 
@@ -32,6 +33,7 @@ class SiteOptions:
     max_pending_bytes: int = 64 << 20
     linger: float = 0.5
     default_ask_timeout: float = 30.0
+    hello_timeout: float = 10.0
     curve: Any = None
 
     @classmethod

@@ -218,3 +218,25 @@ def test_a_site_that_spawns_an_actor_per_job_does_not_keep_the_stopped_ones(
     site.spawn(PeerWatcher, "last")
     assert len(site._actors) <= 2
     assert len(site._watchers) <= 2
+
+
+def test_a_peer_that_never_says_hello_is_dropped_and_greeted_ones_stay() -> None:
+    from zmq.utils.monitor import recv_monitor_message
+    with actors.Site("strict", bind="tcp://127.0.0.1:0", hello_timeout=0.5,
+                     heartbeat_interval=0.2) as strict:
+        context = zmq.Context()
+        try:
+            mute = context.socket(zmq.DEALER)
+            mute.setsockopt(zmq.LINGER, 0)
+            monitor = mute.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+            monitor.setsockopt(zmq.RCVTIMEO, 5000)
+            mute.connect(strict.endpoint)
+            with actors.Site("polite", connect={"strict": strict.endpoint}) as polite:
+                polite.wait_for("strict", 5)
+                events = [recv_monitor_message(monitor)["event"] for _ in range(2)]
+                assert events == [zmq.EVENT_CONNECTED, zmq.EVENT_DISCONNECTED]
+                assert "polite" in strict.peers()
+            monitor.close(linger=0)
+            mute.close(linger=0)
+        finally:
+            context.term()

@@ -1,0 +1,76 @@
+"""Connections that must say hello in time, or be dropped.
+
+A ROUTER cannot close one of its connections, and a peer that finished the ZeroMQ
+handshake but never says hello would hold a connection (and a file descriptor) for
+as long as it answers heartbeats. The router's monitor tells us each accepted
+connection's file descriptor; one still silent after ``hello_timeout`` is shut down
+under ZeroMQ, which then drops it as if the peer had hung up.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Accepted:
+    at: float
+    peer_address: object
+
+
+class HelloDeadlines:
+    """Accepted connections not yet greeted, by file descriptor (I/O thread only)."""
+
+    def __init__(self, hello_timeout: float) -> None:
+        self._timeout = hello_timeout
+        self._waiting: dict[int, _Accepted] = {}
+
+    def accepted(self, fd: int, now: float) -> None:
+        """A peer connected on ``fd``; its hello is due by ``now + hello_timeout``."""
+        self._waiting[fd] = _Accepted(now, _peer_address(fd))
+
+    def greeted(self, fd: int) -> None:
+        """The connection on ``fd`` said hello."""
+        self._waiting.pop(fd, None)
+
+    def closed(self, fd: int) -> None:
+        """The connection on ``fd`` is gone (its number may be reused)."""
+        self._waiting.pop(fd, None)
+
+    def drop_overdue(self, now: float) -> int:
+        """Shut down every connection silent past its deadline; return how many."""
+        overdue = [fd for fd, entry in self._waiting.items() if now - entry.at > self._timeout]
+        for fd in overdue:
+            entry = self._waiting.pop(fd)
+            if _peer_address(fd) == entry.peer_address:  # still that connection
+                log.warning("dropped a connection from %s: no hello within %g s",
+                            entry.peer_address, self._timeout)
+                _shut_down(fd)
+        return len(overdue)
+
+
+def _peer_address(fd: int) -> object:
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return None
+    try:
+        return sock.getpeername()
+    except OSError:
+        return None
+    finally:
+        sock.detach()  # ZeroMQ owns the descriptor: never close it here
+
+
+def _shut_down(fd: int) -> None:
+    sock = socket.socket(fileno=fd)
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.detach()
