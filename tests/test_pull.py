@@ -318,3 +318,10 @@ def test_crashed_owner_is_restarted_and_keeps_serving_its_rids(site: actors.Site
         path = download(near, "test", rid, str(tmp_path / "in"))
         assert file_digest(path) == file_digest(source)
         tx.close()
+
+
+def test_references_never_look_like_command_line_options() -> None:
+    from zfs.pull_transaction import new_reference
+    ids = {new_reference() for _ in range(2000)}
+    assert len(ids) == 2000
+    assert all(rid[0].isalnum() and len(rid) >= 32 for rid in ids)

@@ -96,7 +96,7 @@ class Transaction:
         if not os.path.isfile(path) or not os.access(path, os.R_OK):
             raise SourceMissing(f"not a readable regular file: {path!r}")
         name = check_name(os.path.basename(path))
-        rid = secrets.token_urlsafe(24)
+        rid = new_reference()
         return str(_ask_owner(self.site, _AddFile(self.tx_id, rid, path, name, st.st_size,
                                                   st.st_mtime_ns, on_downloaded)))
 
@@ -111,6 +111,16 @@ class Transaction:
         self.close()
 
 
+def new_reference() -> str:
+    """An unguessable id (192 random bits) that is safe on a command line.
+
+    URL-safe base64 may start with "-", which a shell command would take for an
+    option, so such ids get a leading letter instead.
+    """
+    token = secrets.token_urlsafe(24)
+    return token if token[0].isalnum() else "r" + token
+
+
 def share(site: Any, timeout: float = 60.0,
           on_timeout: Optional[TimeoutCallback] = None) -> Transaction:
     """Open a transaction on ``site``; add files to it with :meth:`Transaction.add_file`.
@@ -119,7 +129,7 @@ def share(site: Any, timeout: float = 60.0,
         timeout: seconds without any recipient activity on any of its files after which
             it ends; ``on_timeout(tx_id, file_names)`` is then called once.
     """
-    tx_id = secrets.token_urlsafe(24)
+    tx_id = new_reference()
     _ask_owner(site, _OpenTx(tx_id, float(timeout), on_timeout))
     return Transaction(site, tx_id)
 
