@@ -14,8 +14,7 @@ run's temp dir; that folder doubles as every site's allow-list
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,29 +22,10 @@ from benchmarks.data import format_size, make_file, workdir
 from benchmarks.options import Options, progress, unavailable
 from benchmarks.procs import BenchError
 from benchmarks.report import Report, RowSpec, Samples, Target, build_rows
-from benchmarks.transfer import row_specs
+from benchmarks.transfer import Scenario, row_specs
 
 #: Issue 5: with CURVE, at least this share of our own plain throughput.
 TARGET = Target("ratio", ">=", 0.45)
-
-#: ``measure(work, source, n, options, keys)``: one transfer to ``n`` parties, plain
-#: links when ``keys`` is None, else CURVE with the keypairs in that folder.
-Measure = Callable[[Path, Path, int, Options, Path | None], Samples]
-
-
-@dataclass(frozen=True, slots=True)
-class Scenario:
-    """What :func:`compare` needs to know about push or pull."""
-
-    name: str                 # "push"
-    ours: str                 # "zfs push"
-    source: str               # the sending site's name and RSS label: "sender", "owner"
-    party: str                # what the other sites are called in the rows: "target"
-    title: str
-    params: dict[str, Any]
-    measure: Measure
-    notes: list[str] = field(default_factory=list)
-
 
 def compare(options: Options, scenario: Scenario, missing: str | None) -> Report:
     """Measure ``scenario`` plain then with CURVE for every width and run; return the table.

@@ -13,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks import curve
-from benchmarks.data import format_size, make_file, warm, workdir
-from benchmarks.options import Options, progress, unavailable
+from benchmarks.data import format_size, warm
+from benchmarks.options import Options, unavailable
 from benchmarks.procs import Parties, mib
-from benchmarks.report import Report, RowSpec, Samples, build_rows
-from benchmarks.transfer import common_notes, figures, raw_fanout, row_specs
+from benchmarks.report import Report, Samples
+from benchmarks.transfer import Scenario, against_raw, common_notes, figures
 
 SOURCE = "owner"
 
@@ -29,28 +29,9 @@ def run(options: Options) -> Report:
         return curve.compare(options, curve.Scenario(
             "pull", "zfs pull", SOURCE, "recipient", _title(options), _params(options), _pull,
             curve.without_raw_notes(_notes(options, None))), missing)
-    report = Report("pull", _title(options), "zfs pull", "raw TCP", params=_params(options))
-    specs: list[RowSpec] = []
-    with workdir(options.dir) as work:
-        source = work / "source.bin"
-        progress(f"writing a {format_size(options.size)} test file in {work}")
-        make_file(source, options.size)
-        for n in options.targets:
-            specs += row_specs(n, SOURCE, "recipient")
-        for run_no in range(1, options.runs + 1):
-            base: Samples = {}
-            ours: Samples = {}
-            for n in options.targets:
-                progress(f"run {run_no}/{options.runs}, {n} recipient(s): raw TCP")
-                base.update(raw_fanout(work, source, n, options, SOURCE))
-                if missing is None:
-                    progress(f"run {run_no}/{options.runs}, {n} recipient(s): zfs pull")
-                    ours.update(_pull(work, source, n, options))
-            report.base_runs.append(base)
-            report.ours_runs.append(ours)
-    report.rows = build_rows(specs, report.ours_runs, report.base_runs)
-    report.notes = _notes(options, missing)
-    return report
+    return against_raw(options, Scenario(
+        "pull", "zfs pull", SOURCE, "recipient", _title(options), _params(options), _pull,
+        _notes(options, missing)), missing)
 
 
 def _pull(work: Path, source: Path, n: int, options: Options,

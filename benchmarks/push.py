@@ -12,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks import curve
-from benchmarks.data import format_size, make_file, warm, workdir
-from benchmarks.options import Options, progress, unavailable
+from benchmarks.data import format_size, warm
+from benchmarks.options import Options, unavailable
 from benchmarks.procs import Parties, mib
-from benchmarks.report import Report, RowSpec, Samples, build_rows
-from benchmarks.transfer import common_notes, figures, raw_fanout, row_specs
+from benchmarks.report import Report, Samples
+from benchmarks.transfer import Scenario, against_raw, common_notes, figures
 
 SOURCE = "sender"
 
@@ -28,28 +28,9 @@ def run(options: Options) -> Report:
         return curve.compare(options, curve.Scenario(
             "push", "zfs push", SOURCE, "target", _title(options), _params(options), _push,
             curve.without_raw_notes(_notes(options, None))), missing)
-    report = Report("push", _title(options), "zfs push", "raw TCP", params=_params(options))
-    specs: list[RowSpec] = []
-    with workdir(options.dir) as work:
-        source = work / "source.bin"
-        progress(f"writing a {format_size(options.size)} test file in {work}")
-        make_file(source, options.size)
-        for n in options.targets:
-            specs += row_specs(n, SOURCE, "target")
-        for run_no in range(1, options.runs + 1):
-            base: Samples = {}
-            ours: Samples = {}
-            for n in options.targets:
-                progress(f"run {run_no}/{options.runs}, {n} target(s): raw TCP")
-                base.update(raw_fanout(work, source, n, options, SOURCE))
-                if missing is None:
-                    progress(f"run {run_no}/{options.runs}, {n} target(s): zfs push")
-                    ours.update(_push(work, source, n, options))
-            report.base_runs.append(base)
-            report.ours_runs.append(ours)
-    report.rows = build_rows(specs, report.ours_runs, report.base_runs)
-    report.notes = _notes(options, missing)
-    return report
+    return against_raw(options, Scenario(
+        "push", "zfs push", SOURCE, "target", _title(options), _params(options), _push,
+        _notes(options, missing)), missing)
 
 
 def _push(work: Path, source: Path, n: int, options: Options,

@@ -8,12 +8,15 @@ aggregate is ``n`` files over (last end - first start).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from benchmarks.data import format_size, warm
-from benchmarks.options import Options, machine
+from benchmarks.data import format_size, make_file, warm, workdir
+from benchmarks.options import Options, machine, progress
 from benchmarks.procs import Parties, mib
-from benchmarks.report import RowSpec, Samples, Target
+from benchmarks.report import Report, RowSpec, Samples, Target, build_rows
 
 RSS_LIMIT = Target("value", "<=", 64, "MiB")
 
@@ -96,3 +99,50 @@ def _check_sizes(received: list[int], size: int) -> None:
     wrong = [got for got in received if got != size]
     if wrong:
         raise RuntimeError(f"received {wrong} bytes instead of {size}")
+
+
+#: ``measure(work, source, n, options, keys)``: one transfer to ``n`` parties, plain
+#: links when ``keys`` is None, else CURVE with the keypairs in that folder.
+Measure = Callable[[Path, Path, int, Options, Path | None], Samples]
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """What :func:`compare` needs to know about push or pull."""
+
+    name: str                 # "push"
+    ours: str                 # "zfs push"
+    source: str               # the sending site's name and RSS label: "sender", "owner"
+    party: str                # what the other sites are called in the rows: "target"
+    title: str
+    params: dict[str, Any]
+    measure: Measure
+    notes: list[str] = field(default_factory=list)
+
+
+def against_raw(options: Options, scenario: Scenario, missing: str | None) -> Report:
+    """Measure ``scenario`` and the raw-TCP baseline for every width and run; the table."""
+    report = Report(scenario.name, scenario.title, scenario.ours, "raw TCP",
+                    params=scenario.params)
+    specs: list[RowSpec] = []
+    with workdir(options.dir) as work:
+        source = work / "source.bin"
+        progress(f"writing a {format_size(options.size)} test file in {work}")
+        make_file(source, options.size)
+        for n in options.targets:
+            specs += row_specs(n, scenario.source, scenario.party)
+        for run_no in range(1, options.runs + 1):
+            base: Samples = {}
+            ours: Samples = {}
+            for n in options.targets:
+                progress(f"run {run_no}/{options.runs}, {n} {scenario.party}(s): raw TCP")
+                base.update(raw_fanout(work, source, n, options, scenario.source))
+                if missing is None:
+                    progress(f"run {run_no}/{options.runs}, {n} {scenario.party}(s): "
+                             f"{scenario.ours}")
+                    ours.update(scenario.measure(work, source, n, options, None))
+            report.base_runs.append(base)
+            report.ours_runs.append(ours)
+    report.rows = build_rows(specs, report.ours_runs, report.base_runs)
+    report.notes = scenario.notes
+    return report
