@@ -179,6 +179,25 @@ class Site:
             self._actors[name] = ref
         return ref
 
+    def spawn_once(self, actor_class: type[pykka.Actor], name: str, *args: Any,
+                   **kwargs: Any) -> pykka.ActorRef[Any]:
+        """Return the running actor ``name``, spawning it first if there is none.
+
+        For a site's service actors that any thread may be the first to need: two
+        callers racing get the same actor.
+        """
+        with self._spawn_lock:
+            running = self.actor(name)
+            if running is not None:
+                return running
+        try:
+            return self.spawn(actor_class, name, *args, **kwargs)
+        except ValueError:
+            running = self.actor(name)  # another thread spawned it between the two
+            if running is None:
+                raise
+            return running
+
     def _forget_stopped(self) -> None:
         """Drop stopped actors: a site that spawns one per transfer must not grow."""
         for name, ref in list(self._actors.items()):

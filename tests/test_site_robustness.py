@@ -240,3 +240,21 @@ def test_a_peer_that_never_says_hello_is_dropped_and_greeted_ones_stay() -> None
             mute.close(linger=0)
         finally:
             context.term()
+
+
+def test_spawn_once_from_racing_threads_gives_one_actor(site: actors.Site) -> None:
+    import threading as _threading
+
+    from tests.support.echo import Echo
+    refs: list[object] = []
+    start = _threading.Barrier(8)
+
+    def race() -> None:
+        start.wait(5)
+        refs.append(site.spawn_once(Echo, "service"))
+    threads = [_threading.Thread(target=race) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(refs) == 8 and len({id(ref) for ref in refs}) == 1

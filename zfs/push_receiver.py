@@ -230,16 +230,7 @@ def _check_room(dest_dir: str, size: object) -> None:
 
 def _receiver(site: Any) -> Any:
     """The site's receiver actor, spawned on first use (safe if two threads race)."""
-    ref = site.actor(RECEIVER)
-    if ref is not None:
-        return ref
-    try:
-        return site.spawn(ReceiverActor, RECEIVER)
-    except ValueError:
-        ref = site.actor(RECEIVER)
-        if ref is None:
-            raise
-        return ref
+    return site.spawn_once(ReceiverActor, RECEIVER)
 
 
 def register_receiver(site: Any, channel: str = "default", topic: str = "default",

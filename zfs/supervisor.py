@@ -187,22 +187,12 @@ class SupervisorActor(actors.Actor):
 def ensure_supervisor(site: Any, tick_interval: float = 0.5) -> Any:
     """Return the site's supervisor, spawning it on first use.
 
-    Safe from several threads: if two callers race, the loser's spawn fails on the
-    taken name and it returns the winner's actor.
+    Safe from several threads (``Site.spawn_once``).
 
     Returns:
         The local ``pykka.ActorRef`` of ``"zfs.supervisor"``.
     """
-    ref = site.actor(NAME)
-    if ref is not None and ref.is_alive():
-        return ref
-    try:
-        return site.spawn(SupervisorActor, NAME, tick_interval)
-    except Exception:
-        ref = site.actor(NAME)
-        if ref is not None and ref.is_alive():
-            return ref
-        raise
+    return site.spawn_once(SupervisorActor, NAME, tick_interval)
 
 
 def supervise(site: Any, name: str, cls: type, *args: Any, **kwargs: Any) -> None:

@@ -58,16 +58,7 @@ class NaniteActor(actors.Actor):
 
 
 def _nanite_actor(site: Any) -> Any:
-    ref = site.actor(ACTOR)
-    if ref is not None:
-        return ref
-    try:
-        return site.spawn(NaniteActor, ACTOR)
-    except ValueError:
-        ref = site.actor(ACTOR)
-        if ref is None:
-            raise
-        return ref
+    return site.spawn_once(NaniteActor, ACTOR)
 
 
 def subscribers(site: Any, domain: str, timeout: float = ASK_TIMEOUT) -> List[str]:
