@@ -16,7 +16,7 @@ import logging
 import sys
 from concurrent.futures import Future as ConcurrentFuture
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pykka
 
@@ -37,9 +37,8 @@ _SPAWNING: contextvars.ContextVar[tuple[Site, str] | None] = contextvars.Context
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A message as the site hands it to an actor's mailbox."""
+class Delivery(NamedTuple):
+    """A message as the site hands it to an actor's mailbox (a named tuple: one per message)."""
 
     body: Any
     sender: str

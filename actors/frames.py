@@ -20,15 +20,19 @@ SNDMORE = int(zmq.SNDMORE)
 COPY_BELOW = 65536
 
 
-def recv_message(sock: zmq.Socket, copied: int) -> list[Any]:
+def recv_message(sock: zmq.Socket, copied: int, first_received: bool = False) -> list[Any]:
     """Receive one multipart message without blocking (raises zmq.Again if none).
 
     The first ``copied`` parts (routing id, header: small) come as bytes, which costs
-    less than a Frame object; the rest (payload: large) as zero-copy Frames.
+    less than a Frame object; the rest (payload: large) as zero-copy Frames. With
+    ``first_received``, the caller already took the first part: the rest is returned.
     """
-    parts: list[Any] = [sock.recv(NOBLOCK)]
+    parts: list[Any] = []
+    done = 1 if first_received else 0
+    if not first_received:
+        parts.append(sock.recv(NOBLOCK))
     while sock.get(RCVMORE):
-        parts.append(sock.recv(copy=len(parts) < copied))
+        parts.append(sock.recv(copy=len(parts) + done < copied))
     return parts
 
 

@@ -31,7 +31,8 @@ class Inbound:
     def add(self, peer: str, header: Header, payload: list[Any]) -> None:
         """Queue a TELL or ASK for its actor until :meth:`flush`."""
         is_ask = header.kind is Kind.ASK
-        delivery = Delivery(header.body, header.sender, tuple(f.buffer for f in payload), is_ask)
+        frames = tuple(f.buffer for f in payload) if payload else ()
+        delivery = Delivery(header.body, header.sender, frames, is_ask)
         reply = None
         if is_ask:
             reply = RemoteReply(self._site, peer, header.corr, f"{self._site.name}/{header.to}")

@@ -275,7 +275,7 @@ class IOThread(threading.Thread):
         assert self._router is not None
         for _ in range(_BATCH):
             try:
-                frames = recv_message(self._router, copied=1)
+                frames = self._recv_from_router()
             except zmq.Again:
                 return
             if len(frames) < 2 or len(frames) > 2 + self._options.max_payload_frames:
@@ -283,10 +283,21 @@ class IOThread(threading.Thread):
                 continue
             self._on_router_message(frames[0], frames[1], frames[2:])
 
-    def _on_router_message(self, routing_id: bytes, head: zmq.Frame,
+    def _recv_from_router(self) -> list[Any]:
+        """Receive one message; its header as a Frame only from a peer not yet known.
+
+        A hello's Frame tells the connection's file descriptor (SRCFD); for everyone
+        else bytes are cheaper.
+        """
+        assert self._router is not None
+        routing_id = self._router.recv(NOBLOCK)
+        copied = 2 if routing_id in self._by_routing_id else 1
+        return [routing_id] + recv_message(self._router, copied, first_received=True)
+
+    def _on_router_message(self, routing_id: bytes, head: Any,
                            payload: list[zmq.Frame]) -> None:
         try:
-            header = codec.decode(head.buffer)
+            header = codec.decode(head.buffer if isinstance(head, zmq.Frame) else head)
         except VersionMismatch as err:
             self._refuse(routing_id, REFUSE_VERSION, f"this site speaks protocol "
                          f"{codec.PROTOCOL_VERSION}; {err}")
@@ -325,7 +336,7 @@ class IOThread(threading.Thread):
             self._by_routing_id.pop(peer.routing_id, None)
         peer.routing_id, peer.incarnation = routing_id, incarnation
         self._by_routing_id[routing_id] = name
-        fd = head.get(zmq.SRCFD)
+        fd = head.get(zmq.SRCFD) if isinstance(head, zmq.Frame) else None
         if fd is not None and fd >= 0:
             peer.fd = fd
             self._by_fd[fd] = name
@@ -393,7 +404,9 @@ class IOThread(threading.Thread):
     def _dispatch(self, peer: _Peer, header: Header, payload: list[zmq.Frame]) -> None:
         kind = header.kind
         if kind in (Kind.TELL, Kind.ASK, Kind.REPLY, Kind.FAIL):
-            if header.sender != peer.name and not header.sender.startswith(peer.name + "/"):
+            sender = header.sender
+            if sender != peer.name and not (sender.startswith(peer.name)
+                                            and sender[len(peer.name)] == "/"):
                 log.warning("site %s: %s sent a message claiming to be from %r; dropped",
                             self.site_name, peer.name, header.sender)
                 return

@@ -26,7 +26,7 @@ class SiteOptions:
     """
 
     heartbeat_interval: float = 1.0
-    heartbeat_timeout: float = 3.0
+    heartbeat_timeout: float = 6.0
     max_message_size: int = 64 << 20
     max_payload_frames: int = 16
     hwm: int = 1000

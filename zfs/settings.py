@@ -21,7 +21,7 @@ Durations are seconds. Flags take ``1``/``true``/``yes``/``on`` or ``0``/``false
 | dest_dir | `--dest` | `ZFS_DEST` | `.` | `site`: folder for received pushes |
 | out_dir | `--out` | `ZFS_OUT` | `.` | `pull`: folder for downloads (a rerun into it resumes) |
 | heartbeat_interval | — | `ZFS_HEARTBEAT_INTERVAL` | `1.0` | seconds between pings on an idle link |
-| heartbeat_timeout | — | `ZFS_HEARTBEAT_TIMEOUT` | `3.0` | seconds of silence after which a site counts as lost |
+| heartbeat_timeout | — | `ZFS_HEARTBEAT_TIMEOUT` | `6.0` | seconds of silence after which a site counts as lost (a peer that dies or closes its connection is noticed at once) |
 | max_message_size | — | `ZFS_MAX_MESSAGE_SIZE` | `64MiB` | largest message a site accepts (must exceed the chunk size) |
 | keys_dir | `--keys` | `ZFS_KEYS` | none | folder of this site's CURVE keypair (`NAME.key_secret`, see `zfs-stream keys`); set: every link is encrypted and peers must be trusted |
 | allow_dir | `--allow` | `ZFS_ALLOW` | the keys folder | folder of the public keys (`SITE.key`) of the sites we trust |
@@ -149,7 +149,7 @@ class Settings:
     dest_dir: str = "."
     out_dir: str = "."
     heartbeat_interval: float = 1.0
-    heartbeat_timeout: float = 3.0
+    heartbeat_timeout: float = 6.0
     max_message_size: int = 64 << 20
     keys_dir: Optional[str] = None
     allow_dir: Optional[str] = None
