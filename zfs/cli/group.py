@@ -1,0 +1,93 @@
+"""The command group ``main``: the options of the whole command, logging, one-line errors.
+
+Its subcommands live in their own modules and are attached in :mod:`zfs.cli`; ``keys``
+is loaded only when used (from :mod:`zfs.keys_cli`, if installed).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from zfs.cli.errors import describe
+from zfs.cli.options import Common, _settings
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Logs to whatever ``sys.stderr`` is now (click's test runner swaps it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+#: Long-running commands, whose library warnings are worth reading as they come.
+_SERVING = frozenset({"site", "share"})
+
+
+def _setup_logging(verbose: bool, level: str) -> None:
+    root = logging.getLogger()
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else level)
+    # The command's own events: the logger "zfs.cli", parent of every command module's.
+    logging.getLogger(__package__).setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+class _Group(click.Group):
+    """The command group: one-line errors, and ``keys`` loaded only when used."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as err:
+            if isinstance(ctx.obj, Common) and ctx.obj.verbose:
+                traceback.print_exc()
+            raise click.ClickException(describe(err)) from err
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), "keys"])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return _keys_command() if cmd_name == "keys" else super().get_command(ctx, cmd_name)
+
+
+def _keys_command() -> click.Command:
+    """The security issue's ``keys`` group if it is installed, else a clear refusal."""
+    try:
+        from zfs.keys_cli import keys
+    except ImportError as err:
+        reason = str(err)
+
+        @click.command(name="keys", context_settings={"ignore_unknown_options": True})
+        @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+        def unavailable(args: Sequence[str]) -> None:
+            """Manage site keys (not available in this installation)."""
+            raise click.ClickException(f"keys: not available ({reason})")
+        return unavailable
+    return keys  # type: ignore[no-any-return]
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Debug logs, and tracebacks on errors.")
+@click.option("-q", "--quiet", is_flag=True, default=None, help="No progress bars [ZFS_QUIET].")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool, quiet: bool | None) -> None:
+    """Move large files between sites over ZeroMQ. Settings: ZFS_* (see zfs.settings)."""
+    base = _settings(None)
+    ctx.obj = Common(verbose=verbose, quiet=base.quiet if quiet is None else quiet)
+    default_level = "WARNING" if ctx.invoked_subcommand in _SERVING else "CRITICAL"
+    _setup_logging(verbose, base.log_level or default_level)
