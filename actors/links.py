@@ -48,6 +48,7 @@ _BATCH = 256
 REFUSE_HELLO = "hello"
 REFUSE_VERSION = "version"
 REFUSE_NAME = "name"
+REFUSE_BUSY = "busy"  # the name is connected: retried, as that connection may be dead
 REFUSE_AUTH = "auth"
 
 
@@ -80,6 +81,7 @@ class _Peer:
     incarnation: str = ""
     up: bool = False
     refused: str | None = None
+    retry_hello_at: float = 0.0  # when a "busy" refusal is worth another hello
     last_heard: float = 0.0
     last_sent: float = 0.0
     pending: deque[Sequence[Any]] = field(default_factory=deque)
@@ -326,10 +328,10 @@ class IOThread(threading.Thread):
             self._refuse(routing_id, REFUSE_NAME, "malformed hello")
             return
         name, incarnation = body
-        refusal = self._hello_refusal(name, incarnation, routing_id, head)
+        code, refusal = self._hello_refusal(name, incarnation, routing_id, head)
         if refusal:
             log.warning("site %s: refused hello from %r: %s", self.site_name, name, refusal)
-            self._refuse(routing_id, REFUSE_NAME, refusal)
+            self._refuse(routing_id, code, refusal)
             return
         peer = self._peers.setdefault(name, _Peer(name))
         if peer.routing_id is not None and peer.routing_id != routing_id:
@@ -346,18 +348,19 @@ class IOThread(threading.Thread):
         self._heard(peer)
 
     def _hello_refusal(self, name: str, incarnation: str, routing_id: bytes,
-                       head: zmq.Frame) -> str:
+                       head: Any) -> tuple[str, str]:
+        """The refusal code and reason for a hello, or ("", "") to welcome it."""
         if name == self.site_name:
-            return f"{name!r} is this site's own name"
+            return REFUSE_NAME, f"{name!r} is this site's own name"
         if self._options.curve is not None:
             refusal = self._options.curve.check_name(name, head)
             if refusal:
-                return refusal
+                return REFUSE_NAME, refusal
         peer = self._peers.get(name)
         if (peer is not None and peer.up and peer.routing_id not in (None, routing_id)
                 and peer.incarnation != incarnation):
-            return f"a site named {name!r} is already connected"
-        return ""
+            return REFUSE_BUSY, f"a site named {name!r} is already connected"
+        return "", ""
 
     def _read_dealer(self, peer: _Peer) -> None:
         assert peer.dealer is not None
@@ -386,7 +389,7 @@ class IOThread(threading.Thread):
             if named != peer.name:
                 self._on_refused(peer, [REFUSE_NAME, f"the site at that endpoint is {named!r}"])
                 return
-            peer.refused = None
+            peer.refused, peer.retry_hello_at = None, 0.0
             self._heard(peer)
         elif peer.up or peer.refused is None:
             self._heard(peer)
@@ -397,6 +400,10 @@ class IOThread(threading.Thread):
         if code == REFUSE_HELLO and peer.dealer is not None:
             self._send_hello(peer)
             return
+        if code == REFUSE_BUSY and peer.dealer is not None:
+            # A site restarted under its name: the peer may not have noticed the old
+            # connection die yet. Refused for now (callers see why); hello again later.
+            peer.retry_hello_at = time.monotonic() + self._options.heartbeat_interval
         log.error("site %s: %s refused the link: %s", self.site_name, peer.name, text)
         peer.refused = str(text)
         self._peer_down(peer, f"refused: {text}", refused=True)
@@ -532,6 +539,9 @@ class IOThread(threading.Thread):
         self._greeting.drop_overdue(now)
         ping = None
         for peer in list(self._peers.values()):
+            if peer.retry_hello_at and now >= peer.retry_hello_at and peer.refused is not None:
+                peer.retry_hello_at = now + self._options.heartbeat_interval
+                self._send_hello(peer)
             if not peer.up:
                 continue
             if now - peer.last_heard > self._options.heartbeat_timeout:

@@ -258,3 +258,22 @@ def test_spawn_once_from_racing_threads_gives_one_actor(site: actors.Site) -> No
     for thread in threads:
         thread.join(10)
     assert len(refs) == 8 and len({id(ref) for ref in refs}) == 1
+
+
+def test_a_refused_twin_gets_in_once_the_connected_one_is_gone(site: actors.Site) -> None:
+    first = actors.Site("twin", connect={"test": site.endpoint}, heartbeat_interval=0.2)
+    first.start()
+    try:
+        first.wait_for("test", 10)
+        with actors.Site("twin", connect={"test": site.endpoint},
+                         heartbeat_interval=0.2) as second:
+            with pytest.raises(actors.PeerRefused, match="already connected"):
+                second.wait_for("test", 10)
+            first.stop()                       # the old one goes: the new one is let in
+            wait_until(lambda: "test" in second.peers(), 10)
+            site.spawn(_collector(), "collector")
+            second.tell("test/collector", "from the new twin")
+            records = wait_until(lambda: site.ask("test/collector", "dump", timeout=5), 10)
+            assert records[0]["body"] == "from the new twin"
+    finally:
+        first.stop()
