@@ -3,6 +3,8 @@
 App code and actors call the site from any thread. Sockets belong to the site's I/O
 thread (``actors.links``); other threads hand it frames through ``actors.outbox``.
 Messages for local actors skip the sockets and go straight to the actor's mailbox.
+What the I/O thread tells the site, and answers to remote asks, go through the
+site's ``actors.dispatch.Dispatcher``.
 """
 
 from __future__ import annotations
@@ -22,20 +24,19 @@ import zmq
 from actors import codec
 from actors.actor import _SPAWNING, Delivery, LocalReply, deliver
 from actors.asks import Asks
-from actors.inbound import Inbound
-from actors.codec import Header, Kind
-from actors.errors import (ActorsError, AskTimeout, CodecError, MessageTooLarge, PeerLost,
-                           PeerRefused, SiteClosed, UnknownActor, UnknownSite, WaitTimeout,
-                           error_from_wire)
-from actors.events import PeerDown, PeerUp
+from actors.codec import Kind
+from actors.dispatch import UP as _UP
+from actors.dispatch import Dispatcher, _failure
+from actors.errors import (AskTimeout, MessageTooLarge, PeerLost, PeerRefused, SiteClosed,
+                           UnknownActor, UnknownSite, WaitTimeout)
 from actors.links import IOThread, valid_site_name
 from actors.options import SiteOptions
 from actors.outbox import Outbox
 from actors.refs import Ref, split_address
 
-log = logging.getLogger(__name__)
+__all__ = ["Site", "_UP", "_failure"]  # the last two re-exported from actors.dispatch
 
-_UP = "up"
+log = logging.getLogger(__name__)
 
 
 class Site:
@@ -61,7 +62,6 @@ class Site:
         self._actors: dict[str, pykka.ActorRef[Any]] = {}
         self._spawn_lock = threading.Lock()
         self._asks = Asks()
-        self._inbound = Inbound(self)
         self._watchers: list[pykka.ActorRef[Any]] = []
         self._peer_state: dict[str, str] = {peer: "connecting" for peer in self._connect}
         self._peer_changed = threading.Condition()
@@ -70,7 +70,7 @@ class Site:
         self._io: IOThread | None = None
         self._outbox: Outbox | None = None
         self._closed = False
-        self._next_expiry = 0.0
+        self._dispatcher = Dispatcher(self)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -83,7 +83,7 @@ class Site:
             self.options.curve.start(self._context)
         inbox = f"inproc://actors-{self.name}-{uuid.uuid4().hex}"
         self._io = IOThread(self.name, self._context, inbox, self._bind, self._connect,
-                            self.options, self)
+                            self.options, self._dispatcher)
         self._outbox = Outbox(self._context, inbox, self.options.hwm)
         self._io.start()
         if not self._io.ready.wait(timeout) or self._io.startup_error is not None:
@@ -354,92 +354,15 @@ class Site:
         if not valid_site_name(name) or name == self.name:
             raise ValueError(f"bad peer site name {name!r}")
 
-    # -- called by the I/O thread (LinkHandler) --------------------------------------
-
-    def on_message(self, peer: str, header: Header, payload: list[zmq.Frame]) -> None:
-        kind = header.kind
-        if kind is Kind.REPLY:
-            self._asks.resolve(header.corr, peer, header.body)
-        elif kind is Kind.FAIL:
-            self._asks.fail(header.corr, peer, _failure(header))
-        else:
-            self._inbound.add(peer, header, payload)
-
-    def on_batch_end(self) -> None:
-        self._inbound.flush()
-
-    def on_peer_up(self, peer: str) -> None:
-        self._set_peer_state(peer, _UP)
-        self._notify(PeerUp(peer))
-
-    def on_peer_down(self, peer: str, reason: str, refused: bool) -> None:
-        self._set_peer_state(peer, f"{'refused' if refused else 'lost'}: {reason}")
-        error = (PeerRefused if refused else PeerLost)(f"{peer}: {reason}")
-        self._asks.fail_peer(peer, error)
-        self._notify(PeerDown(peer, reason))
-
-    def on_undeliverable(self, peer: str, header: bytes, reason: str) -> None:
-        try:
-            decoded = codec.decode(header)
-        except CodecError:
-            return
-        if decoded.kind is Kind.ASK:
-            error = UnknownSite if reason == "unknown site" else PeerLost
-            self._asks.fail(decoded.corr, peer, error(f"{peer}: {reason}"))
-        else:
-            log.warning("site %s: %s to %s dropped: %s", self.name, decoded.kind.name,
-                        peer, reason)
-
-    def on_tick(self, now: float) -> None:
-        if now >= self._next_expiry:
-            self._next_expiry = now + 0.05
-            self._asks.expire(now)
-
-    def _set_peer_state(self, peer: str, state: str) -> None:
-        with self._peer_changed:
-            self._peer_state[peer] = state
-            self._peer_changed.notify_all()
-
-    def _notify(self, event: PeerUp | PeerDown) -> None:
-        alive = [ref for ref in self._watchers if ref.is_alive()]
-        self._watchers[:] = alive
-        for ref in alive:
-            try:
-                ref.tell(event)
-            except pykka.ActorDeadError:
-                pass
-
     # -- replies (from actor threads, through RemoteReply) ---------------------------
 
     def _send_reply(self, peer: str, corr: int, address: str, value: Any) -> None:
-        try:
-            header = codec.encode(Kind.REPLY, sender=address, corr=corr, body=value)
-        except CodecError as err:
-            self._send_failure(peer, corr, address, "CodecError", str(err))
-            return
-        self._send_frames(peer, [header])
+        self._dispatcher.send_reply(peer, corr, address, value)
 
     def _send_failure(self, peer: str, corr: int, address: str, kind: str, text: str) -> None:
-        header = codec.encode(Kind.FAIL, sender=address, corr=corr, body=[kind, text[:4000]])
-        self._send_frames(peer, [header])
-
-    def _send_frames(self, peer: str, frames: list[Any]) -> None:
-        io = self._io
-        if io is not None and threading.current_thread() is io:
-            io.send(peer, frames)
-            return
-        try:
-            self._hand_over(peer, frames[0], frames[1:])
-        except SiteClosed:
-            log.info("site %s: answer to %s not sent: site stopped", self.name, peer)
+        self._dispatcher.send_failure(peer, corr, address, kind, text)
 
 
 def _views(payload: Sequence[Any]) -> tuple[memoryview, ...]:
     return tuple(memoryview(frame) for frame in payload)
 
-
-def _failure(header: Header) -> ActorsError:
-    body = header.body
-    if isinstance(body, list) and len(body) == 2 and all(isinstance(b, str) for b in body):
-        return error_from_wire(body[0], body[1], header.sender)
-    return error_from_wire("ActorError", f"malformed failure: {body!r}"[:200], header.sender)

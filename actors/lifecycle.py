@@ -1,0 +1,198 @@
+"""What each message and socket event means for a peer link: up, down, refused.
+
+Lifecycle of a peer link::
+
+    (dealer) connect -> HELLO queued -> WELCOME received -> up
+    (router) HELLO received -> WELCOME sent                -> up
+    up -> disconnect event | BYE | silent past heartbeat_timeout -> down
+    down -> any message, or a new HELLO/WELCOME            -> up again
+    REFUSE received (version, name, key)                  -> refused (final)
+    REFUSE "busy" (our name is still connected there)      -> refused, hello again each beat
+
+The I/O thread (``actors.links``) reads and decodes; :class:`LinkLifecycle` decides
+what a message or event does to its link, tells the site (the link handler) about
+messages and peers coming and going, and sends what the handshake and heartbeats
+need through the I/O thread (:class:`Wire`). Runs on the I/O thread only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import zmq
+
+from actors import codec, handshake
+from actors.codec import Header, Kind
+from actors.greeting import HelloDeadlines
+from actors.handshake import REFUSE_AUTH, REFUSE_BUSY, REFUSE_HELLO, REFUSE_NAME
+from actors.options import SiteOptions
+from actors.peers import Peers, _Peer
+
+if TYPE_CHECKING:
+    from actors.links import LinkHandler
+
+log = logging.getLogger(__name__)
+
+
+class Wire(Protocol):
+    """The sends the lifecycle needs from the I/O thread, which owns the sockets."""
+
+    def send_hello(self, peer: _Peer) -> None: ...
+
+    def refuse(self, routing_id: bytes, code: str, text: str) -> None: ...
+
+    def router_send(self, routing_id: bytes, frames: Sequence[Any]) -> None: ...
+
+    def try_send(self, peer: _Peer, frames: Sequence[Any]) -> bool: ...
+
+
+class LinkLifecycle:
+    """Moves each peer link through its states; see the module docstring."""
+
+    def __init__(self, site_name: str, incarnation: str, options: SiteOptions, peers: Peers,
+                 handler: LinkHandler, wire: Wire) -> None:
+        self.site_name = site_name
+        self.incarnation = incarnation
+        self._options = options
+        self._peers = peers
+        self._handler = handler
+        self._wire = wire
+        self._greeting = HelloDeadlines(options.hello_timeout)
+
+    # -- messages ----------------------------------------------------------------
+
+    def on_router_message(self, routing_id: bytes, head: Any, header: Header,
+                          payload: list[zmq.Frame]) -> None:
+        """A decoded message on a connection a peer opened to us."""
+        if header.kind is Kind.HELLO:
+            self._on_hello(routing_id, head, header)
+            return
+        name = self._peers.named(routing_id)
+        if name is None:
+            self._wire.refuse(routing_id, REFUSE_HELLO, "say hello first")
+            return
+        peer = self._peers.add(name)
+        if peer.routing_id != routing_id:
+            return  # an old connection of a peer that has since said hello again
+        self.heard(peer)
+        self._dispatch(peer, header, payload)
+
+    def _on_hello(self, routing_id: bytes, head: zmq.Frame, header: Header) -> None:
+        identity = handshake.hello_identity(header.body)
+        if identity is None:
+            self._wire.refuse(routing_id, REFUSE_NAME, "malformed hello")
+            return
+        name, incarnation = identity
+        code, refusal = handshake.hello_refusal(self.site_name, self._options,
+                                                self._peers.get(name), name, incarnation,
+                                                routing_id, head)
+        if refusal:
+            log.warning("site %s: refused hello from %r: %s", self.site_name, name, refusal)
+            self._wire.refuse(routing_id, code, refusal)
+            return
+        fd = head.get(zmq.SRCFD) if isinstance(head, zmq.Frame) else None
+        peer = self._peers.greeted(name, routing_id, incarnation, fd)
+        if fd is not None and fd >= 0:
+            self._greeting.greeted(fd)
+        self._wire.router_send(routing_id, [handshake.welcome(self.site_name, self.incarnation)])
+        self.heard(peer)
+
+    def on_dealer_message(self, peer: _Peer, header: Header, payload: list[zmq.Frame]) -> None:
+        """A decoded message on the connection we opened to ``peer``."""
+        if header.kind is Kind.REFUSE:
+            self._on_refused(peer, header.body)
+        elif header.kind is Kind.WELCOME:
+            wrong = handshake.welcome_refusal(peer.name, header.body)
+            if wrong:
+                self._on_refused(peer, [REFUSE_NAME, wrong])
+                return
+            peer.refused, peer.retry_hello_at = None, 0.0
+            self.heard(peer)
+        elif peer.up or peer.refused is None:
+            self.heard(peer)
+            self._dispatch(peer, header, payload)
+
+    def _on_refused(self, peer: _Peer, body: Any) -> None:
+        code, text = handshake.refusal(body)
+        if code == REFUSE_HELLO and peer.dealer is not None:
+            self._wire.send_hello(peer)
+            return
+        if code == REFUSE_BUSY and peer.dealer is not None:
+            # A site restarted under its name: the peer may not have noticed the old
+            # connection die yet. Refused for now (callers see why); hello again later.
+            peer.retry_hello_at = time.monotonic() + self._options.heartbeat_interval
+        log.error("site %s: %s refused the link: %s", self.site_name, peer.name, text)
+        peer.refused = str(text)
+        self.peer_down(peer, f"refused: {text}", refused=True)
+
+    def _dispatch(self, peer: _Peer, header: Header, payload: list[zmq.Frame]) -> None:
+        kind = header.kind
+        if kind in (Kind.TELL, Kind.ASK, Kind.REPLY, Kind.FAIL):
+            sender = header.sender
+            if sender != peer.name and not (sender.startswith(peer.name)
+                                            and sender[len(peer.name)] == "/"):
+                log.warning("site %s: %s sent a message claiming to be from %r; dropped",
+                            self.site_name, peer.name, header.sender)
+                return
+            self._handler.on_message(peer.name, header, payload)
+        elif kind is Kind.BYE:
+            self.peer_down(peer, f"peer stopped ({header.body})")
+
+    # -- socket events -----------------------------------------------------------
+
+    def on_monitor_event(self, peer: _Peer | None, event: int, value: int) -> None:
+        """A monitor event of ``peer``'s DEALER, or of the ROUTER when ``peer`` is None."""
+        if peer is None:  # the router's monitor: value is the connection's fd
+            if event == zmq.EVENT_ACCEPTED:
+                self._greeting.accepted(value, time.monotonic())
+                return
+            self._greeting.closed(value)
+            router_peer = self._peers.connection_closed(value)
+            if router_peer is not None and router_peer.dealer is None:
+                self.peer_down(router_peer, "connection lost")
+        elif event == zmq.EVENT_CONNECTED:
+            if peer.connected_once:
+                self._wire.send_hello(peer)
+            peer.connected_once = True
+        elif event == zmq.EVENT_DISCONNECTED:
+            self.peer_down(peer, "connection lost")
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            self._on_refused(peer, [REFUSE_AUTH, "the peer does not trust this site's key"])
+
+    # -- liveness ----------------------------------------------------------------
+
+    def heard(self, peer: _Peer) -> None:
+        """``peer`` said something: it is up."""
+        peer.last_heard = time.monotonic()
+        if not peer.up:
+            peer.up = True
+            self._handler.on_peer_up(peer.name)
+
+    def peer_down(self, peer: _Peer, reason: str, refused: bool = False) -> None:
+        """``peer`` is gone (or refused us): drop its backlog and tell the site."""
+        dropped = self._peers.drop_pending(peer)
+        if dropped:
+            log.warning("site %s: %d messages to %s dropped: %s", self.site_name,
+                        dropped, peer.name, reason)
+        if peer.up or refused:
+            peer.up = False
+            self._handler.on_peer_down(peer.name, reason, refused)
+
+    def beat(self, now: float) -> None:
+        """Drop silent connections and peers, retry refused hellos, ping idle links."""
+        self._greeting.drop_overdue(now)
+        ping = None
+        for peer in list(self._peers):
+            if peer.retry_hello_at and now >= peer.retry_hello_at and peer.refused is not None:
+                peer.retry_hello_at = now + self._options.heartbeat_interval
+                self._wire.send_hello(peer)
+            if not peer.up:
+                continue
+            if now - peer.last_heard > self._options.heartbeat_timeout:
+                self.peer_down(peer, f"silent for over {self._options.heartbeat_timeout:g} s")
+            elif now - peer.last_sent >= self._options.heartbeat_interval and not peer.pending:
+                ping = ping or codec.encode(Kind.PING, sender=self.site_name)
+                self._wire.try_send(peer, [ping])

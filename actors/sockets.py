@@ -1,0 +1,61 @@
+"""Making and configuring a site's ZeroMQ sockets.
+
+Only the I/O thread (``actors.links``) calls these: it owns every socket they make.
+Every peer-facing socket gets the same limits (message size, high-water marks),
+ZeroMQ heartbeats, and CURVE when the site is secure.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import zmq
+
+from actors import codec
+from actors.options import SiteOptions
+
+
+def configure(sock: zmq.Socket, options: SiteOptions, peer: str | None = None) -> None:
+    """Set a new socket's options; ``peer`` names the site a DEALER connects to."""
+    sock.setsockopt(zmq.LINGER, int(options.linger * 1000))
+    sock.setsockopt(zmq.SNDHWM, options.hwm)
+    sock.setsockopt(zmq.RCVHWM, options.hwm)
+    sock.setsockopt(zmq.MAXMSGSIZE, options.max_message_size + codec.MAX_HEADER_SIZE)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, int(options.heartbeat_interval * 1000))
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(options.heartbeat_timeout * 1000))
+    sock.setsockopt(zmq.HEARTBEAT_TTL, int(options.heartbeat_timeout * 1000))
+    if options.curve is not None:
+        options.curve.configure(sock, server=sock.type == zmq.ROUTER, peer=peer)
+
+
+def new_inbox(context: zmq.Context, endpoint: str, hwm: int) -> zmq.Socket:
+    """The inproc PULL socket other threads hand outbound messages to, bound."""
+    inbox = context.socket(zmq.PULL)
+    inbox.setsockopt(zmq.LINGER, 0)
+    inbox.setsockopt(zmq.RCVHWM, hwm)
+    inbox.bind(endpoint)
+    return inbox
+
+
+def new_router(context: zmq.Context, options: SiteOptions) -> zmq.Socket:
+    """The ROUTER peers connect to, not yet bound."""
+    router = context.socket(zmq.ROUTER)
+    configure(router, options)
+    # Never drop a message silently for an unknown or full peer: raise instead.
+    router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    # A peer reconnecting under its routing id takes over its stale connection.
+    router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+    return router
+
+
+def new_dealer(context: zmq.Context, options: SiteOptions, site_name: str,
+               peer: str) -> zmq.Socket:
+    """A DEALER for the link to ``peer``, not yet connected, with a fresh routing id."""
+    dealer = context.socket(zmq.DEALER)
+    try:
+        configure(dealer, options, peer=peer)
+    except Exception:  # e.g. no key for this peer: an unregistered socket would leak
+        dealer.close(linger=0)
+        raise
+    dealer.setsockopt(zmq.ROUTING_ID, f"{site_name}:{uuid.uuid4().hex}".encode())
+    return dealer
