@@ -58,7 +58,10 @@ class Peers:
 
     def add(self, name: str) -> _Peer:
         """The peer named ``name``, made known first if it is not."""
-        return self._by_name.setdefault(name, _Peer(name))
+        peer = self._by_name.get(name)
+        if peer is None:  # made only when new: a _Peer is not free to build per message
+            peer = self._by_name[name] = _Peer(name)
+        return peer
 
     def knows(self, routing_id: bytes) -> bool:
         """Whether a connection with ``routing_id`` has said hello."""
