@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Sequence
 import logging
+import queue
 import sys
 from concurrent.futures import Future as ConcurrentFuture
 from dataclasses import dataclass
@@ -73,6 +74,12 @@ class Actor(pykka.ThreadingActor):
         self.site._actors[self.name] = self.actor_ref
         self.sender: str | None = None
         self.payload: tuple[Any, ...] = ()
+
+    @staticmethod
+    def _create_actor_inbox() -> Any:
+        # pykka's default inbox is a queue.Queue (a lock and two conditions in Python);
+        # SimpleQueue does the same put/get/empty in C, several times cheaper per message.
+        return queue.SimpleQueue()
 
     def _actor_loop_setup(self) -> None:
         # Everything this actor's thread sends, from on_start on, is from this actor.
