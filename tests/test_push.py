@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import actors
-from tests.support.procs import SiteProcess, wait_until
+from tests.support.procs import SiteProcess, start_sites, wait_until
 from zfs.errors import (InsecureLink, SourceMissing, StreamRefused, TransferAborted,
                         UnsafeName)
 from zfs.files import file_digest
@@ -36,20 +36,6 @@ def hub() -> Iterator[actors.Site]:
     with actors.Site("test", bind="tcp://127.0.0.1:0", heartbeat_interval=0.5,
                      heartbeat_timeout=2.0) as site:
         yield site
-
-
-def start_sites(hub: actors.Site, *names: str) -> list[SiteProcess]:
-    procs = [SiteProcess(n, connect={"test": hub.endpoint}) for n in names]
-    try:
-        for proc in procs:
-            proc.start()
-        for proc in procs:
-            hub.wait_for(proc.name, timeout=20)
-    except BaseException:
-        for proc in procs:
-            proc.kill()
-        raise
-    return procs
 
 
 @pytest.fixture(scope="module")

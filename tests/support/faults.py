@@ -39,7 +39,7 @@ import pytest
 import actors
 from tests.support import netns
 from tests.support.linkemu import LinkEmulator
-from tests.support.procs import SiteProcess, wait_until
+from tests.support.procs import SiteProcess, start_sites, wait_until
 from zfs.files import PARTIAL_SUFFIX, Digest, file_digest
 from zfs.pull import download, share
 from zfs.push import push_file, register_receiver
@@ -157,20 +157,6 @@ def hub() -> Iterator[actors.Site]:
     with actors.Site("test", bind="tcp://127.0.0.1:0", heartbeat_interval=0.5,
                      heartbeat_timeout=2.0) as site:
         yield site
-
-
-def start_sites(hub: actors.Site, *names: str, **connect: str) -> list[SiteProcess]:
-    procs = [SiteProcess(n, connect={"test": str(hub.endpoint), **connect}) for n in names]
-    try:
-        for proc in procs:
-            proc.start()
-        for proc in procs:
-            hub.wait_for(proc.name, timeout=20)
-    except BaseException:
-        for proc in procs:
-            proc.kill()
-        raise
-    return procs
 
 
 @pytest.fixture

@@ -131,3 +131,18 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> Any:
         if time.monotonic() >= deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def start_sites(hub: actors.Site, *names: str, **connect: str) -> list[SiteProcess]:
+    """Start child sites connected to ``hub`` (and ``connect``); all up, or none left running."""
+    procs = [SiteProcess(n, connect={"test": str(hub.endpoint), **connect}) for n in names]
+    try:
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            hub.wait_for(proc.name, timeout=20)
+    except BaseException:
+        for proc in procs:
+            proc.kill()
+        raise
+    return procs
