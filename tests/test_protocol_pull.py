@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from zfs.protocol.pull import (
     Commit, DigestPrefix, DlState, Download, Downloaded, Failure, Finish, LocalProtocolError,
-    OpenPartial, Refusal, Refuse, Released, RequestChunk, RequestDigest, RequestInfo,
+    OpenPartial, Refusal, Refuse, Released, ReportMark, RequestChunk, RequestDigest, RequestInfo,
     RequestPrefix, SendChunk, SendDigest, SendInfo, SendPrefixDigest, Shares, StartOver, Status,
     TimedOut, TxState, TX_TRANSITIONS, WriteChunk,
 )
@@ -184,8 +184,9 @@ def test_download_keeps_a_window_and_refills_it() -> None:
     assert dl.chunk_received(0, 10, 0.1) == [WriteChunk(0), RequestChunk(30, 10, 10)]
     assert dl.chunk_received(0, 10, 0.1) == []            # duplicate ignored
     assert dl.chunk_received(10, 10, 0.1) == [WriteChunk(10), RequestChunk(40, 5, 20)]
-    for off, n in ((20, 10), (30, 10)):
-        assert dl.chunk_received(off, n, 0.2) == [WriteChunk(off)]
+    # nothing left to ask for: the new mark is reported so the owner's budget learns it
+    assert dl.chunk_received(30, 10, 0.2) == [WriteChunk(30)]    # 20 still missing
+    assert dl.chunk_received(20, 10, 0.2) == [WriteChunk(20), ReportMark(40)]
     assert dl.chunk_received(40, 5, 0.3) == [WriteChunk(40), RequestDigest()]
     assert dl.digest_received("abc") == [Commit(45, "abc")]
     assert dl.committed() == [Finish(DlState.DONE)]
@@ -317,11 +318,13 @@ class Recipient:
                            retries=1000)
         self.disk = bytearray(have)
         self.payload: dict[int, bytes] = {}
+        self.finished_at = 0.0     # the simulated time when the run ended
 
     def run(self, cmds: list[Any], now: float) -> None:
         dl, disk = self.dl, self.disk
         for cmd in cmds:
-            if isinstance(cmd, (RequestInfo, RequestPrefix, RequestChunk, RequestDigest)):
+            if isinstance(cmd, (RequestInfo, RequestPrefix, RequestChunk, ReportMark,
+                                RequestDigest)):
                 self.link.send("up", (self.address, cmd))
             elif isinstance(cmd, OpenPartial):
                 self.run(dl.partial_opened(len(disk), now), now)
@@ -360,6 +363,8 @@ def owner_answers(shares: Shares, to: str, msg: Any, now: float) -> list[Any]:
         return shares.prefix_requested("r", "b", to, msg.length, now)
     if isinstance(msg, RequestChunk):
         return shares.chunk_requested("r", "b", to, msg.offset, msg.length, msg.mark, now)
+    if isinstance(msg, ReportMark):
+        return shares.mark_reported("r", "b", to, msg.mark, now)
     return shares.digest_requested("r", "b", to, now)
 
 
@@ -393,6 +398,8 @@ def run_transfers(data: bytes, seed: int, drop: float, dup: float, window: int, 
             assert shares.in_flight.bytes <= 2 * chunk + len(recipients) * chunk
         else:
             recipients[msg.to].answered(msg, data, now)
+    for rcpt in recipients.values():
+        rcpt.finished_at = now
     return list(recipients.values())
 
 
@@ -445,6 +452,18 @@ def test_recipients_sharing_the_owner_budget_all_finish(size: int, seed: int, dr
     for rcpt in run_transfers(data, seed, drop, dup, window, chunk, [b""] * n):
         assert rcpt.dl.state is DlState.DONE
         assert bytes(rcpt.disk) == data
+
+
+@settings(max_examples=80, deadline=None)
+@given(size=st.integers(1, 400), seed=st.integers(0, 2**32), window=st.integers(1, 16),
+       chunk=st.integers(1, 32), n=st.integers(2, 4))
+def test_on_a_clean_link_the_budget_never_leaves_a_download_waiting_for_a_timeout(
+        size: int, seed: int, window: int, chunk: int, n: int) -> None:
+    """Time only passes when nothing is in flight: a run that needed it was stuck."""
+    data = random.Random(seed).randbytes(size)
+    for rcpt in run_transfers(data, seed, 0.0, 0.0, window, chunk, [b""] * n):
+        assert rcpt.dl.state is DlState.DONE
+        assert rcpt.finished_at == 0.0
 
 
 def test_a_lost_owner_is_waited_for_then_requests_go_again() -> None:

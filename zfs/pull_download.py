@@ -193,6 +193,8 @@ class DownloadActor(actors.Actor):
                 queue.extend(self._ask_info())
             elif isinstance(cmd, core.RequestPrefix):
                 queue.extend(self._request({"op": "prefix", "length": cmd.length}))
+            elif isinstance(cmd, core.ReportMark):
+                queue.extend(self._request({"op": "mark", "mark": cmd.mark}))
             elif isinstance(cmd, core.RequestDigest):
                 queue.extend(self._request({"op": "digest"}))
             elif isinstance(cmd, core.Finish):

@@ -218,6 +218,8 @@ class OwnerActor(actors.Actor):
                 cmds = shares.prefix_requested(rid, site, to, int(msg["length"]), now)
             elif op == "digest":
                 cmds = shares.digest_requested(rid, site, to, now)
+            elif op == "mark":
+                cmds = shares.mark_reported(rid, site, to, int(msg["mark"]), now)
             elif op == "report":
                 cmds = shares.download_reported(rid, site, to, core.Status(msg["status"]), now)
             else:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from zfs.protocol.pull_download import (  # noqa: F401 - re-exported
     _BAD_ENDS, _DIGEST, _ENDS, _INFO, _PREFIX, DL_TRANSITIONS, Commit, DigestPrefix, DlState,
-    Download, DownloadCommand, Failure, Finish, OpenPartial, RequestChunk, RequestDigest,
+    Download, DownloadCommand, Failure, Finish, OpenPartial, RequestChunk, ReportMark, RequestDigest,
     RequestInfo, RequestPrefix, StartOver, WriteChunk, _Pending)
 from zfs.protocol.pull_errors import LocalProtocolError, Refusal  # noqa: F401 - re-exported
 from zfs.protocol.pull_inflight import InFlight, _Flight  # noqa: F401 - re-exported

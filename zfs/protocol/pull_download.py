@@ -106,6 +106,17 @@ class RequestChunk:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportMark:
+    """Tell the owner we now hold every byte below ``mark``.
+
+    Chunk requests carry the mark; this is for when none is left to send, so the
+    owner's in-flight budget still learns what arrived.
+    """
+
+    mark: int
+
+
+@dataclass(frozen=True, slots=True)
 class RequestDigest:
     """Ask the owner for the whole-file digest."""
 
@@ -140,7 +151,7 @@ class Finish:
 
 
 DownloadCommand = Union[RequestInfo, OpenPartial, RequestPrefix, DigestPrefix, RequestChunk,
-                        RequestDigest, StartOver, WriteChunk, Commit, Finish]
+                        ReportMark, RequestDigest, StartOver, WriteChunk, Commit, Finish]
 
 _INFO = -1      # in-flight keys: a chunk's offset, or one of these
 _PREFIX = -2
@@ -243,12 +254,16 @@ class Download:
         if length != want.length:
             return self._fail(Failure.BAD_REPLY,
                               f"chunk at {offset}: {length} bytes, asked {want.length}")
+        mark_before = self._mark()
         del self._pending[offset]
         self.received += length
         out: list[DownloadCommand] = [WriteChunk(offset)]
         if self._next >= self.size and not self._pending:
             return out + self._verify(now)
-        return out + self._fill(now)
+        more = self._fill(now)
+        if not more and self._mark() > mark_before:
+            more = [ReportMark(self._mark())]
+        return out + more
 
     def digest_received(self, digest: str) -> list[DownloadCommand]:
         """The owner sent the whole-file digest: commit."""

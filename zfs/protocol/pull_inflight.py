@@ -45,14 +45,24 @@ class InFlight:
         if flight is None:
             flight = self._flights[to] = _Flight(rid, site, now)
         flight.last_seen = now
-        if mark > flight.mark:
-            flight.mark = mark
-            for arrived in [o for o in flight.served if o < mark]:
-                self.bytes -= flight.served.pop(arrived)
+        self._advance(flight, mark)
         if offset == flight.mark or (not self._waiting and self._fits(length)):
             return True
         self._waiting.append((rid, to, offset, length))
         return False
+
+    def marked(self, to: str, mark: int, now: float) -> None:
+        """The download at ``to`` holds every byte below ``mark`` (it had nothing to ask)."""
+        flight = self._flights.get(to)
+        if flight is not None:
+            flight.last_seen = now
+            self._advance(flight, mark)
+
+    def _advance(self, flight: _Flight, mark: int) -> None:
+        if mark > flight.mark:
+            flight.mark = mark
+            for arrived in [o for o in flight.served if o < mark]:
+                self.bytes -= flight.served.pop(arrived)
 
     def served(self, to: str, offset: int, length: int) -> None:
         """Count a chunk as in flight."""
@@ -66,6 +76,9 @@ class InFlight:
         Requests for bytes that have arrived meanwhile are dropped; those of a download
         that ended come back with False (to be refused or dropped), whatever the budget.
         """
+        marked = self._waiting_for_a_mark()
+        if marked is not None:
+            return marked
         while self._waiting:
             rid, to, offset, length = self._waiting[0]
             flight = self._flights.get(to)
@@ -79,6 +92,19 @@ class InFlight:
                 return None
             self._waiting.popleft()
             return rid, to, offset, length, True
+        return None
+
+    def _waiting_for_a_mark(self) -> Optional[tuple[str, str, int, int, bool]]:
+        """Pop a waiting request that is now its download's lowest missing byte.
+
+        It was queued before it became the mark; left in the queue, its download could
+        not move its mark, release nothing, and wait for a timeout to ask again.
+        """
+        for index, (rid, to, offset, length) in enumerate(self._waiting):
+            flight = self._flights.get(to)
+            if flight is not None and offset == flight.mark:
+                del self._waiting[index]
+                return rid, to, offset, length, True
         return None
 
     def ended(self, to: str) -> None:

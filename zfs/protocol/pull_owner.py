@@ -279,6 +279,15 @@ class Shares:
             out.append(SendChunk(rid, to, offset, length))
         return out
 
+    def mark_reported(self, rid: str, site: str, to: str, mark: int,
+                      now: float) -> list[OwnerCommand]:
+        """A recipient holds every byte below ``mark``: free that much of the budget."""
+        file, _refusal = self._touch(rid, site, now)
+        if file is None:
+            return []
+        self.in_flight.marked(to, mark, now)
+        return self._release()
+
     def digest_requested(self, rid: str, site: str, to: str, now: float) -> list[OwnerCommand]:
         """A recipient has every byte and wants the whole-file digest."""
         self.in_flight.ended(to)
