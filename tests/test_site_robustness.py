@@ -277,3 +277,9 @@ def test_a_refused_twin_gets_in_once_the_connected_one_is_gone(site: actors.Site
             assert records[0]["body"] == "from the new twin"
     finally:
         first.stop()
+
+
+def test_malloc_arenas_can_be_capped_in_a_site_process() -> None:
+    """glibc here: the cap applies (python -m actors and zfs-stream set it at start)."""
+    from actors.process import limit_malloc_arenas
+    assert limit_malloc_arenas(2) is True
