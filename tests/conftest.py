@@ -8,13 +8,13 @@ from collections.abc import Iterator
 import pytest
 
 import actors
+from tests.support.procs import hub_site
 
 
 @pytest.fixture
 def site() -> Iterator[actors.Site]:
     """A site named "test" bound to an OS-chosen port on 127.0.0.1."""
-    with actors.Site("test", bind="tcp://127.0.0.1:0", heartbeat_interval=0.5,
-                     heartbeat_timeout=2.0) as test_site:
+    with hub_site() as test_site:
         yield test_site
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import pytest
 
 import actors
-from tests.support.procs import SiteProcess, wait_until
+from tests.support.procs import SiteProcess, hub_site, wait_until
 from zfs.compat.flare_streamer import FileStreamer, ReturnCode
 from zfs.compat.nanite import broadcast_data, broadcast_file
 from zfs.errors import StreamRefused, UnsafeName
@@ -23,8 +23,7 @@ CHUNK = 64 << 10
 
 @pytest.fixture(scope="module")
 def hub() -> Iterator[actors.Site]:
-    with actors.Site("test", bind="tcp://127.0.0.1:0", heartbeat_interval=0.5,
-                     heartbeat_timeout=2.0) as site:
+    with hub_site() as site:
         yield site
 
 

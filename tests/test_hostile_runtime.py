@@ -28,7 +28,7 @@ from actors.codec import Kind
 from actors.errors import CodecError
 from actors.links import valid_site_name
 from tests.support.echo import Collector, Echo
-from tests.support.procs import wait_until
+from tests.support.procs import hub_site, wait_until
 
 MAX_MESSAGE = 256 << 10
 MAX_FRAMES = 16
@@ -43,9 +43,7 @@ def ep(site: actors.Site) -> str:
 @pytest.fixture
 def target() -> Iterator[actors.Site]:
     """The attacked site: small limits, a collector and an echo."""
-    with actors.Site("test", bind="tcp://127.0.0.1:0", heartbeat_interval=0.5,
-                     heartbeat_timeout=2.0, max_message_size=MAX_MESSAGE,
-                     max_payload_frames=MAX_FRAMES) as site:
+    with hub_site(max_message_size=MAX_MESSAGE, max_payload_frames=MAX_FRAMES) as site:
         site.spawn(Collector, "collector")
         site.spawn(Echo, "echo")
         yield site

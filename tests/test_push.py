@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import actors
-from tests.support.procs import SiteProcess, start_sites, wait_until
+from tests.support.procs import SiteProcess, hub_site, start_sites, wait_until
 from zfs.errors import (InsecureLink, SourceMissing, StreamRefused, TransferAborted,
                         UnsafeName)
 from zfs.files import file_digest
@@ -33,8 +33,7 @@ CHUNK = 64 << 10
 @pytest.fixture(scope="module")
 def hub() -> Iterator[actors.Site]:
     """The test's own site: it sends, and detects lost peers within ~2 s."""
-    with actors.Site("test", bind="tcp://127.0.0.1:0", heartbeat_interval=0.5,
-                     heartbeat_timeout=2.0) as site:
+    with hub_site() as site:
         yield site
 
 

@@ -39,7 +39,7 @@ import pytest
 import actors
 from tests.support import netns
 from tests.support.linkemu import LinkEmulator
-from tests.support.procs import SiteProcess, start_sites, wait_until
+from tests.support.procs import SiteProcess, hub_site, start_sites, wait_until
 from zfs.files import PARTIAL_SUFFIX, Digest, file_digest
 from zfs.pull import download, share
 from zfs.push import push_file, register_receiver
@@ -154,8 +154,7 @@ def in_thread(func: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def hub() -> Iterator[actors.Site]:
     """The test's own site; it detects a lost peer within ~2 s."""
-    with actors.Site("test", bind="tcp://127.0.0.1:0", heartbeat_interval=0.5,
-                     heartbeat_timeout=2.0) as site:
+    with hub_site() as site:
         yield site
 
 
