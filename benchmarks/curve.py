@@ -60,7 +60,7 @@ def compare(options: Options, scenario: Scenario, missing: str | None) -> Report
             report.base_runs.append(plain)
             report.ours_runs.append(secure)
     report.rows = build_rows(specs, report.ours_runs, report.base_runs)
-    report.notes = [*scenario.notes, *curve_notes(scenario)]
+    report.notes = [*without_raw_notes(scenario.notes), *curve_notes(scenario)]
     return report
 
 

@@ -25,13 +25,11 @@ SOURCE = "owner"
 def run(options: Options) -> Report:
     """Measure both sides for every width, ``options.runs`` times, and return the table."""
     missing = unavailable("zfs.pull", "share", "download")
+    scenario = Scenario("pull", "zfs pull", SOURCE, "recipient", _title(options),
+                        _params(options), _pull, _notes(options, missing))
     if options.curve:
-        return curve.compare(options, curve.Scenario(
-            "pull", "zfs pull", SOURCE, "recipient", _title(options), _params(options), _pull,
-            curve.without_raw_notes(_notes(options, None))), missing)
-    return against_raw(options, Scenario(
-        "pull", "zfs pull", SOURCE, "recipient", _title(options), _params(options), _pull,
-        _notes(options, missing)), missing)
+        return curve.compare(options, scenario, missing)
+    return against_raw(options, scenario, missing)
 
 
 def _pull(work: Path, source: Path, n: int, options: Options,

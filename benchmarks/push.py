@@ -24,13 +24,11 @@ SOURCE = "sender"
 def run(options: Options) -> Report:
     """Measure both sides for every width, ``options.runs`` times, and return the table."""
     missing = unavailable("zfs.push", "push_file", "register_receiver")
+    scenario = Scenario("push", "zfs push", SOURCE, "target", _title(options),
+                        _params(options), _push, _notes(options, missing))
     if options.curve:
-        return curve.compare(options, curve.Scenario(
-            "push", "zfs push", SOURCE, "target", _title(options), _params(options), _push,
-            curve.without_raw_notes(_notes(options, None))), missing)
-    return against_raw(options, Scenario(
-        "push", "zfs push", SOURCE, "target", _title(options), _params(options), _push,
-        _notes(options, missing)), missing)
+        return curve.compare(options, scenario, missing)
+    return against_raw(options, scenario, missing)
 
 
 def _push(work: Path, source: Path, n: int, options: Options,

@@ -112,8 +112,15 @@ def percentiles(times_us: list[float]) -> dict[str, float]:
 def _payload_rate(dealer: zmq.Socket, count: int, window: int) -> float:
     chunk = os.urandom(1 << 20)
     dealer.send(b"m")
-    in_flight = 0
     start = time.perf_counter()
+    send_windowed(dealer, chunk, count, window)
+    elapsed = time.perf_counter() - start
+    return count * len(chunk) / elapsed / 1e6
+
+
+def send_windowed(dealer: zmq.Socket, chunk: bytes, count: int, window: int) -> None:
+    """Send ``count`` frames of ``chunk`` to :func:`server`, at most ``window`` un-acked."""
+    in_flight = 0
     for _ in range(count):
         if in_flight >= window:
             dealer.recv()
@@ -122,5 +129,3 @@ def _payload_rate(dealer: zmq.Socket, count: int, window: int) -> float:
         in_flight += 1
     for _ in range(in_flight):
         dealer.recv()
-    elapsed = time.perf_counter() - start
-    return count * len(chunk) / elapsed / 1e6

@@ -31,6 +31,7 @@ from typing import Any, Optional
 
 import zmq
 
+from benchmarks import rawzmq
 from benchmarks.data import MiB, format_size, make_file, parse_size, warm, workdir
 from benchmarks.options import machine, progress, unavailable
 from benchmarks.procs import BenchError, Child, Parties
@@ -67,42 +68,19 @@ class WanRow:
 # ---- parties (run in child processes by benchmarks.worker) ----------------------
 
 
-def raw_server(params: dict[str, Any], link: Link) -> None:
-    """A ROUTER that acks every 1 MiB frame with a tiny message, until told to quit."""
-    context = zmq.Context()
-    router = context.socket(zmq.ROUTER)
-    router.setsockopt(zmq.LINGER, 0)
-    port = router.bind_to_random_port("tcp://127.0.0.1")
-    link.send(endpoint=f"tcp://127.0.0.1:{port}")
-    while True:
-        frames = router.recv_multipart(copy=False)
-        if frames[1].bytes == b"q":
-            break
-        router.send_multipart([frames[0].bytes, b"a"])
-    router.close()
-    context.term()
-    link.wait_quit()
-
-
 def raw_client(params: dict[str, Any], link: Link) -> None:
-    """Send ``count`` 1 MiB frames with ``window`` un-acked; report MB/s."""
+    """Send ``count`` 1 MiB frames to :func:`benchmarks.rawzmq.server` with ``window``
+    un-acked; report the timing."""
     context = zmq.Context()
     dealer = context.socket(zmq.DEALER)
     dealer.setsockopt(zmq.LINGER, 0)
     dealer.connect(params["endpoint"])
+    dealer.send(b"m")                                  # the server takes frames zero-copy
     dealer.send_multipart([b"d", b"warm-up"])
     dealer.recv()
-    chunk, window, count = os.urandom(MiB), params["window"], params["count"]
-    in_flight = 0
+    count = params["count"]
     start = time.monotonic()
-    for _ in range(count):
-        if in_flight >= window:
-            dealer.recv()
-            in_flight -= 1
-        dealer.send_multipart([b"d", chunk], copy=False)
-        in_flight += 1
-    for _ in range(in_flight):
-        dealer.recv()
+    rawzmq.send_windowed(dealer, os.urandom(MiB), count, params["window"])
     end = time.monotonic()
     dealer.send_multipart([b"q"])
     dealer.close()
@@ -164,7 +142,7 @@ def _pull(work: Path, source: Path, size: int, rtt_ms: int, window: int,
 
 def _raw(work: Path, size: int, rtt_ms: int, window: int, timeout: float) -> float:
     with Parties(work) as parties:
-        server = parties.start("benchmarks.wan:raw_server", {}, f"wan-raw-s-{rtt_ms}-{window}")
+        server = parties.start("benchmarks.rawzmq:server", {}, f"wan-raw-s-{rtt_ms}-{window}")
         with _relay(server.expect(30)["endpoint"], rtt_ms) as relay:
             client = parties.start("benchmarks.wan:raw_client", {
                 "endpoint": relay.endpoint, "window": window, "count": max(size // MiB, 1)},

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import pytest
 
 import actors
-from tests.support.procs import SiteProcess, hub_site, wait_until
+from tests.support.procs import SiteProcess, hub_site, start_sites, wait_until
 from zfs.compat.flare_streamer import FileStreamer, ReturnCode
 from zfs.compat.nanite import broadcast_data, broadcast_file
 from zfs.errors import StreamRefused, UnsafeName
@@ -29,12 +29,8 @@ def hub() -> Iterator[actors.Site]:
 
 @pytest.fixture(scope="module")
 def peers(hub: actors.Site) -> Iterator[dict[str, SiteProcess]]:
-    procs = {n: SiteProcess(n, connect={"test": hub.endpoint}) for n in ("n1", "n2", "n3")}
+    procs = {proc.name: proc for proc in start_sites(hub, "n1", "n2", "n3")}
     try:
-        for proc in procs.values():
-            proc.start()
-        for name in procs:
-            hub.wait_for(name, timeout=20)
         yield procs
     finally:
         for proc in procs.values():
