@@ -20,6 +20,7 @@ chunk is never copied into or out of a serialised buffer.
 from __future__ import annotations
 
 import enum
+import threading
 from typing import Any, NamedTuple
 
 import msgpack
@@ -58,18 +59,33 @@ class Header(NamedTuple):
     body: Any = None
 
 
+class _ThreadPacker(threading.local):
+    """One msgpack Packer per thread: ``msgpack.packb`` builds a new one per call,
+    which costs more than packing a small header; a Packer is not thread-safe."""
+
+    packer: msgpack.Packer | None = None
+
+
+_packers = _ThreadPacker()
+
+
+def _packer() -> msgpack.Packer:
+    packer = _packers.packer = msgpack.Packer(use_bin_type=True)
+    return packer
+
+
 def encode(kind: Kind, to: str = "", sender: str = "", corr: int = 0, body: Any = None) -> bytes:
     """Encode a header frame.
 
     Raises:
         CodecError: the body holds a value msgpack cannot encode.
     """
+    packer = _packers.packer or _packer()
     try:
-        return msgpack.packb(
-            [PROTOCOL_VERSION, int(kind), to, sender, corr, body], use_bin_type=True
-        )
+        data: bytes = packer.pack([PROTOCOL_VERSION, int(kind), to, sender, corr, body])
     except (TypeError, ValueError, OverflowError) as err:
         raise CodecError(f"cannot encode message: {err}") from err
+    return data
 
 
 def encode_header(header: Header) -> bytes:
@@ -87,8 +103,8 @@ def decode(data: bytes | memoryview) -> Header:
     if len(data) > MAX_HEADER_SIZE:
         raise CodecError(f"header of {len(data)} bytes is over {MAX_HEADER_SIZE}")
     try:
-        fields = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True,
-                                 ext_hook=_refuse_ext, timestamp=0)
+        # msgpack >= 1.0 defaults: raw=False, use_list=True, strict_map_key=True, timestamp=0.
+        fields = msgpack.unpackb(data, ext_hook=_refuse_ext)
     except CodecError:
         raise
     except (ValueError, TypeError, msgpack.UnpackException) as err:
@@ -116,8 +132,11 @@ def _check(fields: Any) -> Header:
         raise CodecError("header addresses must be strings")
     if type(corr) is not int or not 0 <= corr <= _MAX_CORR:
         raise CodecError("bad correlation id")
-    return Header(kind_member, to, sender, corr, body)
+    return _new(Header, (kind_member, to, sender, corr, body))
 
+
+#: Builds a Header without the Python-level ``__new__`` a named tuple runs per message.
+_new = tuple.__new__
 
 #: Kind by wire value; a dict lookup, since calling the enum costs more per message.
 _KINDS = {int(k): k for k in Kind}

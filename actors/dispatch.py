@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Module constants: reading an enum member off its class costs more, once per message.
+_REPLY, _FAIL = Kind.REPLY, Kind.FAIL
+
 #: The peer state of a connected peer (others are "connecting", "lost: ...", "refused: ...").
 UP = "up"
 
@@ -44,9 +47,9 @@ class Dispatcher:
 
     def on_message(self, peer: str, header: Header, payload: list[zmq.Frame]) -> None:
         kind = header.kind
-        if kind is Kind.REPLY:
+        if kind is _REPLY:
             self._site._asks.resolve(header.corr, peer, header.body)
-        elif kind is Kind.FAIL:
+        elif kind is _FAIL:
             self._site._asks.fail(header.corr, peer, _failure(header))
         else:
             self._inbound.add(peer, header, payload)

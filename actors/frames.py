@@ -2,6 +2,11 @@
 
 Used only by the thread that owns the socket. Small parts are copied (cheaper than
 tracking a zero-copy buffer); large parts travel without copying.
+
+Every message a site handles passes through here several times, so these calls go
+to pyzmq's backend socket methods: the ``zmq.Socket`` subclass only forwards them,
+and each forward costs about as much as a small send itself. ``RCVMORE`` is read as
+rarely as the message structure allows: pyzmq turns each option read into an enum.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import zmq
+from zmq.backend import Socket as _BackendSocket
 
 # Plain ints: combining pyzmq's enum flags costs more than the send itself.
 NOBLOCK = int(zmq.NOBLOCK)
@@ -19,21 +25,36 @@ SNDMORE = int(zmq.SNDMORE)
 #: Frames under this size are copied: cheaper than tracking a zero-copy buffer.
 COPY_BELOW = 65536
 
+_send = _BackendSocket.send
+_get = _BackendSocket.get
+#: ``recv(sock, flags=0, copy=True)``: pyzmq's receive without the subclass's forward.
+recv = _BackendSocket.recv
+_recv = recv
 
-def recv_message(sock: zmq.Socket, copied: int, first_received: bool = False) -> list[Any]:
-    """Receive one multipart message without blocking (raises zmq.Again if none).
 
-    The first ``copied`` parts (routing id, header: small) come as bytes, which costs
-    less than a Frame object; the rest (payload: large) as zero-copy Frames. With
-    ``first_received``, the caller already took the first part: the rest is returned.
+def recv_rest(sock: zmq.Socket, parts: list[Any], copied: int) -> list[Any]:
+    """Append the remaining parts of a message whose first part(s) ``parts`` holds.
+
+    Parts up to index ``copied`` (routing id, header: small) come as bytes, cheaper
+    than a Frame object; the rest (payload: large) as zero-copy Frames.
     """
-    parts: list[Any] = []
-    done = 1 if first_received else 0
-    if not first_received:
-        parts.append(sock.recv(NOBLOCK))
-    while sock.get(RCVMORE):
-        parts.append(sock.recv(copy=len(parts) + done < copied))
+    while _get(sock, RCVMORE):
+        parts.append(_recv(sock, 0, len(parts) < copied))
     return parts
+
+
+def recv_message(sock: zmq.Socket, copied: int) -> list[Any]:
+    """Receive one multipart message without blocking (raises zmq.Again if none)."""
+    return recv_rest(sock, [_recv(sock, NOBLOCK)], copied)
+
+
+def recv_frames(sock: zmq.Socket, count: int) -> list[Any]:
+    """Receive ``count`` more parts of a message, as zero-copy Frames, whatever they hold.
+
+    For a socket whose sender is trusted to say how many parts follow (the site's own
+    inproc inbox), so no ``RCVMORE`` is read.
+    """
+    return [_recv(sock, 0, False) for _ in range(count)]
 
 
 def send_parts(sock: zmq.Socket, frames: Sequence[Any], flags: int) -> None:
@@ -43,9 +64,18 @@ def send_parts(sock: zmq.Socket, frames: Sequence[Any], flags: int) -> None:
     accepted, ZeroMQ accepts the rest of it.
     """
     last = len(frames) - 1
+    if last == 0:  # most messages are a header alone
+        frame = frames[0]
+        _send(sock, frame, flags, len(frame) < COPY_BELOW)
+        return
     for index, frame in enumerate(frames):
         more = SNDMORE if index < last else 0
-        sock.send(frame, (flags if index == 0 else 0) | more, copy=len(frame) < COPY_BELOW)
+        _send(sock, frame, (flags if index == 0 else 0) | more, len(frame) < COPY_BELOW)
+
+
+def send_first(sock: zmq.Socket, frame: Any, flags: int) -> None:
+    """Send one part (a routing id, say) with ``flags``; small, so copied."""
+    _send(sock, frame, flags, True)
 
 
 def message_size(frames: Sequence[Any]) -> int:

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_ASK = Kind.ASK
+#: Builds a named tuple without the Python-level ``__new__`` it would run per message.
+_new = tuple.__new__
+
 
 class Inbound:
     """Collects a read batch's deliveries per local actor; runs on the I/O thread only."""
@@ -30,9 +34,9 @@ class Inbound:
 
     def add(self, peer: str, header: Header, payload: list[Any]) -> None:
         """Queue a TELL or ASK for its actor until :meth:`flush`."""
-        is_ask = header.kind is Kind.ASK
+        is_ask = header.kind is _ASK
         frames = tuple(f.buffer for f in payload) if payload else ()
-        delivery = Delivery(header.body, header.sender, frames, is_ask)
+        delivery = _new(Delivery, (header.body, header.sender, frames, is_ask))
         reply = None
         if is_ask:
             reply = RemoteReply(self._site, peer, header.corr, f"{self._site.name}/{header.to}")

@@ -36,6 +36,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Module constants: reading an enum member off its class costs more, once per message.
+_HELLO, _BYE = Kind.HELLO, Kind.BYE
+#: The kinds a peer's site handles (the rest are the link's own).
+_FOR_THE_SITE = frozenset((Kind.TELL, Kind.ASK, Kind.REPLY, Kind.FAIL))
+
 
 class Wire(Protocol):
     """The sends the lifecycle needs from the I/O thread, which owns the sockets."""
@@ -67,18 +72,20 @@ class LinkLifecycle:
     def on_router_message(self, routing_id: bytes, head: Any, header: Header,
                           payload: list[zmq.Frame]) -> None:
         """A decoded message on a connection a peer opened to us."""
-        if header.kind is Kind.HELLO:
-            self._on_hello(routing_id, head, header)
+        peer = self._peers.at(routing_id)
+        if peer is None or header.kind is _HELLO:
+            self._on_unnamed(routing_id, head, header)
             return
-        name = self._peers.named(routing_id)
-        if name is None:
-            self._wire.refuse(routing_id, REFUSE_HELLO, "say hello first")
-            return
-        peer = self._peers.add(name)
-        if peer.routing_id != routing_id:
-            return  # an old connection of a peer that has since said hello again
-        self.heard(peer)
+        peer.last_heard = time.monotonic()
+        if not peer.up:
+            self.heard(peer)
         self._dispatch(peer, header, payload)
+
+    def _on_unnamed(self, routing_id: bytes, head: Any, header: Header) -> None:
+        if header.kind is _HELLO:
+            self._on_hello(routing_id, head, header)
+        else:
+            self._wire.refuse(routing_id, REFUSE_HELLO, "say hello first")
 
     def _on_hello(self, routing_id: bytes, head: zmq.Frame, header: Header) -> None:
         identity = handshake.hello_identity(header.body)
@@ -130,15 +137,14 @@ class LinkLifecycle:
 
     def _dispatch(self, peer: _Peer, header: Header, payload: list[zmq.Frame]) -> None:
         kind = header.kind
-        if kind in (Kind.TELL, Kind.ASK, Kind.REPLY, Kind.FAIL):
+        if kind in _FOR_THE_SITE:
             sender = header.sender
-            if sender != peer.name and not (sender.startswith(peer.name)
-                                            and sender[len(peer.name)] == "/"):
+            if not sender.startswith(peer.sender_prefix) and sender != peer.name:
                 log.warning("site %s: %s sent a message claiming to be from %r; dropped",
                             self.site_name, peer.name, header.sender)
                 return
             self._handler.on_message(peer.name, header, payload)
-        elif kind is Kind.BYE:
+        elif kind is _BYE:
             self.peer_down(peer, f"peer stopped ({header.body})")
 
     # -- socket events -----------------------------------------------------------

@@ -31,11 +31,13 @@ from actors import codec, handshake, sockets
 from actors.calls import Calls
 from actors.codec import Header, Kind
 from actors.errors import CodecError, VersionMismatch
-from actors.frames import NOBLOCK, NOBLOCK_MORE, recv_message, send_parts
+from actors.frames import (NOBLOCK, NOBLOCK_MORE, recv, recv_message, recv_rest, send_first,
+                           send_parts)
 from actors.handshake import (REFUSE_AUTH, REFUSE_BUSY, REFUSE_HELLO, REFUSE_NAME,
                               REFUSE_VERSION, valid_site_name)
 from actors.lifecycle import LinkLifecycle
 from actors.options import SiteOptions
+from actors.outbox import read_inbox
 from actors.peers import Peers, _Peer
 
 __all__ = ["IOThread", "LinkHandler", "REFUSE_AUTH", "REFUSE_BUSY", "REFUSE_HELLO", "REFUSE_NAME",
@@ -203,21 +205,20 @@ class IOThread(threading.Thread):
     # -- inbound -----------------------------------------------------------------
 
     def _read_inbox(self) -> None:
-        assert self._inbox is not None
+        inbox = self._inbox
+        assert inbox is not None
         for _ in range(_BATCH):
             if self._inbox_paused:
                 return
             try:
-                frames = recv_message(self._inbox, copied=1)
+                first = recv(inbox, NOBLOCK)
             except zmq.Again:
                 return
-            route = frames[0]
-            if route:  # b"peer\0header": see Site._hand_over
-                split = route.index(b"\0")
-                frames[0] = route[split + 1:]
-                self.send(route[:split].decode(), frames)
-            else:
+            message = read_inbox(inbox, first)
+            if message is None:
                 self._calls.run_all()
+            else:
+                self.send(*message)
 
     def _read_router(self) -> None:
         assert self._router is not None
@@ -235,12 +236,14 @@ class IOThread(threading.Thread):
         """Receive one message; its header as a Frame only from a peer not yet known.
 
         A hello's Frame tells the connection's file descriptor (SRCFD); for everyone
-        else bytes are cheaper.
+        else bytes are cheaper. A routing id is always followed by a part: a peer
+        cannot send an empty message.
         """
-        assert self._router is not None
-        routing_id = self._router.recv(NOBLOCK)
-        copied = 2 if self._peers.knows(routing_id) else 1
-        return [routing_id] + recv_message(self._router, copied, first_received=True)
+        router = self._router
+        assert router is not None
+        routing_id = recv(router, NOBLOCK)
+        known = self._peers.knows(routing_id)
+        return recv_rest(router, [routing_id, recv(router, 0, known)], 2)
 
     def _on_router_message(self, routing_id: bytes, head: Any,
                            payload: list[zmq.Frame]) -> None:
@@ -305,7 +308,7 @@ class IOThread(threading.Thread):
                 send_parts(peer.dealer, frames, NOBLOCK)
             else:
                 assert peer.routing_id is not None and self._router is not None
-                self._router.send(peer.routing_id, NOBLOCK_MORE)
+                send_first(self._router, peer.routing_id, NOBLOCK_MORE)
                 send_parts(self._router, frames, 0)
         except zmq.Again:
             return False

@@ -15,7 +15,7 @@ class SiteOptions:
         heartbeat_timeout: silence after which a peer is declared lost.
         max_message_size: the largest frame a peer may send (ZMQ_MAXMSGSIZE) and the
             largest total payload we send in one message.
-        max_payload_frames: payload frames allowed in one message.
+        max_payload_frames: payload frames allowed in one message (at most 255).
         hwm: ZeroMQ high-water mark, in messages, of every socket.
         max_pending_bytes: outbound bytes the I/O thread holds for slow peers before it
             stops taking new messages, so senders wait instead of memory growing.
@@ -35,6 +35,10 @@ class SiteOptions:
     default_ask_timeout: float = 30.0
     hello_timeout: float = 10.0
     curve: Any = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_payload_frames <= 255:  # the inbox counts them in one byte
+            raise ValueError(f"max_payload_frames must be 0..255, not {self.max_payload_frames}")
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> SiteOptions:

@@ -4,6 +4,12 @@ ZeroMQ sockets must never be used from two threads, so each sending thread gets 
 own inproc PUSH socket (made on first use) connected to the I/O thread's PULL socket.
 Frames cross with ``copy=False``: ZeroMQ moves the message, the bytes are not copied
 (pyzmq copies frames under its ``copy_threshold`` anyway, where copying is cheaper).
+
+The inbox's own framing (both ends are this module's): a message for a peer is
+``[count, peer, 0, header...]`` in its first part, ``count`` being one byte that says
+how many payload parts follow, so the I/O thread reads exactly those without asking
+ZeroMQ whether more follow (an enum-converting option read per part, in pyzmq). An
+empty first part, alone, wakes the I/O thread to run posted calls.
 """
 
 from __future__ import annotations
@@ -15,7 +21,31 @@ from typing import Any
 import zmq
 
 from actors.errors import SiteClosed
-from actors.frames import send_parts
+from actors.frames import recv_frames, send_parts
+
+#: Payload parts one message may carry over the inbox (the count is one byte).
+MAX_INBOX_PARTS = 255
+
+
+class _ThreadSocket(threading.local):
+    """This thread's inproc socket (None until it first sends; a class default reads
+    faster than a missing attribute's AttributeError)."""
+
+    socket: zmq.Socket | None = None
+
+
+def read_inbox(inbox: zmq.Socket, first: bytes) -> tuple[str, list[Any]] | None:
+    """Complete a message whose first part ``first`` the I/O thread read from its inbox.
+
+    Returns ``(peer, [header, *payload])``, or None for a wake-up.
+    """
+    if not first:
+        return None
+    split = first.index(b"\0", 1)
+    frames = [first[split + 1:]]
+    if first[0]:
+        frames += recv_frames(inbox, first[0])
+    return first[1:split].decode(), frames
 
 
 class Outbox:
@@ -25,18 +55,27 @@ class Outbox:
         self._context = context
         self._endpoint = endpoint
         self._hwm = hwm
-        self._local = threading.local()
+        self._local = _ThreadSocket()
         self._lock = threading.Lock()
         self._sockets: list[tuple[threading.Thread, zmq.Socket]] = []
         self._closed = False
 
-    def send(self, frames: Sequence[Any]) -> None:
-        """Hand one multipart message to the I/O thread; blocks only under backpressure.
+    def send(self, peer: str, header: bytes, payload: Sequence[Any]) -> None:
+        """Hand one message for ``peer`` to the I/O thread; blocks only under backpressure.
 
         Raises:
             SiteClosed: the site is stopping or stopped.
         """
-        sock = getattr(self._local, "socket", None)
+        # One part for route and header: each extra part costs a send and a receive.
+        first = bytes((len(payload),)) + peer.encode() + b"\0" + header
+        self._send([first, *payload] if payload else (first,))
+
+    def wake(self) -> None:
+        """Wake the I/O thread to run the calls posted to it (after what this thread sent)."""
+        self._send((b"",))
+
+    def _send(self, frames: Sequence[Any]) -> None:
+        sock = self._local.socket
         if sock is None:
             sock = self._open()
         try:

@@ -24,6 +24,7 @@ class _Peer:
     """What the I/O thread knows of one peer site."""
 
     name: str
+    sender_prefix: str = field(init=False)  # "name/": how its actors' addresses begin
     dealer: zmq.Socket | None = None
     monitor: zmq.Socket | None = None
     connected_once: bool = False
@@ -38,13 +39,16 @@ class _Peer:
     pending: deque[Sequence[Any]] = field(default_factory=deque)
     pending_bytes: int = 0
 
+    def __post_init__(self) -> None:
+        self.sender_prefix = self.name + "/"
+
 
 class Peers:
     """The I/O thread's peers by name, routing id and file descriptor, with their backlog."""
 
     def __init__(self) -> None:
         self._by_name: dict[str, _Peer] = {}
-        self._by_routing_id: dict[bytes, str] = {}
+        self._by_routing_id: dict[bytes, _Peer] = {}
         self._by_fd: dict[int, str] = {}
         #: Bytes waiting in every peer's backlog.
         self.pending_bytes = 0
@@ -69,6 +73,11 @@ class Peers:
 
     def named(self, routing_id: bytes) -> str | None:
         """The name the connection ``routing_id`` said hello with, if it did."""
+        peer = self._by_routing_id.get(routing_id)
+        return peer.name if peer is not None else None
+
+    def at(self, routing_id: bytes) -> _Peer | None:
+        """The peer whose current connection is ``routing_id``, if it said hello."""
         return self._by_routing_id.get(routing_id)
 
     def greeted(self, name: str, routing_id: bytes, incarnation: str, fd: int | None) -> _Peer:
@@ -77,7 +86,7 @@ class Peers:
         if peer.routing_id is not None and peer.routing_id != routing_id:
             self._by_routing_id.pop(peer.routing_id, None)
         peer.routing_id, peer.incarnation = routing_id, incarnation
-        self._by_routing_id[routing_id] = name
+        self._by_routing_id[routing_id] = peer
         if fd is not None and fd >= 0:
             peer.fd = fd
             self._by_fd[fd] = name

@@ -65,7 +65,7 @@ class Site:
         self._watchers: list[pykka.ActorRef[Any]] = []
         self._peer_state: dict[str, str] = {peer: "connecting" for peer in self._connect}
         self._peer_changed = threading.Condition()
-        self._acting = threading.local()
+        self._acting = _Acting()
         self._context: zmq.Context | None = None
         self._io: IOThread | None = None
         self._outbox: Outbox | None = None
@@ -118,7 +118,7 @@ class Site:
         assert outbox is not None and context is not None
         try:
             io.post(io.request_stop)
-            outbox.send([b""])
+            outbox.wake()
         except SiteClosed:
             pass
         io.join(max(0.1, deadline - time.monotonic()))
@@ -281,11 +281,10 @@ class Site:
         outbox = self._outbox
         if outbox is None:
             raise SiteClosed(f"site {self.name} is not started")
-        # One frame for route and header: each extra part costs a send and a receive.
-        outbox.send([site.encode() + b"\0" + header, *payload])
+        outbox.send(site, header, payload)
 
     def _sender_address(self) -> str:
-        return getattr(self._acting, "address", self.name)
+        return self._acting.address or self.name
 
     def _local(self, actor: str, address: str) -> pykka.ActorRef[Any]:
         ref = self.actor(actor)
@@ -326,7 +325,7 @@ class Site:
             return
         self._peer_state.setdefault(name, "connecting")
         done = io.post(lambda: io.connect(name, endpoint))
-        outbox.send([b""])
+        outbox.wake()
         done.result(timeout)
 
     def wait_for(self, name: str, timeout: float = 10.0) -> None:
@@ -361,6 +360,13 @@ class Site:
 
     def _send_failure(self, peer: str, corr: int, address: str, kind: str, text: str) -> None:
         self._dispatcher.send_failure(peer, corr, address, kind, text)
+
+
+class _Acting(threading.local):
+    """The address the current thread sends from: its actor's, or None for app code
+    (a class default reads faster than a missing attribute's AttributeError)."""
+
+    address: str | None = None
 
 
 def _views(payload: Sequence[Any]) -> tuple[memoryview, ...]:
