@@ -31,8 +31,8 @@ from actors import codec, handshake, sockets
 from actors.calls import Calls
 from actors.codec import Header, Kind
 from actors.errors import CodecError, VersionMismatch
-from actors.frames import (NOBLOCK, NOBLOCK_MORE, recv, recv_message, recv_rest, send_first,
-                           send_parts)
+from actors.frames import (NOBLOCK, NOBLOCK_MORE, readable, recv, recv_message, recv_rest,
+                           send_first, send_parts)
 from actors.handshake import (REFUSE_AUTH, REFUSE_BUSY, REFUSE_HELLO, REFUSE_NAME,
                               REFUSE_VERSION, valid_site_name)
 from actors.lifecycle import LinkLifecycle
@@ -207,8 +207,8 @@ class IOThread(threading.Thread):
     def _read_inbox(self) -> None:
         inbox = self._inbox
         assert inbox is not None
-        for _ in range(_BATCH):
-            if self._inbox_paused:
+        for index in range(_BATCH):
+            if self._inbox_paused or (index == 1 and not readable(inbox)):
                 return
             try:
                 first = recv(inbox, NOBLOCK)
@@ -222,7 +222,9 @@ class IOThread(threading.Thread):
 
     def _read_router(self) -> None:
         assert self._router is not None
-        for _ in range(_BATCH):
+        for index in range(_BATCH):
+            if index == 1 and not readable(self._router):
+                return
             try:
                 frames = self._recv_from_router()
             except zmq.Again:
@@ -261,7 +263,9 @@ class IOThread(threading.Thread):
 
     def _read_dealer(self, peer: _Peer) -> None:
         assert peer.dealer is not None
-        for _ in range(_BATCH):
+        for index in range(_BATCH):
+            if index == 1 and not readable(peer.dealer):
+                return
             try:
                 frames = recv_message(peer.dealer, copied=1)
             except zmq.Again:
