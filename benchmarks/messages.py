@@ -80,7 +80,8 @@ def _notes(options: Options, missing: str | None) -> list[str]:
         "sender sends the next (ours: a pump actor that tells the chunks and gets the acks, "
         "as zfs push's sender does; raw: one loop sending and receiving); the receiver "
         "discards the bytes on both sides.",
-        "MB = 10^6 bytes; rates and times: median over runs; peak RSS: VmHWM of each "
+        "MB = 10^6 bytes; rates and times: median over runs, ratios: median of each run's ours/raw "
+        "(the two sides of a run measured back to back); peak RSS: VmHWM of each "
         "process (the kernel's high-water mark of its own memory, read as it ends), max over "
         "runs; not wait4's ru_maxrss, which Linux raises to the spawning parent's peak across "
         "vfork+exec.",

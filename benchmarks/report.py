@@ -75,13 +75,34 @@ def fold(runs: list[Samples], key: str, how: Fold) -> float | None:
     return max(values) if how == "max" else statistics.median(values)
 
 
+def paired_ratio(ours: list[Samples], base: list[Samples], key: str,
+                 base_key: str) -> float | None:
+    """The median of ours/baseline over runs that measured both, one right after the other.
+
+    This machine has slow spells (a shared host, disk writeback) that last seconds and
+    hit whichever side runs then; a ratio within one pair of back-to-back runs cancels
+    them, where the ratio of two medians taken from different runs does not.
+    """
+    ratios = [mine[key] / theirs[base_key] for mine, theirs in zip(ours, base)
+              if key in mine and theirs.get(base_key)]
+    return statistics.median(ratios) if ratios else None
+
+
 def build_rows(specs: list[RowSpec], ours: list[Samples], base: list[Samples]) -> list[Row]:
-    """Make the table's rows from the specs and both sides' per-run samples."""
+    """Make the table's rows from the specs and both sides' per-run samples.
+
+    The ratio of a median figure is the median of per-run ratios (:func:`paired_ratio`);
+    of a peak figure, peak over peak.
+    """
     rows = []
     for spec in specs:
+        base_key = spec.base_key or spec.key
         mine = fold(ours, spec.key, spec.fold)
-        theirs = fold(base, spec.base_key or spec.key, spec.fold)
-        ratio = mine / theirs if mine is not None and theirs else None
+        theirs = fold(base, base_key, spec.fold)
+        if spec.fold == "median" and len(ours) == len(base):
+            ratio = paired_ratio(ours, base, spec.key, base_key)
+        else:
+            ratio = mine / theirs if mine is not None and theirs else None
         target = spec.target.text() if spec.target else ""
         verdict = spec.target.verdict(mine, ratio) if spec.target else ""
         rows.append(Row(spec.label, spec.unit, mine, theirs, ratio, target, verdict))

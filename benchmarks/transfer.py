@@ -86,7 +86,8 @@ def common_notes(options: Options, source_label: str) -> list[str]:
         f"file of {format_size(options.size)} ({options.size / 1e6:,.1f} MB); MB = 10^6 bytes; "
         "per-party MB/s = size / (its end - its start); aggregate = n x size / (last end - first "
         "start); wall = first start to the last party done.",
-        "rates and times: median over runs; peak RSS: VmHWM of each process (the kernel's "
+        "rates and times: median over runs, ratios: median of each run's ours/raw (the two "
+        "sides of a run measured back to back); peak RSS: VmHWM of each process (the kernel's "
         "high-water mark of its own memory, read as it ends), max over runs; not wait4's "
         "ru_maxrss, which Linux raises to the spawning parent's peak across vfork+exec. "
         "Baseline RSS in the raw column, verdict on ours.",

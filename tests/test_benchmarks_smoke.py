@@ -164,3 +164,16 @@ def test_rows_take_medians_of_rates_max_of_memory_and_judge_targets() -> None:
     assert (rss.ours, rss.verdict, rss.target) == (70.0, "MISS", "<= 64 MiB")
     text = Report("x", "title", "ours", "base", rows=[rate, rss]).render()
     assert "0.70x" in text and "MISS" in text
+
+
+def test_rate_ratio_is_the_median_of_back_to_back_pairs() -> None:
+    """A slow spell hitting one run's both sides cancels out of the ratio."""
+    specs = [RowSpec("rate", "rate", "MB/s", target=Target("ratio", ">=", 0.6))]
+    ours = [{"rate": 40.0}, {"rate": 90.0}, {"rate": 100.0}]
+    base = [{"rate": 50.0}, {"rate": 180.0}, {"rate": 200.0}]  # run 1: both slow
+    (rate,) = build_rows(specs, ours, base)
+    assert rate.ours == 90.0 and rate.base == 180.0
+    assert rate.ratio == 0.5  # pairs: 0.8, 0.5, 0.5; the ratio of medians would also be 0.5
+    ours[1]["rate"] = 150.0  # pairs: 0.8, 0.83, 0.5 -> 0.8; medians 100/180 = 0.56
+    (rate,) = build_rows(specs, ours, base)
+    assert round(rate.ratio, 2) == 0.8 and rate.verdict == "PASS"
