@@ -257,13 +257,15 @@ class Download:
         mark_before = self._mark()
         del self._pending[offset]
         self.received += length
-        out: list[DownloadCommand] = [WriteChunk(offset)]
+        write: list[DownloadCommand] = [WriteChunk(offset)]
         if self._next >= self.size and not self._pending:
-            return out + self._verify(now)
+            return write + self._verify(now)
         more = self._fill(now)
         if not more and self._mark() > mark_before:
             more = [ReportMark(self._mark())]
-        return out + more
+        # The next requests go out before the write: the owner reads and sends them
+        # while this chunk goes to disk, instead of after.
+        return more + write
 
     def digest_received(self, digest: str) -> list[DownloadCommand]:
         """The owner sent the whole-file digest: commit."""
