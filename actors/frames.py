@@ -41,7 +41,8 @@ def readable(sock: zmq.Socket) -> bool:
     a request and its reply, this costs a fraction of the ``zmq.Again`` exception the
     next read would raise. Loops that find more read on until that exception.
     """
-    return bool(_get(sock, _EVENTS) & _POLLIN)
+    events: int = _get(sock, _EVENTS)  # type: ignore[assignment]  # an int option
+    return bool(events & _POLLIN)
 
 
 def recv_rest(sock: zmq.Socket, parts: list[Any], copied: int) -> list[Any]:
