@@ -23,9 +23,6 @@ import zmq
 from actors.errors import SiteClosed
 from actors.frames import recv_frames, send_parts
 
-#: Payload parts one message may carry over the inbox (the count is one byte).
-MAX_INBOX_PARTS = 255
-
 
 class _ThreadSocket(threading.local):
     """This thread's inproc socket (None until it first sends; a class default reads
