@@ -87,10 +87,10 @@ def common_notes(options: Options, source_label: str) -> list[str]:
         "per-party MB/s = size / (its end - its start); aggregate = n x size / (last end - first "
         "start); wall = first start to the last party done.",
         "rates and times: median over runs, ratios: median of each run's ours/raw (the two "
-        "sides of a run measured back to back); peak RSS: VmHWM of each process (the kernel's "
-        "high-water mark of its own memory, read as it ends), max over runs; not wait4's "
-        "ru_maxrss, which Linux raises to the spawning parent's peak across vfork+exec. "
-        "Baseline RSS in the raw column, verdict on ours.",
+        "sides of a run measured back to back, taking turns to go first); peak RSS: VmHWM of "
+        "each process (the kernel's high-water mark of its own memory, read as it ends), max "
+        "over runs; not wait4's ru_maxrss, which Linux raises to the spawning parent's peak "
+        "across vfork+exec. Baseline RSS in the raw column, verdict on ours.",
         f"verdicts compare a measurement with the issue's targets; they are not tests. "
         f"Machine: {machine()}.",
     ]
@@ -121,6 +121,31 @@ class Scenario:
     notes: list[str] = field(default_factory=list)
 
 
+def _pair(work: Path, source: Path, n: int, options: Options, scenario: Scenario,
+          missing: str | None, label: str, raw_first: bool) -> tuple[Samples, Samples]:
+    """One run of the baseline and of ours (unless ``missing``), back to back.
+
+    The sides take turns going first: whichever runs right after the test file is
+    written, or after the other side's received files are deleted and synced, meets a
+    busier disk.
+    """
+    def raw() -> Samples:
+        progress(f"{label}: raw TCP")
+        return raw_fanout(work, source, n, options, scenario.source)
+
+    def ours() -> Samples:
+        if missing is not None:
+            return {}
+        progress(f"{label}: {scenario.ours}")
+        return scenario.measure(work, source, n, options, None)
+
+    if raw_first:
+        first = raw()
+        return first, ours()
+    first = ours()
+    return raw(), first
+
+
 def against_raw(options: Options, scenario: Scenario, missing: str | None) -> Report:
     """Measure ``scenario`` and the raw-TCP baseline for every width and run; the table."""
     report = Report(scenario.name, scenario.title, scenario.ours, "raw TCP",
@@ -136,12 +161,11 @@ def against_raw(options: Options, scenario: Scenario, missing: str | None) -> Re
             base: Samples = {}
             ours: Samples = {}
             for n in options.targets:
-                progress(f"run {run_no}/{options.runs}, {n} {scenario.party}(s): raw TCP")
-                base.update(raw_fanout(work, source, n, options, scenario.source))
-                if missing is None:
-                    progress(f"run {run_no}/{options.runs}, {n} {scenario.party}(s): "
-                             f"{scenario.ours}")
-                    ours.update(scenario.measure(work, source, n, options, None))
+                label = f"run {run_no}/{options.runs}, {n} {scenario.party}(s)"
+                raw, mine = _pair(work, source, n, options, scenario, missing, label,
+                                  raw_first=run_no % 2 == 1)
+                base.update(raw)
+                ours.update(mine)
             report.base_runs.append(base)
             report.ours_runs.append(ours)
     report.rows = build_rows(specs, report.ours_runs, report.base_runs)
