@@ -38,12 +38,14 @@ def run(options: Options) -> Report:
     timeout = options.timeout + options.messages / 2000 + payloads * MiB / 20e6
     with workdir(options.dir) as work:
         for run_no in range(1, options.runs + 1):
-            progress(f"run {run_no}/{options.runs}: raw pyzmq")
-            report.base_runs.append(_measure("benchmarks.rawzmq", params, work, timeout))
+            sides = [("raw pyzmq", "benchmarks.rawzmq", report.base_runs)]
             if missing is None:
-                progress(f"run {run_no}/{options.runs}: zfs actors")
-                report.ours_runs.append(
-                    _measure("benchmarks.messages_parties", params, work, timeout))
+                sides.append(("zfs actors", "benchmarks.messages_parties", report.ours_runs))
+            if run_no % 2 == 0:  # the sides take turns going first, as in push and pull
+                sides.reverse()
+            for name, module, runs in sides:
+                progress(f"run {run_no}/{options.runs}: {name}")
+                runs.append(_measure(module, params, work, timeout))
     report.rows = build_rows(ROWS, report.ours_runs, report.base_runs)
     report.notes = _notes(options, missing)
     return report
@@ -80,9 +82,9 @@ def _notes(options: Options, missing: str | None) -> list[str]:
         "sender sends the next (ours: a pump actor that tells the chunks and gets the acks, "
         "as zfs push's sender does; raw: one loop sending and receiving); the receiver "
         "discards the bytes on both sides.",
-        "MB = 10^6 bytes; rates and times: median over runs, ratios: median of each run's ours/raw "
-        "(the two sides of a run measured back to back); peak RSS: VmHWM of each "
-        "process (the kernel's high-water mark of its own memory, read as it ends), max over "
+        "MB = 10^6 bytes; rates and times: median over runs, ratios: median of each run's "
+        "ours/raw (the two sides of a run measured back to back, taking turns to go first); "
+        "peak RSS: VmHWM of each process (the kernel's high-water mark of its own memory, read as it ends), max over "
         "runs; not wait4's ru_maxrss, which Linux raises to the spawning parent's peak across "
         "vfork+exec.",
         "verdicts compare a measurement with issue 2's targets; they are not tests. "
