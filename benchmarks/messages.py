@@ -85,8 +85,8 @@ def _notes(options: Options, missing: str | None) -> list[str]:
         "MB = 10^6 bytes; rates and times: median over runs, ratios: median of each run's "
         "ours/raw (the two sides of a run measured back to back, taking turns to go first); "
         "peak RSS: VmHWM of each process (the kernel's high-water mark of its own memory, "
-        "read as it ends), max over runs; not wait4's ru_maxrss, which Linux raises to the spawning parent's peak across "
-        "vfork+exec.",
+        "read as it ends), max over runs; not wait4's ru_maxrss, which Linux raises to the "
+        "spawning parent's peak across vfork+exec.",
         "verdicts compare a measurement with issue 2's targets; they are not tests. "
         f"Machine: {machine()}.",
     ]
