@@ -17,7 +17,7 @@ import queue
 import sys
 from concurrent.futures import Future as ConcurrentFuture
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import pykka
 
@@ -159,18 +159,26 @@ class LocalReply(pykka.Future[Any]):
         self._future.set_exception(error)
 
 
+class Replies(Protocol):
+    """How answers to remote asks leave (the site's ``actors.dispatch.Dispatcher``)."""
+
+    def send_reply(self, peer: str, corr: int, address: str, value: Any) -> None: ...
+
+    def send_failure(self, peer: str, corr: int, address: str, kind: str, text: str) -> None: ...
+
+
 class RemoteReply(pykka.Future[Any]):
     """Answers a remote ask by sending REPLY or FAIL back through the site."""
 
-    def __init__(self, site: Site, peer: str, corr: int, address: str) -> None:
+    def __init__(self, replies: Replies, peer: str, corr: int, address: str) -> None:
         super().__init__()
-        self._site = site
+        self._replies = replies
         self._peer = peer
         self._corr = corr
         self._address = address
 
     def set(self, value: Any = None) -> None:
-        self._site._send_reply(self._peer, self._corr, self._address, value)
+        self._replies.send_reply(self._peer, self._corr, self._address, value)
 
     def set_exception(self, exc_info: Any = None) -> None:
         exc = (exc_info or sys.exc_info())[1]
@@ -181,4 +189,4 @@ class RemoteReply(pykka.Future[Any]):
 
     def fail(self, kind: str, text: str) -> None:
         """Answer with an error of ``kind`` (an exception type name)."""
-        self._site._send_failure(self._peer, self._corr, self._address, kind, text)
+        self._replies.send_failure(self._peer, self._corr, self._address, kind, text)

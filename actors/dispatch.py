@@ -40,7 +40,7 @@ class Dispatcher:
 
     def __init__(self, site: Site) -> None:
         self._site = site
-        self._inbound = Inbound(site)
+        self._inbound = Inbound(site, self)
         self._next_expiry = 0.0
 
     # -- called by the I/O thread (LinkHandler) --------------------------------------
@@ -91,10 +91,7 @@ class Dispatcher:
             site._peer_changed.notify_all()
 
     def _notify(self, event: PeerUp | PeerDown) -> None:
-        watchers = self._site._watchers
-        alive = [ref for ref in watchers if ref.is_alive()]
-        watchers[:] = alive
-        for ref in alive:
+        for ref in self._site._live_watchers():
             try:
                 ref.tell(event)
             except pykka.ActorDeadError:
@@ -109,21 +106,21 @@ class Dispatcher:
         except CodecError as err:
             self.send_failure(peer, corr, address, "CodecError", str(err))
             return
-        self._send_frames(peer, [header])
+        self._send_header(peer, header)
 
     def send_failure(self, peer: str, corr: int, address: str, kind: str, text: str) -> None:
         """Tell ``peer`` its ask ``corr`` failed with the error ``kind``."""
         header = codec.encode(Kind.FAIL, sender=address, corr=corr, body=[kind, text[:4000]])
-        self._send_frames(peer, [header])
+        self._send_header(peer, header)
 
-    def _send_frames(self, peer: str, frames: list[Any]) -> None:
+    def _send_header(self, peer: str, header: bytes) -> None:
         site = self._site
         io = site._io
         if io is not None and threading.current_thread() is io:
-            io.send(peer, frames)
+            io.send(peer, [header])
             return
         try:
-            site._hand_over(peer, frames[0], frames[1:])
+            site._hand_over(peer, header, ())
         except SiteClosed:
             log.info("site %s: answer to %s not sent: site stopped", site.name, peer)
 

@@ -41,8 +41,8 @@ class HelloDeadlines:
         """The connection on ``fd`` is gone (its number may be reused)."""
         self._waiting.pop(fd, None)
 
-    def drop_overdue(self, now: float) -> int:
-        """Shut down every connection silent past its deadline; return how many."""
+    def drop_overdue(self, now: float) -> None:
+        """Shut down every connection silent past its deadline."""
         overdue = [fd for fd, entry in self._waiting.items() if now - entry.at > self._timeout]
         for fd in overdue:
             entry = self._waiting.pop(fd)
@@ -50,7 +50,6 @@ class HelloDeadlines:
                 log.warning("dropped a connection from %s: no hello within %g s",
                             entry.peer_address, self._timeout)
                 _shut_down(fd)
-        return len(overdue)
 
 
 def _peer_address(fd: int) -> object:

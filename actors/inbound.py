@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from actors.actor import Batch, Delivery, RemoteReply, deliver
+from actors.actor import Batch, Delivery, RemoteReply, Replies, deliver
 from actors.codec import Header, Kind
 from actors.errors import UnknownActor
 
@@ -28,8 +28,9 @@ _new = tuple.__new__
 class Inbound:
     """Collects a read batch's deliveries per local actor; runs on the I/O thread only."""
 
-    def __init__(self, site: Site) -> None:
+    def __init__(self, site: Site, replies: Replies) -> None:
         self._site = site
+        self._replies = replies
         self._pending: dict[str, list[tuple[Delivery, RemoteReply | None]]] = {}
 
     def add(self, peer: str, header: Header, payload: list[Any]) -> None:
@@ -39,7 +40,8 @@ class Inbound:
         delivery = _new(Delivery, (header.body, header.sender, frames, is_ask))
         reply = None
         if is_ask:
-            reply = RemoteReply(self._site, peer, header.corr, f"{self._site.name}/{header.to}")
+            reply = RemoteReply(self._replies, peer, header.corr,
+                                f"{self._site.name}/{header.to}")
         self._pending.setdefault(header.to, []).append((delivery, reply))
 
     def flush(self) -> None:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Module constants: reading an enum member off its class costs more, once per message.
-_HELLO, _BYE = Kind.HELLO, Kind.BYE
+_HELLO, _BYE, _REFUSE, _WELCOME = Kind.HELLO, Kind.BYE, Kind.REFUSE, Kind.WELCOME
 #: The kinds a peer's site handles (the rest are the link's own).
 _FOR_THE_SITE = frozenset((Kind.TELL, Kind.ASK, Kind.REPLY, Kind.FAIL))
 
@@ -109,9 +109,9 @@ class LinkLifecycle:
 
     def on_dealer_message(self, peer: _Peer, header: Header, payload: list[zmq.Frame]) -> None:
         """A decoded message on the connection we opened to ``peer``."""
-        if header.kind is Kind.REFUSE:
+        if header.kind is _REFUSE:
             self._on_refused(peer, header.body)
-        elif header.kind is Kind.WELCOME:
+        elif header.kind is _WELCOME:
             wrong = handshake.welcome_refusal(peer.name, header.body)
             if wrong:
                 self._on_refused(peer, [REFUSE_NAME, wrong])

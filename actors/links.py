@@ -33,15 +33,13 @@ from actors.codec import Header, Kind
 from actors.errors import CodecError, VersionMismatch
 from actors.frames import (NOBLOCK, NOBLOCK_MORE, readable, recv, recv_message, recv_rest,
                            send_first, send_parts)
-from actors.handshake import (REFUSE_AUTH, REFUSE_BUSY, REFUSE_HELLO, REFUSE_NAME,
-                              REFUSE_VERSION, valid_site_name)
+from actors.handshake import REFUSE_VERSION
 from actors.lifecycle import LinkLifecycle
 from actors.options import SiteOptions
 from actors.outbox import read_inbox
 from actors.peers import Peers, _Peer
 
-__all__ = ["IOThread", "LinkHandler", "REFUSE_AUTH", "REFUSE_BUSY", "REFUSE_HELLO", "REFUSE_NAME",
-           "REFUSE_VERSION", "_Peer", "valid_site_name"]
+__all__ = ["IOThread", "LinkHandler"]
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +227,7 @@ class IOThread(threading.Thread):
                 frames = self._recv_from_router()
             except zmq.Again:
                 return
-            if len(frames) < 2 or len(frames) > 2 + self._options.max_payload_frames:
+            if len(frames) > 2 + self._options.max_payload_frames:
                 log.warning("site %s: dropped a message of %d frames", self.site_name, len(frames))
                 continue
             self._on_router_message(frames[0], frames[1], frames[2:])
@@ -244,7 +242,7 @@ class IOThread(threading.Thread):
         router = self._router
         assert router is not None
         routing_id = recv(router, NOBLOCK)
-        known = self._peers.knows(routing_id)
+        known = self._peers.at(routing_id) is not None
         return recv_rest(router, [routing_id, recv(router, 0, known)], 2)
 
     def _on_router_message(self, routing_id: bytes, head: Any,
@@ -256,8 +254,9 @@ class IOThread(threading.Thread):
                         f"{codec.PROTOCOL_VERSION}; {err}")
             return
         except CodecError as err:
+            peer = self._peers.at(routing_id)
             log.warning("site %s: bad message from %s: %s", self.site_name,
-                        self._peers.named(routing_id) or "an unnamed peer", err)
+                        peer.name if peer is not None else "an unnamed peer", err)
             return
         self._links.on_router_message(routing_id, head, header, payload)
 
@@ -327,8 +326,8 @@ class IOThread(threading.Thread):
         """Send to a connection by routing id, whether or not it said hello."""
         assert self._router is not None
         try:
-            self._router.send(routing_id, zmq.NOBLOCK | zmq.SNDMORE)
-            self._router.send_multipart(frames, copy=False)
+            send_first(self._router, routing_id, NOBLOCK_MORE)
+            send_parts(self._router, frames, 0)
         except zmq.ZMQError as err:
             log.info("site %s: reply to an unnamed peer not sent: %s", self.site_name, err)
 
@@ -368,10 +367,6 @@ class IOThread(threading.Thread):
         """Say goodbye to every peer and leave the loop (on this thread, through :meth:`post`)."""
         self._say_bye()
         self._stopping = True
-
-    def peer_names(self) -> list[str]:
-        """The peers that are up (on this thread, through :meth:`post`)."""
-        return self._peers.up_names()
 
     def _say_bye(self) -> None:
         bye = codec.encode(Kind.BYE, sender=self.site_name, body="stopping")

@@ -67,15 +67,6 @@ class Peers:
             peer = self._by_name[name] = _Peer(name)
         return peer
 
-    def knows(self, routing_id: bytes) -> bool:
-        """Whether a connection with ``routing_id`` has said hello."""
-        return routing_id in self._by_routing_id
-
-    def named(self, routing_id: bytes) -> str | None:
-        """The name the connection ``routing_id`` said hello with, if it did."""
-        peer = self._by_routing_id.get(routing_id)
-        return peer.name if peer is not None else None
-
     def at(self, routing_id: bytes) -> _Peer | None:
         """The peer whose current connection is ``routing_id``, if it said hello."""
         return self._by_routing_id.get(routing_id)
@@ -100,10 +91,6 @@ class Peers:
             peer.fd = None
             return peer
         return None
-
-    def up_names(self) -> list[str]:
-        """The names of the peers that are up, sorted."""
-        return sorted(name for name, peer in self._by_name.items() if peer.up)
 
     def hold(self, peer: _Peer, frames: Sequence[Any]) -> None:
         """Queue a message behind ``peer``'s backlog."""

@@ -35,7 +35,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
 from actors.errors import ActorsError, UnknownSite
-from actors.links import valid_site_name
+from actors.handshake import valid_site_name
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,7 @@ def new_keypair(name: str, directory: str | os.PathLike[str],
         ValueError: ``name`` is not a usable site name.
         FileExistsError: a key of that name exists and ``force`` is false.
     """
-    if not valid_site_name(name) or name.startswith(".") or os.sep in name:
-        raise ValueError(f"not a usable site name for a key file: {name!r}")
+    _check_key_file_name(name)
     folder = Path(directory)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     public, secret = zmq.curve_keypair()
@@ -85,6 +84,12 @@ def new_keypair(name: str, directory: str | os.PathLike[str],
     return public_path, secret_path
 
 
+def _check_key_file_name(name: str) -> None:
+    """A key file is named after its site: refuse names that are not one, or hide it."""
+    if not valid_site_name(name) or name.startswith(".") or os.sep in name:
+        raise ValueError(f"not a usable site name for a key file: {name!r}")
+
+
 def write_public_key(name: str, public_key: bytes | str,
                      directory: str | os.PathLike[str]) -> Path:
     """Write ``directory/name.key`` holding ``public_key``: trust ``name`` in an allow-list folder.
@@ -92,8 +97,7 @@ def write_public_key(name: str, public_key: bytes | str,
     Raises:
         ValueError: bad site name or key.
     """
-    if not valid_site_name(name) or name.startswith(".") or os.sep in name:
-        raise ValueError(f"not a usable site name for a key file: {name!r}")
+    _check_key_file_name(name)
     key = _checked_key(public_key, f"key of {name!r}")
     folder = Path(directory)
     folder.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -359,6 +363,3 @@ class Curve:
         return ""
 
 
-def is_secure(site: Any) -> bool:
-    """Whether every link of ``site`` is encrypted and authenticated (CURVE is on)."""
-    return getattr(site.options, "curve", None) is not None

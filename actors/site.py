@@ -26,15 +26,17 @@ from actors.actor import _SPAWNING, Delivery, LocalReply, deliver
 from actors.asks import Asks
 from actors.codec import Kind
 from actors.dispatch import UP as _UP
-from actors.dispatch import Dispatcher, _failure
+from actors.dispatch import Dispatcher
 from actors.errors import (AskTimeout, MessageTooLarge, PeerLost, PeerRefused, SiteClosed,
                            UnknownActor, UnknownSite, WaitTimeout)
-from actors.links import IOThread, valid_site_name
+from actors.frames import message_size
+from actors.handshake import valid_site_name
+from actors.links import IOThread
 from actors.options import SiteOptions
 from actors.outbox import Outbox
 from actors.refs import Ref, split_address
 
-__all__ = ["Site", "_UP", "_failure"]  # the last two re-exported from actors.dispatch
+__all__ = ["Site"]
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,9 @@ class Site:
         self._actors: dict[str, pykka.ActorRef[Any]] = {}
         self._spawn_lock = threading.Lock()
         self._asks = Asks()
-        self._watchers: list[pykka.ActorRef[Any]] = []
+        # Insertion-ordered; actor threads and the I/O thread change it one dict step at
+        # a time, so none loses another's change (see _live_watchers).
+        self._watchers: dict[pykka.ActorRef[Any], None] = {}
         self._peer_state: dict[str, str] = {peer: "connecting" for peer in self._connect}
         self._peer_changed = threading.Condition()
         self._acting = _Acting()
@@ -108,10 +112,9 @@ class Site:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop every actor, say goodbye to peers, close the sockets and end the threads."""
-        if self._closed or self._io is None:
-            self._closed = True
+        already_closed, self._closed = self._closed, True
+        if already_closed or self._io is None:
             return
-        self._closed = True
         deadline = time.monotonic() + timeout
         self._stop_actors(deadline)
         io, outbox, context = self._io, self._outbox, self._context
@@ -163,21 +166,11 @@ class Site:
         Raises:
             ValueError: the name is malformed or an actor of that name is running.
         """
-        if not isinstance(name, str) or not name or "/" in name:
-            raise ValueError(f"an actor name is a non-empty string without '/', not {name!r}")
-        self._check_open()
+        self._check_actor_name(name)
         with self._spawn_lock:
-            self._forget_stopped()
-            running = self._actors.get(name)
-            if running is not None and running.is_alive():
+            if self.actor(name) is not None:
                 raise ValueError(f"an actor named {name!r} already runs on site {self.name}")
-            token = _SPAWNING.set((self, name))
-            try:
-                ref = actor_class.start(*args, **kwargs)
-            finally:
-                _SPAWNING.reset(token)
-            self._actors[name] = ref
-        return ref
+            return self._start_locked(actor_class, name, args, kwargs)
 
     def spawn_once(self, actor_class: type[pykka.Actor], name: str, *args: Any,
                    **kwargs: Any) -> pykka.ActorRef[Any]:
@@ -186,17 +179,26 @@ class Site:
         For a site's service actors that any thread may be the first to need: two
         callers racing get the same actor.
         """
+        self._check_actor_name(name)
         with self._spawn_lock:
-            running = self.actor(name)
-            if running is not None:
-                return running
+            return self.actor(name) or self._start_locked(actor_class, name, args, kwargs)
+
+    def _check_actor_name(self, name: str) -> None:
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError(f"an actor name is a non-empty string without '/', not {name!r}")
+        self._check_open()
+
+    def _start_locked(self, actor_class: type[pykka.Actor], name: str, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> pykka.ActorRef[Any]:
+        """Start the actor ``name`` (the caller holds the spawn lock and checked the name)."""
+        self._forget_stopped()
+        token = _SPAWNING.set((self, name))
         try:
-            return self.spawn(actor_class, name, *args, **kwargs)
-        except ValueError:
-            running = self.actor(name)  # another thread spawned it between the two
-            if running is None:
-                raise
-            return running
+            ref: pykka.ActorRef[Any] = actor_class.start(*args, **kwargs)
+        finally:
+            _SPAWNING.reset(token)
+        self._actors[name] = ref
+        return ref
 
     def _forget_stopped(self) -> None:
         """Drop stopped actors: a site that spawns one per transfer must not grow."""
@@ -215,11 +217,22 @@ class Site:
 
     def watch_peers(self, actor_ref: pykka.ActorRef[Any]) -> None:
         """Tell ``actor_ref`` a PeerUp or PeerDown whenever a peer comes or goes."""
-        self._watchers[:] = [ref for ref in self._watchers if ref.is_alive()] + [actor_ref]
+        self._live_watchers()
+        self._watchers[actor_ref] = None
 
     def unwatch_peers(self, actor_ref: pykka.ActorRef[Any]) -> None:
         """Stop telling ``actor_ref`` about peers (stopped actors are forgotten anyway)."""
-        self._watchers[:] = [ref for ref in self._watchers if ref is not actor_ref]
+        self._watchers.pop(actor_ref, None)
+
+    def _live_watchers(self) -> list[pykka.ActorRef[Any]]:
+        """The watchers still running, in the order they came; the stopped are forgotten."""
+        alive = []
+        for ref in list(self._watchers):
+            if ref.is_alive():
+                alive.append(ref)
+            else:
+                self._watchers.pop(ref, None)
+        return alive
 
     # -- messages ----------------------------------------------------------------------
 
@@ -306,7 +319,7 @@ class Site:
             if len(payload) > self.options.max_payload_frames:
                 raise MessageTooLarge(f"{len(payload)} payload frames; at most "
                                       f"{self.options.max_payload_frames}")
-            if sum(len(frame) for frame in payload) > self.options.max_message_size:
+            if message_size(payload) > self.options.max_message_size:
                 raise MessageTooLarge(f"payload over {self.options.max_message_size} bytes")
 
     def _check_open(self) -> None:
@@ -353,13 +366,6 @@ class Site:
         if not valid_site_name(name) or name == self.name:
             raise ValueError(f"bad peer site name {name!r}")
 
-    # -- replies (from actor threads, through RemoteReply) ---------------------------
-
-    def _send_reply(self, peer: str, corr: int, address: str, value: Any) -> None:
-        self._dispatcher.send_reply(peer, corr, address, value)
-
-    def _send_failure(self, peer: str, corr: int, address: str, kind: str, text: str) -> None:
-        self._dispatcher.send_failure(peer, corr, address, kind, text)
 
 
 class _Acting(threading.local):

@@ -26,7 +26,7 @@ import actors
 from actors import codec
 from actors.codec import Kind
 from actors.errors import CodecError
-from actors.links import valid_site_name
+from actors.handshake import valid_site_name
 from tests.support.echo import Collector, Echo
 from tests.support.procs import hub_site, wait_until
 

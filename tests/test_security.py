@@ -21,7 +21,7 @@ from zmq.utils.monitor import recv_monitor_message
 import actors
 from actors import codec
 from actors.codec import Kind
-from actors.security import (Curve, InsecureKeyFile, is_secure, load_public_key,
+from actors.security import (Curve, InsecureKeyFile, load_public_key,
                              load_secret_key, new_keypair)
 from tests.support.echo import Collector, Echo
 from tests.support.procs import SiteProcess, wait_until
@@ -227,7 +227,7 @@ def test_sites_in_two_processes_exchange_asks_encrypted(secure: actors.Site, tmp
                               payload=[back])
             assert reply["got"] == "and back" and reply["payload"] == [len(back)]
             assert reply["sender"].split("/")[0] == "beta"
-            assert is_secure(secure)
+            assert secure.is_secure
         assert len(relay.seen) > len(there) + len(back)  # both payloads crossed the relay...
         assert there[:64] not in relay.seen and back[:64] not in relay.seen  # ...encrypted
         assert b"over curve" not in relay.seen and b"and back" not in relay.seen
@@ -243,7 +243,7 @@ def test_the_relay_would_see_a_plain_link(site: actors.Site) -> None:
         with actors.Site("alpha", connect={"test": relay.endpoint}, **FAST) as alpha:
             marker = _marker()
             alpha.ask("test/echo", "plain", payload=[marker], timeout=10)
-            assert not is_secure(alpha)
+            assert not alpha.is_secure
         assert marker[:64] in relay.seen
     finally:
         relay.close()
