@@ -20,7 +20,7 @@ from pathlib import Path
 
 from benchmarks import messages, pull, push
 from benchmarks.data import parse_size
-from benchmarks.options import Options
+from benchmarks.options import Options, parse_counts
 from benchmarks.procs import BenchError
 from benchmarks.report import Report
 
@@ -39,16 +39,6 @@ DELEGATED = {"wan": "benchmarks.wan", "soak": "benchmarks.soak"}
 log = logging.getLogger(__name__)
 
 
-def _targets(text: str) -> tuple[int, ...]:
-    try:
-        counts = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of counts: {text!r}") from None
-    if not counts or min(counts) < 1:
-        raise argparse.ArgumentTypeError("counts must be 1 or more")
-    return tuple(dict.fromkeys(counts))  # once each, in the order given
-
-
 def _size(text: str) -> int:
     try:
         return parse_size(text)
@@ -65,7 +55,7 @@ def parser() -> argparse.ArgumentParser:
                     help="file size (push, pull) or bytes of 1 MiB payloads (messages); "
                          "default 1GiB")
     ap.add_argument("--runs", type=int, default=1, help="runs per side; medians are reported")
-    ap.add_argument("--targets", type=_targets, default=(1, 4),
+    ap.add_argument("--targets", type=parse_counts, default=(1, 4),
                     help="fan-out widths for push / recipients for pull, e.g. 1,4")
     ap.add_argument("--chunk-size", type=_size, default=1 << 20, help="push/pull chunk size")
     ap.add_argument("--window", type=int, default=8, help="chunks (messages) in flight")

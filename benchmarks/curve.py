@@ -22,10 +22,22 @@ from benchmarks.data import format_size, make_file, workdir
 from benchmarks.options import Options, progress, unavailable
 from benchmarks.procs import BenchError
 from benchmarks.report import Report, RowSpec, Samples, Target, build_rows
-from benchmarks.transfer import Scenario, row_specs
+from benchmarks.transfer import Scenario, against_raw, row_specs
 
 #: Issue 5: with CURVE, at least this share of our own plain throughput.
 TARGET = Target("ratio", ">=", 0.45)
+
+
+def run(options: Options, scenario: Scenario, missing: str | None) -> Report:
+    """Measure ``scenario`` with CURVE on vs off if ``options.curve``, else against raw TCP.
+
+    Raises:
+        BenchError: ``--curve`` was asked but our side (or actors.security) is not available.
+    """
+    if options.curve:
+        return compare(options, scenario, missing)
+    return against_raw(options, scenario, missing)
+
 
 def compare(options: Options, scenario: Scenario, missing: str | None) -> Report:
     """Measure ``scenario`` plain then with CURVE for every width and run; return the table.

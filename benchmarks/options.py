@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import sys
@@ -26,6 +27,21 @@ class Options:
     def transfer_timeout(self, parties: int = 1) -> float:
         """Allow ``timeout`` plus 20 MB/s for every byte a run moves (a slow run still ends)."""
         return self.timeout + parties * self.size / 20e6
+
+
+def parse_counts(text: str) -> tuple[int, ...]:
+    """Parse a comma list of whole numbers >= 1 (``"1,4"``), each kept once, in order.
+
+    Raises:
+        argparse.ArgumentTypeError: a part is not a whole number, or is below 1.
+    """
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of whole numbers: {text!r}") from None
+    if min(counts) < 1:
+        raise argparse.ArgumentTypeError("numbers must be 1 or more")
+    return tuple(dict.fromkeys(counts))
 
 
 def unavailable(module: str, *names: str) -> str | None:

@@ -3,9 +3,7 @@
 A party is ``python -m benchmarks.worker MODULE:FUNCTION PARAMS`` (see
 :mod:`benchmarks.worker`). The parent talks to it in JSON lines over its stdin and
 stdout; closing its stdin tells it to finish. Its last message is its peak resident
-set as the kernel counts it (``VmHWM``); the parent also reaps it with ``os.wait4``
-and keeps ``ru_maxrss``, which on Linux is at least the parent's own peak (see
-:func:`benchmarks.worker.peak_rss_kib`), so it is kept only as a cross-check.
+set as the kernel counts it (``VmHWM``).
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -44,7 +41,6 @@ class Child:
             )
         self.pid = self._proc.pid
         self.peak_rss_kib: int | None = None
-        self.wait4_maxrss_kib: int | None = None
         self._lines: queue.Queue[bytes | None] = queue.Queue()
         threading.Thread(target=self._pump, name=f"bench-{label}", daemon=True).start()
 
@@ -86,11 +82,10 @@ class Child:
                 non-zero, or did not report its peak RSS.
         """
         self._close_stdin()
-        status = self._reap(timeout)
-        if status is None:
+        code = self._reap(timeout)
+        if code is None:
             self.kill()
             raise BenchError(f"{self.label}: did not exit within {timeout:.0f} s{self._tail()}")
-        code = os.waitstatus_to_exitcode(status)
         if code != 0:
             raise BenchError(f"{self.label}: exited with {code}{self._tail()}")
         while self.peak_rss_kib is None:
@@ -109,17 +104,11 @@ class Child:
         self._close_stdin()
 
     def _reap(self, timeout: float) -> int | None:
-        # wait4 rather than Popen.wait: only wait4 hands back the child's rusage.
-        deadline = time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(self.pid, os.WNOHANG)
-            if pid == self.pid:
-                self.wait4_maxrss_kib = usage.ru_maxrss
-                self._proc.returncode = os.waitstatus_to_exitcode(status)
-                return status
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(0.02)
+        """Wait for the party to exit; return its exit code, or None if it still runs."""
+        try:
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def _close_stdin(self) -> None:
         try:

@@ -17,7 +17,7 @@ from benchmarks.data import format_size, warm
 from benchmarks.options import Options, unavailable
 from benchmarks.procs import Parties, mib
 from benchmarks.report import Report, Samples
-from benchmarks.transfer import Scenario, against_raw, common_notes, figures
+from benchmarks.transfer import Scenario, check_sizes, common_notes, figures, params
 
 SOURCE = "owner"
 
@@ -26,10 +26,8 @@ def run(options: Options) -> Report:
     """Measure both sides for every width, ``options.runs`` times, and return the table."""
     missing = unavailable("zfs.pull", "share", "download")
     scenario = Scenario("pull", "zfs pull", SOURCE, "recipient", _title(options),
-                        _params(options), _pull, _notes(options, missing))
-    if options.curve:
-        return curve.compare(options, scenario, missing)
-    return against_raw(options, scenario, missing)
+                        params(options), _pull, _notes(options, missing))
+    return curve.run(options, scenario, missing)
 
 
 def _pull(work: Path, source: Path, n: int, options: Options,
@@ -57,18 +55,11 @@ def _pull(work: Path, source: Path, n: int, options: Options,
         for recipient in recipients:
             recipient.send(op="go")
         done = [r.expect(timeout) for r in recipients]
-        wrong = [d["bytes"] for d in done if d["bytes"] != options.size]
-        if wrong:
-            raise RuntimeError(f"pull: received {wrong} bytes instead of {options.size}")
+        check_sizes([d["bytes"] for d in done], options.size)
         rss = {f"r{i}": mib(r.finish()) for i, r in enumerate(recipients)}
         rss[SOURCE] = mib(owner.finish())
     starts, ends = [d["start"] for d in done], [d["end"] for d in done]
     return figures(n, options.size, starts, ends, max(ends), rss)
-
-
-def _params(options: Options) -> dict[str, object]:
-    return {"size": options.size, "targets": list(options.targets), "runs": options.runs,
-            "chunk_size": options.chunk_size, "window_chunks": options.window}
 
 
 def _title(options: Options) -> str:

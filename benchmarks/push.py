@@ -16,7 +16,7 @@ from benchmarks.data import format_size, warm
 from benchmarks.options import Options, unavailable
 from benchmarks.procs import Parties, mib
 from benchmarks.report import Report, Samples
-from benchmarks.transfer import Scenario, against_raw, common_notes, figures
+from benchmarks.transfer import Scenario, check_sizes, common_notes, figures, params
 
 SOURCE = "sender"
 
@@ -25,10 +25,8 @@ def run(options: Options) -> Report:
     """Measure both sides for every width, ``options.runs`` times, and return the table."""
     missing = unavailable("zfs.push", "push_file", "register_receiver")
     scenario = Scenario("push", "zfs push", SOURCE, "target", _title(options),
-                        _params(options), _push, _notes(options, missing))
-    if options.curve:
-        return curve.compare(options, scenario, missing)
-    return against_raw(options, scenario, missing)
+                        params(options), _push, _notes(options, missing))
+    return curve.run(options, scenario, missing)
 
 
 def _push(work: Path, source: Path, n: int, options: Options,
@@ -55,18 +53,11 @@ def _push(work: Path, source: Path, n: int, options: Options,
         sender.send(op="go")
         sent = sender.expect(timeout)
         done = [r.expect(timeout) for r in receivers]
-        wrong = [d["bytes"] for d in done if d["bytes"] != options.size]
-        if wrong:
-            raise RuntimeError(f"push: received {wrong} bytes instead of {options.size}")
+        check_sizes([d["bytes"] for d in done], options.size)
         rss = {SOURCE: mib(sender.finish())}
         rss.update({f"r{i}": mib(r.finish()) for i, r in enumerate(receivers)})
     ends = [d["done"] for d in done]
     return figures(n, options.size, [sent["start"]] * n, ends, sent["end"], rss)
-
-
-def _params(options: Options) -> dict[str, object]:
-    return {"size": options.size, "targets": list(options.targets), "runs": options.runs,
-            "chunk_size": options.chunk_size, "window_chunks": options.window}
 
 
 def _title(options: Options) -> str:

@@ -51,7 +51,6 @@ class RowSpec:
     unit: str
     fold: Fold = "median"
     target: Target | None = None
-    base_key: str | None = None  # the baseline's key when it differs from ``key``
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,16 +74,15 @@ def fold(runs: list[Samples], key: str, how: Fold) -> float | None:
     return max(values) if how == "max" else statistics.median(values)
 
 
-def paired_ratio(ours: list[Samples], base: list[Samples], key: str,
-                 base_key: str) -> float | None:
+def paired_ratio(ours: list[Samples], base: list[Samples], key: str) -> float | None:
     """The median of ours/baseline over runs that measured both, one right after the other.
 
     This machine has slow spells (a shared host, disk writeback) that last seconds and
     hit whichever side runs then; a ratio within one pair of back-to-back runs cancels
     them, where the ratio of two medians taken from different runs does not.
     """
-    ratios = [mine[key] / theirs[base_key] for mine, theirs in zip(ours, base)
-              if key in mine and theirs.get(base_key)]
+    ratios = [mine[key] / theirs[key] for mine, theirs in zip(ours, base)
+              if key in mine and theirs.get(key)]
     return statistics.median(ratios) if ratios else None
 
 
@@ -96,11 +94,10 @@ def build_rows(specs: list[RowSpec], ours: list[Samples], base: list[Samples]) -
     """
     rows = []
     for spec in specs:
-        base_key = spec.base_key or spec.key
         mine = fold(ours, spec.key, spec.fold)
-        theirs = fold(base, base_key, spec.fold)
+        theirs = fold(base, spec.key, spec.fold)
         if spec.fold == "median" and len(ours) == len(base):
-            ratio = paired_ratio(ours, base, spec.key, base_key)
+            ratio = paired_ratio(ours, base, spec.key)
         else:
             ratio = mine / theirs if mine is not None and theirs else None
         target = spec.target.text() if spec.target else ""

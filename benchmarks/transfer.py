@@ -1,4 +1,5 @@
-"""What push and pull share: the raw TCP fan-out baseline, figures, rows and notes.
+"""What push and pull share: the raw TCP fan-out baseline, parameters, size check,
+figures, rows and notes.
 
 A transfer run moves one file from one process (sender or owner) to ``n`` others.
 Per-party MB/s is the file size over (that party's end - its start), with
@@ -38,7 +39,7 @@ def raw_fanout(work: Path, source: Path, n: int, options: Options, source_label:
         sender.send(op="go")
         sent = sender.expect(timeout)
         done = [receiver.expect(timeout) for receiver in receivers]
-        _check_sizes([d["bytes"] for d in done], source.stat().st_size)
+        check_sizes([d["bytes"] for d in done], source.stat().st_size)
         rss = {source_label: mib(sender.finish())}
         rss.update({f"r{i}": mib(r.finish()) for i, r in enumerate(receivers)})
     ends = [d["done"] for d in done]
@@ -96,7 +97,18 @@ def common_notes(options: Options, source_label: str) -> list[str]:
     ]
 
 
-def _check_sizes(received: list[int], size: int) -> None:
+def params(options: Options) -> dict[str, Any]:
+    """Return the options a push or pull table records as its parameters."""
+    return {"size": options.size, "targets": list(options.targets), "runs": options.runs,
+            "chunk_size": options.chunk_size, "window_chunks": options.window}
+
+
+def check_sizes(received: list[int], size: int) -> None:
+    """Raise unless every party received ``size`` bytes.
+
+    Raises:
+        RuntimeError: a party received another number of bytes.
+    """
     wrong = [got for got in received if got != size]
     if wrong:
         raise RuntimeError(f"received {wrong} bytes instead of {size}")

@@ -33,7 +33,7 @@ import zmq
 
 from benchmarks import rawzmq
 from benchmarks.data import MiB, format_size, make_file, parse_size, warm, workdir
-from benchmarks.options import machine, progress, unavailable
+from benchmarks.options import machine, parse_counts, progress, unavailable
 from benchmarks.procs import BenchError, Child, Parties
 from benchmarks.worker import Link
 
@@ -250,23 +250,13 @@ def render(rows: list[WanRow], size: int) -> str:
     return "\n".join(lines)
 
 
-def _windows(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError("values must be 1 or more")
-    return values
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the WAN table and print it; return 0 if it was measured, 1 if it could not be."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks wan",
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=parse_size, default=64 * MiB, help="bytes per cell")
-    ap.add_argument("--rtt", type=_windows, default=RTTS_MS, help="RTTs in ms, e.g. 20,50")
-    ap.add_argument("--windows", type=_windows, default=WINDOWS, help="e.g. 1,4,8,16")
+    ap.add_argument("--rtt", type=parse_counts, default=RTTS_MS, help="RTTs in ms, e.g. 20,50")
+    ap.add_argument("--windows", type=parse_counts, default=WINDOWS, help="e.g. 1,4,8,16")
     ap.add_argument("--modes", default="push,pull,raw", help="any of push,pull,raw")
     ap.add_argument("--dir", default=None, help="where data files go (default: the temp dir)")
     ap.add_argument("--timeout", type=float, default=300.0)
