@@ -29,7 +29,8 @@ from zfs.errors import (FileChanged, IntegrityError, InsecureLink, TransactionEx
                         TransferAborted, UnknownReference, UnsafeName, ZfsError)
 from zfs.files import PartialFile, file_digest
 from zfs.protocol import pull as core
-from zfs.pull_owner import MAX_CHUNK_SIZE, OWNER, _call
+from zfs.callbacks import run_callback
+from zfs.pull_owner import MAX_CHUNK_SIZE, OWNER
 from zfs.supervisor import Tick, ensure_supervisor, watch_time
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,6 @@ class _InfoAnswer:
 # Failures after which the bytes on disk are still good for a resume (a link cut, the
 # owner gone for a while); after any other end the temporary file is deleted.
 _KEEP_PARTIAL = frozenset({core.Failure.OWNER_LOST, core.Failure.NO_ANSWER})
-_ENDED = frozenset({core.DlState.DONE, core.DlState.FAILED, core.DlState.ABORTED})
 # Endings the owner cannot (or need not) hear about.
 _NO_REPORT = frozenset({core.Failure.OWNER_LOST, core.Failure.UNKNOWN, core.Failure.EXPIRED})
 
@@ -182,7 +182,7 @@ class DownloadActor(actors.Actor):
         queue = deque(cmds)
         while queue:
             cmd = queue.popleft()
-            if self._core.state in _ENDED and not isinstance(cmd, core.Finish):
+            if self._core.finished and not isinstance(cmd, core.Finish):
                 continue                     # e.g. requests queued before a write failed
             if isinstance(cmd, core.RequestChunk):
                 queue.extend(self._request({"op": "chunk", "offset": cmd.offset,
@@ -253,7 +253,7 @@ class DownloadActor(actors.Actor):
             return self._core.local_error(f"cannot write {self._partial.temp_path}: {err}")
         if self._opt.on_progress is not None:
             dl = self._core
-            _call(self._opt.on_progress, Progress(dl.name, dl.bytes_done, dl.size,
+            run_callback(self._opt.on_progress, Progress(dl.name, dl.bytes_done, dl.size,
                                                   self._opt.owner))
         return []
 
@@ -313,7 +313,7 @@ def download_async(site: Any, owner: str, rid: str, location: Optional[str] = No
     Returns:
         A future of the final path; its exception is one of :func:`download`'s errors.
     """
-    if secure and getattr(getattr(site, "options", None), "curve", None) is None:
+    if secure and not site.is_secure:
         raise InsecureLink(f"site {site.name} has no CURVE security configured")
     if not 0 < chunk_size <= MAX_CHUNK_SIZE:
         raise ValueError(f"chunk_size must be in 1..{MAX_CHUNK_SIZE}, not {chunk_size}")

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import actors
+from zfs.callbacks import run_callback
 from zfs.errors import FileChanged, SourceMissing, TransactionExpired, ZfsError
 from zfs.files import ChunkSource, Digest
 from zfs.protocol import pull as core
@@ -267,11 +268,11 @@ class OwnerActor(actors.Actor):
         if isinstance(cmd, core.Downloaded):
             shared = state.files.get(cmd.rid)
             if shared is not None and shared.on_downloaded is not None:
-                _call(shared.on_downloaded, cmd.rid, cmd.site, cmd.status.value, cmd.name)
+                run_callback(shared.on_downloaded, cmd.rid, cmd.site, cmd.status.value, cmd.name)
         elif isinstance(cmd, core.TimedOut):
             callback = state.on_timeout.pop(cmd.tx_id, None)
             if callback is not None:
-                _call(callback, cmd.tx_id, list(cmd.names))
+                run_callback(callback, cmd.tx_id, list(cmd.names))
         elif isinstance(cmd, core.Released):
             state.files.pop(cmd.rid, None)
             source = self._sources.pop(cmd.rid, None)
@@ -304,14 +305,9 @@ class OwnerActor(actors.Actor):
             source = ChunkSource(shared.path)
         except SourceMissing as err:
             raise FileChanged(str(err)) from err
-        if source.size != shared.size:
+        if (source.size, source.mtime_ns) != (shared.size, shared.mtime_ns):
             source.close()
             raise FileChanged(f"{shared.path!r} changed since it was shared")
-        try:
-            _check_same(shared.path, shared.size, shared.mtime_ns)
-        except FileChanged:
-            source.close()
-            raise
         self._sources[rid] = source
         while len(self._sources) > self._max_open:
             self._sources.popitem(last=False)[1].close()
@@ -343,10 +339,3 @@ def _body(cmd: core.OwnerCommand) -> dict[str, Any]:
     assert isinstance(cmd, core.Refuse), cmd
     return {"op": "refused", "rid": cmd.rid, "refusal": cmd.refusal.value}
 
-
-def _call(callback: Callable[..., Any], *args: Any) -> None:
-    """Run an app callback; its failure is logged, never the owner's crash."""
-    try:
-        callback(*args)
-    except Exception:  # noqa: BLE001
-        log.exception("pull callback %r failed", callback)

@@ -1,16 +1,12 @@
 """What both ends of a push share: the receiver's actor name and what the app gets.
 
 The app receives :class:`Progress` (both ends), :class:`PushResult` (the sender) and
-:class:`ReceivedFile` (each target); :func:`run_callback` calls the app's callbacks so
-that an error in app code is logged and never breaks a transfer.
+:class:`ReceivedFile` (each target).
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any, Callable, List, NamedTuple, Optional
-
-log = logging.getLogger(__name__)
+from typing import Any, List, NamedTuple, Optional
 
 RECEIVER = "zfs.receiver"    # every site's receiver actor; senders address "<site>/zfs.receiver"
 
@@ -50,9 +46,3 @@ class PushResult(NamedTuple):
     seconds: float
 
 
-def run_callback(callback: Callable[..., Any], *args: Any) -> None:
-    """Run an app callback; its errors are logged, never allowed to break a transfer."""
-    try:
-        callback(*args)
-    except Exception:  # noqa: BLE001 - app code must not kill the actor
-        log.exception("callback %r failed", callback)

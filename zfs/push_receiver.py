@@ -22,7 +22,8 @@ import actors
 from zfs.errors import IntegrityError, ZfsError
 from zfs.files import PartialFile, sweep_stale_partials
 from zfs.protocol import push_receiver as core
-from zfs.push_common import RECEIVER, Progress, ReceivedFile, run_callback
+from zfs.callbacks import run_callback
+from zfs.push_common import RECEIVER, Progress, ReceivedFile
 from zfs.supervisor import Tick, watch_time
 
 log = logging.getLogger(__name__)

@@ -21,10 +21,10 @@ from zfs.errors import InsecureLink, IntegrityError, StreamRefused, TransferAbor
 from zfs.files import ChunkSource, Digest
 from zfs.protocol import push_sender as core
 from zfs.protocol.push_failures import INTEGRITY, REFUSED, ProtocolMisuse
-from zfs.push_common import RECEIVER, Progress, PushResult, run_callback
+from zfs.callbacks import run_callback
+from zfs.push_common import RECEIVER, Progress, PushResult
 from zfs.push_source import Source, open_source, read_stream
-from zfs.supervisor import NAME as SUPERVISOR
-from zfs.supervisor import Tick, UnwatchTime, ensure_supervisor, watch_time
+from zfs.supervisor import Tick, ensure_supervisor, watch_time
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +84,6 @@ class SenderActor(actors.Actor):
             self._future.set_exception(TransferAborted(f"sender crashed: {exc!r}", self.site.name))
 
     def _close(self) -> None:
-        supervisor = self.site.actor(SUPERVISOR)
-        if supervisor is not None:
-            supervisor.tell(UnwatchTime(self.name))
         if isinstance(self._spec.source, ChunkSource):
             self._spec.source.close()
 
@@ -280,7 +277,7 @@ def push_file_async(site: Any, targets: Union[str, Sequence[str]], source: Sourc
         ValueError: no targets, repeated targets, or bad sizes.
     """
     targets = [targets] if isinstance(targets, str) else list(targets)
-    if secure and getattr(site.options, "curve", None) is None:
+    if secure and not site.is_secure:
         raise InsecureLink(f"site {site.name} has no encrypted links (no curve option)")
     if chunk_size > site.options.max_message_size:
         raise ValueError(f"chunk_size {chunk_size} is over the site's max_message_size")

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import actors
+import pykka
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,6 @@ class Tick:
 @dataclass(frozen=True, slots=True)
 class WatchTime:
     """Ask for a :class:`Tick` every interval, for the local actor of this name."""
-
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class UnwatchTime:
-    """Stop sending ticks to the local actor of this name."""
 
     name: str
 
@@ -115,9 +109,10 @@ class SupervisorActor(actors.Actor):
 
     def _beat(self, me: Any) -> None:
         while not self._stopping.wait(self._interval):
-            if not me.is_alive():
+            try:
+                me.tell(_Beat())
+            except pykka.ActorDeadError:
                 return
-            me.tell(_Beat())
 
     def on_stop(self) -> None:
         self._stopping.set()
@@ -127,8 +122,6 @@ class SupervisorActor(actors.Actor):
             self._on_beat(time.monotonic())
         elif isinstance(message, WatchTime):
             self._watchers.add(message.name)
-        elif isinstance(message, UnwatchTime):
-            self._watchers.discard(message.name)
         elif isinstance(message, Supervise):
             self._supervised[message.name] = message
             self._suspects.discard(message.name)
@@ -148,16 +141,17 @@ class SupervisorActor(actors.Actor):
         tick = Tick(now)
         for name in list(self._watchers):
             ref = self.site.actor(name)
-            if ref is None or not ref.is_alive():
+            try:
+                if ref is None:
+                    raise pykka.ActorDeadError(name)
+                ref.tell(tick)                  # may have stopped since site.actor looked
+            except pykka.ActorDeadError:
                 self._watchers.discard(name)    # dead: forget (a respawn registers again)
-                continue
-            ref.tell(tick)
         self._check_supervised()
 
     def _check_supervised(self) -> None:
         for name in list(self._supervised):
-            ref = self.site.actor(name)
-            if ref is not None and ref.is_alive():
+            if self.site.actor(name) is not None:
                 self._suspects.discard(name)
             elif name in self._suspects:
                 self._restart(name, "found dead without a deliberate stop")
@@ -171,8 +165,7 @@ class SupervisorActor(actors.Actor):
         self._suspects.discard(name)
         if spec is None:
             return
-        ref = self.site.actor(name)
-        if ref is not None and ref.is_alive():
+        if self.site.actor(name) is not None:
             return                                  # already running again
         log.warning("restarting actor %s of site %s: %s", name, self.site.name, reason)
         try:
@@ -211,16 +204,22 @@ def revive(site: Any, name: str, timeout: float = 10.0) -> bool:
 
 def unsupervise(site: Any, name: str) -> None:
     """Tell the supervisor that ``name`` stops on purpose (call it from ``on_stop``)."""
-    ref = site.actor(NAME)
-    if ref is not None and ref.is_alive():
-        ref.tell(Unsupervise(name))
+    _tell_supervisor(site, Unsupervise(name))
 
 
 def report_crash(site: Any, name: str, error: BaseException | None) -> None:
     """Tell the supervisor that ``name`` crashed (call it from ``on_failure``)."""
+    _tell_supervisor(site, Crashed(name, repr(error)))
+
+
+def _tell_supervisor(site: Any, message: Any) -> None:
+    """Tell the running supervisor, if any (it may stop between the lookup and the tell)."""
     ref = site.actor(NAME)
-    if ref is not None and ref.is_alive():
-        ref.tell(Crashed(name, repr(error)))
+    if ref is not None:
+        try:
+            ref.tell(message)
+        except pykka.ActorDeadError:
+            pass
 
 
 def watch_time(site: Any, name: str) -> None:
