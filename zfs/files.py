@@ -252,7 +252,7 @@ class ChunkSource:
             self.close()
             raise SourceMissing(f"not a regular file: {self.path!r}")
         self.size = st.st_size
-        self._mtime_ns = st.st_mtime_ns
+        self.mtime_ns = st.st_mtime_ns
 
     def read(self, offset: int, length: int) -> bytes:
         """Return up to ``length`` bytes at ``offset`` (fewer only at the end)."""
@@ -276,7 +276,7 @@ class ChunkSource:
             st = os.stat(self.path)
         except OSError as err:
             raise FileChanged(f"{self.path!r} is gone: {err.strerror}") from err
-        if st.st_size != self.size or st.st_mtime_ns != self._mtime_ns:
+        if st.st_size != self.size or st.st_mtime_ns != self.mtime_ns:
             raise FileChanged(f"{self.path!r} changed since it was opened")
 
     def close(self) -> None:

@@ -15,11 +15,9 @@ idea; this one gathers their names, so ``from zfs.pull import ...`` keeps workin
 from __future__ import annotations
 
 from zfs.pull_download import (  # noqa: F401 - re-exported
-    _ENDED, _KEEP_PARTIAL, _NO_REPORT, DownloadActor, Progress, _Begin, _DownloadOptions,
-    _error, _InfoAnswer, download, download_async)
+    DownloadActor, Progress, download, download_async)
 from zfs.pull_owner import (  # noqa: F401 - re-exported
-    _DIGEST_BLOCK, MAX_CHUNK_SIZE, MAX_INFLIGHT_BYTES, OWNER, DownloadedCallback, OwnerActor,
-    OwnerState, TimeoutCallback, _AddFile, _body, _call, _check_same, _digest_of, _EndTx,
-    _FindTx, _OpenTx, _resume_key, _Shared, _Stats)
+    MAX_CHUNK_SIZE, MAX_INFLIGHT_BYTES, OWNER, DownloadedCallback, OwnerActor, OwnerState,
+    TimeoutCallback, _AddFile)
 from zfs.pull_transaction import (  # noqa: F401 - re-exported
-    _LOCAL_TIMEOUT, Transaction, _ask_owner, _owner, owner_stats, share)
+    Transaction, owner_stats, share)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from typing import Any, Optional
 
 import pykka
@@ -93,7 +94,7 @@ class Transaction:
             st = os.stat(path)
         except OSError as err:
             raise SourceMissing(f"cannot share {path!r}: {err.strerror}") from err
-        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        if not stat.S_ISREG(st.st_mode) or not os.access(path, os.R_OK):
             raise SourceMissing(f"not a readable regular file: {path!r}")
         name = check_name(os.path.basename(path))
         rid = new_reference()

@@ -13,7 +13,7 @@ Wire messages are small msgpack dicts with an ``op`` and the stream id ``sid``: 
 receiver ``open``, ``chunk`` (+ payload), ``end``, ``abort``; back ``accept``,
 ``refuse``, ``ack``, ``done``, ``error``.
 
-Where things live (every name stays importable from here):
+Where things live (every public name stays importable from here):
 
 - :mod:`zfs.push_sender`: :func:`push_file`, :func:`push_file_async`, :class:`SenderActor`.
 - :mod:`zfs.push_receiver`: :func:`register_receiver`, :func:`unregister_receiver`,
@@ -27,13 +27,8 @@ from __future__ import annotations
 
 from zfs.push_common import (  # noqa: F401 - re-exported
     RECEIVER, Progress, PushResult, ReceivedFile)
-from zfs.push_common import run_callback as _call  # noqa: F401 - re-exported
 from zfs.push_receiver import (  # noqa: F401 - re-exported
-    _OPTIONS, ReceiverActor, _Inbound, _receiver, _Registration, _Unregister, register_receiver,
-    unregister_receiver)
+    ReceiverActor, register_receiver, unregister_receiver)
 from zfs.push_sender import (  # noqa: F401 - re-exported
-    PROGRESS_INTERVAL, SenderActor, _Begin, _error, _OpenFailed, _SendSpec, push_file,
-    push_file_async)
+    PROGRESS_INTERVAL, SenderActor, push_file, push_file_async)
 from zfs.push_source import Source  # noqa: F401 - re-exported
-from zfs.push_source import open_source as _open_source  # noqa: F401 - re-exported
-from zfs.push_source import read_stream as _read_stream  # noqa: F401 - re-exported

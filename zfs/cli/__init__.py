@@ -17,25 +17,16 @@ This package assembles the group ``main`` (the console script ``zfs-stream``) fr
 - :mod:`zfs.cli.transfer`: ``push`` and ``pull``;
 - :mod:`zfs.cli.tools`: ``demo`` and ``bench``.
 
-Every name of the former single module ``zfs/cli.py`` stays importable from here.
 """
 
 from __future__ import annotations
 
-import logging
-
 from zfs.cli.errors import Interrupted, describe
-from zfs.cli.group import _SERVING, _Group, _keys_command, _setup_logging, _StderrHandler, main
-from zfs.cli.options import (_CONNECT_TIMEOUT, _JSON, _KEYS, _METAVARS, Common, _check_file,
-                             _options, _peers, _setting, _settings)
-from zfs.cli.serve import (_announce, _log_downloaded, _log_received, _receivers, share,
-                           site)
-from zfs.cli.session import _await, _curve, _site, _until_signal, _wait_for
+from zfs.cli.group import main
+from zfs.cli.options import Common
+from zfs.cli.serve import share, site
 from zfs.cli.tools import bench, demo
-from zfs.cli.transfer import _report, pull, push
-
-#: The command's own logger; every module of this package logs under it.
-log = logging.getLogger(__name__)
+from zfs.cli.transfer import pull, push
 
 main.add_command(site)
 main.add_command(push)
@@ -44,12 +35,5 @@ main.add_command(pull)
 main.add_command(demo)
 main.add_command(bench)
 
-__all__ = [
-    "Common", "Interrupted", "bench", "demo", "describe", "log", "main", "pull", "push",
-    "share", "site",
-    # The single module's helpers, kept importable for code written against it.
-    "_CONNECT_TIMEOUT", "_Group", "_JSON", "_KEYS", "_METAVARS", "_SERVING", "_StderrHandler",
-    "_announce", "_await", "_check_file", "_curve", "_keys_command", "_log_downloaded",
-    "_log_received", "_options", "_peers", "_receivers", "_report", "_setting", "_settings",
-    "_setup_logging", "_site", "_until_signal", "_wait_for",
-]
+__all__ = ["Common", "Interrupted", "bench", "demo", "describe", "main", "pull", "push", "share",
+           "site"]

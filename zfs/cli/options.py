@@ -29,9 +29,10 @@ _METAVARS = {"bind": "ENDPOINT", "channel": "NAME", "topic": "NAME", "chunk_size
              "allow_dir": "DIR"}
 
 
-def _setting(option: str, setting: str, text: str) -> Callable[[Any], Any]:
-    """A command-line option that fills ``setting`` (its variable shown in the help)."""
-    return click.option(option, setting, metavar=_METAVARS.get(setting, "SECONDS"),
+def _setting(setting: str, text: str) -> Callable[[Any], Any]:
+    """The command-line option that fills ``setting`` (its variable shown in the help)."""
+    return click.option(config.option_name(setting), setting,
+                        metavar=_METAVARS.get(setting, "SECONDS"),
                         help=f"{text} [{config.env_name(setting)}]")
 
 
@@ -43,9 +44,9 @@ def _options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return apply
 
 
-_KEYS = _options(_setting("--keys", "keys_dir", "Folder of this site's keypair: encrypt."),
-                 _setting("--allow", "allow_dir", "Folder of trusted sites' public keys."))
-_CONNECT_TIMEOUT = _setting("--connect-timeout", "connect_timeout", "Seconds to wait for a site.")
+_KEYS = _options(_setting("keys_dir", "Folder of this site's keypair: encrypt."),
+                 _setting("allow_dir", "Folder of trusted sites' public keys."))
+_CONNECT_TIMEOUT = _setting("connect_timeout", "Seconds to wait for a site.")
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 

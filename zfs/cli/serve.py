@@ -81,7 +81,7 @@ def _log_received(got: Any) -> None:
 
 @click.command()
 @click.option("--name", required=True, help="This site's name.")
-@_setting("--bind", "bind", "Endpoint to listen on.")
+@_setting("bind", "Endpoint to listen on.")
 @click.option("--connect", "connects", multiple=True, metavar="SITE=ENDPOINT",
               help="A site to connect to (repeat).")
 @click.option("--receive", "receives", multiple=True, metavar="CHANNEL/TOPIC",
@@ -90,7 +90,7 @@ def _log_received(got: Any) -> None:
               help="Folder for received files: one for all, or one per --receive [ZFS_DEST].")
 @click.option("--share", "shares", multiple=True, metavar="FILE",
               help="Also share this file for pull, as 'share' does (repeat).")
-@_setting("--timeout", "share_timeout", "Seconds without downloads before shares end.")
+@_setting("share_timeout", "Seconds without downloads before shares end.")
 @_KEYS
 @click.pass_obj
 def site(common: Common, name: str, connects: Sequence[str], receives: Sequence[str],
@@ -125,9 +125,9 @@ def site(common: Common, name: str, connects: Sequence[str], receives: Sequence[
 
 @click.command()
 @click.argument("files", nargs=-1, required=True)
-@_setting("--bind", "bind", "Endpoint to listen on.")
+@_setting("bind", "Endpoint to listen on.")
 @click.option("--name", default="owner", show_default=True, help="This site's name.")
-@_setting("--timeout", "share_timeout", "Seconds without downloads before the share ends.")
+@_setting("share_timeout", "Seconds without downloads before the share ends.")
 @_KEYS
 @click.pass_obj
 def share(common: Common, files: Sequence[str], name: str, **options: Any) -> None:

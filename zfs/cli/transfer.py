@@ -37,11 +37,11 @@ def _report(as_json: bool, record: dict[str, Any], text: str) -> None:
 @click.option("--to", "to", required=True, metavar="SITE[,SITE...]", help="Target sites.")
 @click.option("--connect", "connects", multiple=True, metavar="SITE=ENDPOINT",
               help="Where a target listens (repeat).")
-@_setting("--channel", "channel", "Push channel.")
-@_setting("--topic", "topic", "Push topic.")
-@_setting("--chunk-size", "chunk_size", "Bytes per chunk, e.g. 1MiB.")
-@_setting("--window", "window_chunks", "Chunks in flight.")
-@_setting("--chunk-timeout", "chunk_timeout", "Seconds a target may take to ack.")
+@_setting("channel", "Push channel.")
+@_setting("topic", "Push topic.")
+@_setting("chunk_size", "Bytes per chunk, e.g. 1MiB.")
+@_setting("window_chunks", "Chunks in flight.")
+@_setting("chunk_timeout", "Seconds a target may take to ack.")
 @_CONNECT_TIMEOUT
 @click.option("--name", help="This side's site name (default push-<random>).")
 @_KEYS
@@ -88,11 +88,11 @@ def push(common: Common, file: str, to: str, connects: Sequence[str], name: str 
 @click.argument("rid")
 @click.option("--from", "source", required=True, metavar="SITE=ENDPOINT",
               help="The owner site and where it listens.")
-@_setting("--out", "out_dir", "Folder to download into.")
-@_setting("--chunk-size", "chunk_size", "Bytes per request, e.g. 1MiB.")
-@_setting("--window", "window_chunks", "Requests in flight.")
-@_setting("--request-timeout", "request_timeout", "Seconds before a request is sent again.")
-@_setting("--retries", "retries", "Times a request is sent again.")
+@_setting("out_dir", "Folder to download into.")
+@_setting("chunk_size", "Bytes per request, e.g. 1MiB.")
+@_setting("window_chunks", "Requests in flight.")
+@_setting("request_timeout", "Seconds before a request is sent again.")
+@_setting("retries", "Times a request is sent again.")
 @_CONNECT_TIMEOUT
 @click.option("--name", help="This side's site name (default pull-<random>).")
 @_KEYS

@@ -17,6 +17,7 @@ name. As in the reference document::
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from typing import Any, Callable, Optional, Tuple
@@ -60,10 +61,7 @@ class FileDownloader:
         ``timeout_cb(tx_id, file_names, **cb_kwargs)`` is called once, when no recipient
         has shown activity on any of its files for ``timeout`` seconds.
         """
-        on_timeout = None
-        if timeout_cb is not None:
-            def on_timeout(tx_id: str, names: list[str]) -> None:
-                timeout_cb(tx_id, names, **cb_kwargs)
+        on_timeout = functools.partial(timeout_cb, **cb_kwargs) if timeout_cb else None
         return share(cell, timeout=timeout, on_timeout=on_timeout).tx_id
 
     @classmethod
@@ -79,10 +77,8 @@ class FileDownloader:
             TransactionExpired: no such open transaction in this process.
             SourceMissing: no readable file at ``file_name``.
         """
-        on_downloaded = None
-        if file_downloaded_cb is not None:
-            def on_downloaded(rid: str, to_site: str, status: str, name: str) -> None:
-                file_downloaded_cb(rid, to_site, status, name, **cb_kwargs)
+        on_downloaded = (functools.partial(file_downloaded_cb, **cb_kwargs)
+                         if file_downloaded_cb else None)
         return Transaction.find(transaction_id).add_file(file_name, on_downloaded)
 
     @classmethod

@@ -21,7 +21,7 @@ import os
 import tempfile
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Dict, List, Optional, Union
+from typing import Any, BinaryIO, Callable, Dict, List, Optional, Tuple, Union
 
 import actors
 from zfs.files import check_name
@@ -66,27 +66,21 @@ def subscribers(site: Any, domain: str, timeout: float = ASK_TIMEOUT) -> List[st
     sites = list(site.peers())
     if site.actor(ACTOR) is not None:
         sites.append(site.name)
-    futures: List[Future] = []
+    pending: List[Tuple[str, Future]] = []
     for name in sites:
         try:
-            futures.append(site.ask(f"{name}/{ACTOR}", {"op": "domains"}, timeout=timeout,
-                                    block=False))
+            pending.append((name, site.ask(f"{name}/{ACTOR}", {"op": "domains"},
+                                           timeout=timeout, block=False)))
         except actors.ActorsError:
-            futures.append(_failed())
+            continue                         # unreachable now: not a subscriber we can reach
     found = []
-    for name, future in zip(sites, futures):
+    for name, future in pending:
         try:
             if domain in future.result(timeout + 1.0):
                 found.append(name)
         except Exception:  # noqa: BLE001 - a site without subscriptions, or gone: skip it
             continue
     return found
-
-
-def _failed() -> Future:
-    future: Future = Future()
-    future.set_exception(actors.UnknownActor("unreachable"))
-    return future
 
 
 def subscribe_to_files(site: Any, domain: str = "global", write: bool = False,

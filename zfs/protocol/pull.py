@@ -17,11 +17,11 @@ one gathers their names, so ``from zfs.protocol.pull import ...`` keeps working:
 from __future__ import annotations
 
 from zfs.protocol.pull_download import (  # noqa: F401 - re-exported
-    _BAD_ENDS, _DIGEST, _ENDS, _INFO, _PREFIX, DL_TRANSITIONS, Commit, DigestPrefix, DlState,
-    Download, DownloadCommand, Failure, Finish, OpenPartial, RequestChunk, ReportMark, RequestDigest,
-    RequestInfo, RequestPrefix, StartOver, WriteChunk, _Pending)
+    DL_TRANSITIONS, Commit, DigestPrefix, DlState, Download, DownloadCommand, Failure, Finish,
+    OpenPartial, RequestChunk, ReportMark, RequestDigest, RequestInfo, RequestPrefix, StartOver,
+    WriteChunk)
 from zfs.protocol.pull_errors import LocalProtocolError, Refusal  # noqa: F401 - re-exported
-from zfs.protocol.pull_inflight import InFlight, _Flight  # noqa: F401 - re-exported
+from zfs.protocol.pull_inflight import InFlight  # noqa: F401 - re-exported
 from zfs.protocol.pull_owner import (  # noqa: F401 - re-exported
     TX_TRANSITIONS, Downloaded, OwnerCommand, Refuse, Released, SendChunk, SendDigest,
-    SendInfo, SendPrefixDigest, Shares, Status, TimedOut, TxState, _File, _Tx)
+    SendInfo, SendPrefixDigest, Shares, Status, TimedOut, TxState)

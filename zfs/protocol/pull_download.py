@@ -196,6 +196,11 @@ class Download:
         self._pending: dict[int, _Pending] = {}
 
     @property
+    def finished(self) -> bool:
+        """True once the download is DONE, FAILED or ABORTED."""
+        return self.state in _ENDS
+
+    @property
     def bytes_done(self) -> int:
         """Bytes of the file we hold (resumed prefix + received in this run)."""
         return self.start + self.received
@@ -306,13 +311,13 @@ class Download:
         A cut link that comes back within that budget costs only the wait; requests in
         flight are sent again when the owner returns (:meth:`owner_back`).
         """
-        if self.state not in _ENDS and self._away_since is None:
+        if not self.finished and self._away_since is None:
             self._away_since, self._away_detail = now, detail or "owner lost"
         return []
 
     def owner_back(self, now: float) -> list[DownloadCommand]:
         """The owner's site is reachable again: resend every request in flight."""
-        if self.state in _ENDS or self._away_since is None:
+        if self.finished or self._away_since is None:
             return []
         self._away_since = None
         out: list[DownloadCommand] = []
@@ -328,7 +333,7 @@ class Download:
 
     def abort_requested(self) -> list[DownloadCommand]:
         """Our caller aborted the download."""
-        if self.state in _ENDS:
+        if self.finished:
             return []
         self._move(DlState.ABORTED)
         self._pending.clear()
@@ -337,7 +342,7 @@ class Download:
     def time_passed(self, now: float) -> list[DownloadCommand]:
         """Resend every request past its deadline, or fail once one ran out of retries."""
         if self._away_since is not None:     # nothing can be sent; wait or give up
-            if self.state not in _ENDS and now - self._away_since >= self.away_budget:
+            if not self.finished and now - self._away_since >= self.away_budget:
                 return self._fail(Failure.OWNER_LOST, f"{self._away_detail}; not back "
                                   f"within {self.away_budget:g} s")
             return []
@@ -394,7 +399,7 @@ class Download:
         return [RequestDigest()]
 
     def _fail(self, failure: Failure, detail: str) -> list[DownloadCommand]:
-        if self.state in _ENDS:
+        if self.finished:
             return []
         self._move(DlState.FAILED)
         self._pending.clear()

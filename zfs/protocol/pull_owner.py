@@ -245,17 +245,17 @@ class Shares:
 
     def info_requested(self, rid: str, site: str, to: str, now: float) -> list[OwnerCommand]:
         """A recipient starts (or resumes) a download and wants name and size."""
-        file, refusal = self._touch(rid, site, now)
-        if file is None:
-            return [Refuse(rid, to, refusal)]
+        file = self._touch(rid, site, now)
+        if isinstance(file, Refusal):
+            return [Refuse(rid, to, file)]
         return [SendInfo(rid, to, file.name, file.size, file.key)]
 
     def prefix_requested(self, rid: str, site: str, to: str, length: int,
                          now: float) -> list[OwnerCommand]:
         """A recipient holding ``length`` bytes wants to check them before resuming."""
-        file, refusal = self._touch(rid, site, now)
-        if file is None:
-            return [Refuse(rid, to, refusal)]
+        file = self._touch(rid, site, now)
+        if isinstance(file, Refusal):
+            return [Refuse(rid, to, file)]
         if not 0 < length <= file.size:
             return [Refuse(rid, to, Refusal.BAD_REQUEST)]
         return [SendPrefixDigest(rid, to, length)]
@@ -266,9 +266,9 @@ class Shares:
 
         The chunk is sent now, or once the in-flight budget allows (see :class:`InFlight`).
         """
-        file, refusal = self._touch(rid, site, now)
-        if file is None:
-            return [Refuse(rid, to, refusal)]
+        file = self._touch(rid, site, now)
+        if isinstance(file, Refusal):
+            return [Refuse(rid, to, file)]
         if not (0 <= offset < file.size and length > 0):
             return [Refuse(rid, to, Refusal.BAD_REQUEST)]
         length = min(length, self._max_chunk, file.size - offset)
@@ -282,8 +282,7 @@ class Shares:
     def mark_reported(self, rid: str, site: str, to: str, mark: int,
                       now: float) -> list[OwnerCommand]:
         """A recipient holds every byte below ``mark``: free that much of the budget."""
-        file, _refusal = self._touch(rid, site, now)
-        if file is None:
+        if isinstance(self._touch(rid, site, now), Refusal):
             return []
         self.in_flight.marked(to, mark, now)
         return self._release()
@@ -292,8 +291,8 @@ class Shares:
         """A recipient has every byte and wants the whole-file digest."""
         self.in_flight.ended(to)
         out = self._release()
-        file, refusal = self._touch(rid, site, now)
-        return out + [SendDigest(rid, to) if file is not None else Refuse(rid, to, refusal)]
+        file = self._touch(rid, site, now)
+        return out + [Refuse(rid, to, file) if isinstance(file, Refusal) else SendDigest(rid, to)]
 
     def download_reported(self, rid: str, site: str, to: str, status: Status,
                           now: float) -> list[OwnerCommand]:
@@ -310,26 +309,32 @@ class Shares:
 
     # -- internals --
 
-    def _touch(self, rid: str, site: str, now: float) -> tuple[Optional[_File], Refusal]:
+    def _refusal(self, rid: str) -> Optional[Refusal]:
+        """Why ``rid`` cannot be served now, or None when it can."""
         file = self._files.get(rid)
         if file is None:
-            return None, Refusal.EXPIRED if rid in self._expired else Refusal.UNKNOWN
-        if file.changed:
-            return None, Refusal.CHANGED
+            return Refusal.EXPIRED if rid in self._expired else Refusal.UNKNOWN
+        return Refusal.CHANGED if file.changed else None
+
+    def _touch(self, rid: str, site: str, now: float) -> Union[_File, Refusal]:
+        """The file ``rid``, its transaction marked active and ``site`` a pending recipient;
+        or the refusal."""
+        refusal = self._refusal(rid)
+        if refusal is not None:
+            return refusal
+        file = self._files[rid]
         self._txs[file.tx_id].last_activity = now
         if site not in file.reported:
             file.pending.add(site)
-        return file, Refusal.UNKNOWN
+        return file
 
     def _release(self) -> list[OwnerCommand]:
         """Serve waiting requests that the budget now allows, refusing stale ones."""
         out: list[OwnerCommand] = []
         while (waiting := self.in_flight.next_waiting()) is not None:
             rid, to, offset, length, live = waiting
-            file = self._files.get(rid)
-            if file is None or file.changed:
-                refusal = (Refusal.CHANGED if file is not None
-                           else Refusal.EXPIRED if rid in self._expired else Refusal.UNKNOWN)
+            refusal = self._refusal(rid)
+            if refusal is not None:
                 out.append(Refuse(rid, to, refusal))
                 continue
             if not live:

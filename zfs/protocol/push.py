@@ -33,8 +33,7 @@ from zfs.protocol.push_failures import (  # noqa: F401 - re-exported
     EXPIRED, INTEGRITY, IO, LOST, PROTOCOL, REFUSED, SOURCE, TIMEOUT, ProtocolMisuse)
 from zfs.protocol.push_receiver import (  # noqa: F401 - re-exported
     STREAM_TRANSITIONS, Accept, CommitFile, CreateFile, Discard, Key, Limits, PushReceiver,
-    ReceiverCommand, Refuse, SendAck, SendDone, SendError, StreamState, WriteChunk,
-    _chunk_problem, _open_problem, _Stream)
+    ReceiverCommand, Refuse, SendAck, SendDone, SendError, StreamState, WriteChunk)
 from zfs.protocol.push_sender import (  # noqa: F401 - re-exported
     SENDER_TRANSITIONS, Finished, Progressed, PushSender, ReadChunk, SendAbort, SendChunk,
     SendEnd, SenderCommand, SenderState, SendOpen)
