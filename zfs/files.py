@@ -70,16 +70,28 @@ class Digest:
 
 def file_digest(path: Union[str, os.PathLike]) -> str:
     """Return the :class:`Digest` hex of a whole file, read in large blocks."""
-    digest = Digest()
     with open(path, "rb", buffering=0) as f:
-        buf = bytearray(_REREAD_BYTES)
-        view = memoryview(buf)
-        while True:
-            n = f.readinto(buf)
-            if not n:
-                break
-            digest.update(view[:n])
-    return digest.hexdigest()
+        return digest_range(f.fileno(), os.fstat(f.fileno()).st_size)[0]
+
+
+def digest_range(fd: int, length: int, block_size: int = _REREAD_BYTES) -> tuple[str, int]:
+    """Digest the first ``length`` bytes of the open file ``fd``.
+
+    One buffer is reused, so memory stays flat whatever the file size.
+
+    Returns:
+        (hex digest, bytes read): fewer bytes than ``length`` when the file ends first.
+    """
+    digest = Digest()
+    block = memoryview(bytearray(max(1, min(block_size, length))))
+    done = 0
+    while done < length:
+        got = os.preadv(fd, [block[:min(len(block), length - done)]], done)
+        if not got:
+            break
+        digest.update(block[:got])
+        done += got
+    return digest.hexdigest(), done
 
 
 def _temp_name(name: str, key: str) -> str:
@@ -206,15 +218,7 @@ class PartialFile:
     def _whole_digest(self, fd: int, size: int) -> str:
         if self._digest is not None and self._digest_pos == size:
             return self._digest.hexdigest()
-        digest = Digest()
-        offset = 0
-        while offset < size:
-            block = os.pread(fd, min(_REREAD_BYTES, size - offset), offset)
-            if not block:
-                break
-            digest.update(block)
-            offset += len(block)
-        return digest.hexdigest()
+        return digest_range(fd, size)[0]     # a short read ends in a digest mismatch
 
     def _require_open(self) -> int:
         if self._fd is None:

@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional
 import actors
 from zfs.callbacks import run_callback
 from zfs.errors import FileChanged, SourceMissing, TransactionExpired, ZfsError
-from zfs.files import ChunkSource, Digest
+from zfs.files import ChunkSource, Digest, digest_range
 from zfs.protocol import pull as core
 from zfs.supervisor import Tick, report_crash, unsupervise, watch_time
 
@@ -113,18 +113,12 @@ def _in_the_background() -> None:
 def _digest_of(path: str, size: int, mtime_ns: int, length: int) -> str:
     """Digest the first ``length`` bytes, refusing a file that is not the one shared."""
     _check_same(path, size, mtime_ns)
-    digest = Digest()
-    block = memoryview(bytearray(_DIGEST_BLOCK))     # one buffer, reused: memory stays flat
     with open(path, "rb", buffering=0) as f:
-        done = 0
-        while done < length:
-            got = os.preadv(f.fileno(), [block[:min(_DIGEST_BLOCK, length - done)]], done)
-            if not got:
-                raise FileChanged(f"{path!r} shrank while being read")
-            digest.update(block[:got])
-            done += got
+        digest, got = digest_range(f.fileno(), length, _DIGEST_BLOCK)
+    if got < length:
+        raise FileChanged(f"{path!r} shrank while being read")
     _check_same(path, size, mtime_ns)
-    return digest.hexdigest()
+    return digest
 
 
 def _resume_key(msg: _AddFile) -> str:
