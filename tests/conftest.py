@@ -18,6 +18,13 @@ def site() -> Iterator[actors.Site]:
         yield test_site
 
 
+@pytest.fixture(scope="module")
+def hub() -> Iterator[actors.Site]:
+    """The test's own site "test", one per test module; it detects a lost peer within ~2 s."""
+    with hub_site() as site:
+        yield site
+
+
 @pytest.fixture
 def no_thread_leaks() -> Iterator[None]:
     """Fail the test if it leaves threads running."""

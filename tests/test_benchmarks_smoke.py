@@ -76,50 +76,35 @@ def test_messages_scenario_fills_every_row(tmp_path: Path,
     ], ours=_importable("actors"))
 
 
-@pytest.mark.timeout(120)
-def test_push_scenario_fills_every_row(tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
-    table = _run(tmp_path, capsys, "push", "--size", "3MiB", "--targets", "1,2",
-                 "--chunk-size", "256KiB")
-    _check_rows(table, _transfer_labels("target", "sender", (1, 2)), ours=_importable("zfs.push"))
+TRANSFERS = [("push", "target", "sender"), ("pull", "recipient", "owner")]
 
 
 @pytest.mark.timeout(120)
-def test_pull_scenario_fills_every_row(tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
-    table = _run(tmp_path, capsys, "pull", "--size", "3MiB", "--targets", "1,2",
+@pytest.mark.parametrize(("scenario", "party", "source"), TRANSFERS)
+def test_transfer_scenario_fills_every_row(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           scenario: str, party: str, source: str) -> None:
+    table = _run(tmp_path, capsys, scenario, "--size", "3MiB", "--targets", "1,2",
                  "--chunk-size", "256KiB")
-    _check_rows(table, _transfer_labels("recipient", "owner", (1, 2)),
-                ours=_importable("zfs.pull"))
+    _check_rows(table, _transfer_labels(party, source, (1, 2)),
+                ours=_importable(f"zfs.{scenario}"))
 
 
-def _check_curve_table(table: dict[str, Any], ours: str, party: str, source: str) -> None:
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(("scenario", "party", "source"), TRANSFERS)
+def test_transfer_with_curve_compares_secure_and_plain_zfs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], scenario: str, party: str,
+        source: str) -> None:
     """A --curve table: zfs with CURVE against zfs plain, every row filled, 0.45x targets."""
+    if not _importable(f"zfs.{scenario}"):
+        pytest.skip(f"zfs.{scenario} is not available")
+    table = _run(tmp_path, capsys, scenario, "--curve", "--size", "3MiB", "--targets", "1",
+                 "--chunk-size", "256KiB")
+    ours = f"zfs {scenario}"
     assert (table["ours"], table["baseline"]) == (f"{ours} CURVE", f"{ours} plain")
     assert table["params"]["curve"] is True
     _check_rows(table, _transfer_labels(party, source, (1,)), ours=True)
     assert table["rows"][0]["target"] == ">= 0.45x"
     assert not any(note.startswith("raw TCP:") for note in table["notes"])
-
-
-@pytest.mark.timeout(90)
-def test_push_with_curve_compares_secure_and_plain_push(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    if not _importable("zfs.push"):
-        pytest.skip("zfs.push is not available")
-    table = _run(tmp_path, capsys, "push", "--curve", "--size", "3MiB", "--targets", "1",
-                 "--chunk-size", "256KiB")
-    _check_curve_table(table, "zfs push", "target", "sender")
-
-
-@pytest.mark.timeout(90)
-def test_pull_with_curve_compares_secure_and_plain_pull(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    if not _importable("zfs.pull"):
-        pytest.skip("zfs.pull is not available")
-    table = _run(tmp_path, capsys, "pull", "--curve", "--size", "3MiB", "--targets", "1",
-                 "--chunk-size", "256KiB")
-    _check_curve_table(table, "zfs pull", "recipient", "owner")
 
 
 def test_curve_parties_trust_every_other_site_of_the_run(tmp_path: Path) -> None:

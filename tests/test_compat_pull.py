@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import actors
-from tests.support.procs import SiteProcess, wait_until
+from tests.support.procs import start_sites, wait_until
 from zfs.compat.flare_downloader import FileDownloader, Signal, download_file
 from zfs.errors import TransactionExpired
 from zfs.files import file_digest
@@ -42,8 +42,7 @@ def test_owner_in_one_process_recipient_in_another(site: actors.Site, tmp_path: 
     sources = [tmp_path / "model.bin", tmp_path / "meta.json"]
     sources[0].write_bytes(os.urandom(2 * MiB + 3))
     sources[1].write_bytes(b'{"round": 3}')
-    with SiteProcess("server", connect={"test": str(site.endpoint)}) as server:
-        site.wait_for("server", timeout=10)
+    with start_sites(site, "server")[0] as server:
         shared = server.call(site, "tests.test_compat_pull:child_flare_share",
                              [str(p) for p in sources], 30.0,
                              file_downloaded_cb={"$recorder": "done"})
@@ -69,8 +68,7 @@ def test_timeout_cb_gets_cb_kwargs_and_errors_come_back_as_messages(
         calls.append((tx_id, names, kwargs))
         fired.set()
 
-    with SiteProcess("client", connect={"test": str(site.endpoint)}) as client:
-        site.wait_for("client", timeout=10)
+    with start_sites(site, "client")[0] as client:
         tx_id = FileDownloader.new_transaction(site, 1.0, on_timeout, job="j8")
         rid = FileDownloader.add_file(tx_id, str(source))
         assert fired.wait(10)
@@ -88,8 +86,7 @@ def test_timeout_cb_gets_cb_kwargs_and_errors_come_back_as_messages(
 def test_triggered_signal_aborts(site: actors.Site, tmp_path: Path) -> None:
     source = tmp_path / "b.bin"
     source.write_bytes(os.urandom(MiB))
-    with SiteProcess("server", connect={"test": str(site.endpoint)}) as server:
-        site.wait_for("server", timeout=10)
+    with start_sites(site, "server")[0] as server:
         shared = server.call(site, "tests.test_compat_pull:child_flare_share", [str(source)], 30.0)
         signal = Signal()
         signal.trigger()

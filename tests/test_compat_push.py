@@ -4,7 +4,6 @@ show, between sites in separate OS processes. Functions at the bottom run in a c
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
@@ -12,19 +11,14 @@ from typing import Any, Callable
 import pytest
 
 import actors
-from tests.support.procs import SiteProcess, hub_site, start_sites, wait_until
+from tests.support.faults import make_file
+from tests.support.procs import SiteProcess, start_sites, wait_until
 from zfs.compat.flare_streamer import FileStreamer, ReturnCode
 from zfs.compat.nanite import broadcast_data, broadcast_file
 from zfs.errors import StreamRefused, UnsafeName
 from zfs.files import file_digest
 
 CHUNK = 64 << 10
-
-
-@pytest.fixture(scope="module")
-def hub() -> Iterator[actors.Site]:
-    with hub_site() as site:
-        yield site
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +29,6 @@ def peers(hub: actors.Site) -> Iterator[dict[str, SiteProcess]]:
     finally:
         for proc in procs.values():
             proc.kill()
-
-
-def make_file(path: Path, size: int) -> Path:
-    path.write_bytes(os.urandom(size))
-    return path
 
 
 # ---------------------------------------------------------------- FLARE

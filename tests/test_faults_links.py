@@ -21,7 +21,7 @@ import pytest
 import actors
 from tests.support import netns
 from tests.support.faults import (CHANNEL, CHUNK, MiB, Throttle, assert_clean, assert_serving,
-                                  gated, hub, in_thread, lost, make_file, network, owner_bytes,
+                                  gated, in_thread, lost, make_file, network, owner_bytes,
                                   partials, register, sites, via_relay)
 from tests.support.procs import SiteProcess, wait_until
 from zfs.errors import TransferAborted
@@ -29,7 +29,7 @@ from zfs.files import file_digest
 from zfs.pull import download
 from zfs.push import push_file_async
 
-__all__ = ["hub", "network", "sites", "via_relay"]   # fixtures, used by name
+__all__ = ["network", "sites", "via_relay"]   # fixtures, used by name
 
 
 # ---------------------------------------------------------------- links cut

@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 
 import actors
-from tests.support.faults import (CHUNK, MiB, Throttle, assert_serving, hub, in_thread,
-                                  make_file, owner_bytes, partials, sites)
+from tests.support.faults import (CHUNK, MiB, Throttle, assert_serving, in_thread, make_file,
+                                  owner_bytes, partials, sites)
 from tests.support.procs import wait_until
 from zfs.errors import TransferAborted, UnknownReference
 from zfs.files import file_digest
 from zfs.pull import download
 
-__all__ = ["hub", "sites"]   # fixtures, used by name
+__all__ = ["sites"]   # a fixture, used by name
 
 
 # ---------------------------------------------------------------- kill -9

@@ -17,13 +17,13 @@ import pytest
 
 import actors
 from tests.support.faults import (CHANNEL, CHUNK, MiB, assert_clean, assert_serving, gated,
-                                  hub, make_file, partials, pattern_digest, register, sites)
+                                  make_file, partials, pattern_digest, register, sites)
 from tests.support.procs import wait_until
 from zfs.errors import TransferAborted
 from zfs.files import file_digest
 from zfs.push import push_file, push_file_async, register_receiver
 
-__all__ = ["hub", "sites"]   # fixtures, used by name
+__all__ = ["sites"]   # a fixture, used by name
 
 
 # ---------------------------------------------------------------- kill -9

@@ -16,7 +16,7 @@ import pykka
 import pytest
 
 import actors
-from tests.support.faults import (CHANNEL, CHUNK, MiB, assert_clean, assert_serving, gated, hub,
+from tests.support.faults import (CHANNEL, CHUNK, MiB, assert_clean, assert_serving, gated,
                                   make_file, mounted, partials, register, sites)
 from tests.support.procs import wait_until
 from zfs.errors import TransferAborted, ZfsError
@@ -24,7 +24,7 @@ from zfs.files import file_digest
 from zfs.pull import download, share
 from zfs.push import push_file, push_file_async, register_receiver
 
-__all__ = ["hub", "mounted", "sites"]   # fixtures, used by name
+__all__ = ["mounted", "sites"]   # fixtures, used by name
 
 
 # ---------------------------------------------------------------- disks

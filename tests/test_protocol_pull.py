@@ -468,11 +468,8 @@ def test_on_a_clean_link_the_budget_never_leaves_a_download_waiting_for_a_timeou
 
 
 def test_a_lost_owner_is_waited_for_then_requests_go_again() -> None:
-    from zfs.protocol.pull_download import Download, RequestChunk
     dl = Download(window_chunks=2, chunk_size=10, request_timeout=1.0, retries=3)
-    dl.started(0.0)
-    dl.info_received("f", 100, "k", 0.0)
-    dl.partial_opened(0, 0.0)
+    opened(dl, 100)
     assert dl.owner_gone(0.5, "cut") == []
     assert dl.time_passed(2.9) == []                     # away: nothing sent, no failure
     again = dl.owner_back(3.0)
@@ -481,11 +478,8 @@ def test_a_lost_owner_is_waited_for_then_requests_go_again() -> None:
 
 
 def test_an_owner_away_longer_than_the_retries_allow_fails_the_download() -> None:
-    from zfs.protocol.pull_download import Download, Finish
     dl = Download(window_chunks=2, chunk_size=10, request_timeout=1.0, retries=3)
-    dl.started(0.0)
-    dl.info_received("f", 100, "k", 0.0)
-    dl.partial_opened(0, 0.0)
+    opened(dl, 100)
     dl.owner_gone(0.5, "cut")
     assert dl.time_passed(3.4) == []
     (finish,) = dl.time_passed(3.5)

@@ -1,6 +1,7 @@
 """Pull across OS processes: owners and recipients as separate sites on loopback.
 
-The ``child_*`` functions run inside child sites (called through their "ctl" actor).
+The ``child_*`` functions run inside child sites (called through their "ctl" actor). An
+owner killed mid-download is in test_faults_pull.py.
 """
 
 from __future__ import annotations
@@ -10,16 +11,17 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
 import actors
-from tests.support.procs import SiteProcess, wait_until
+from tests.support.faults import Throttle, in_thread, owner_bytes, partials
+from tests.support.procs import SiteProcess, start_sites, wait_until
 from zfs.errors import (FileChanged, InsecureLink, TransactionExpired, TransferAborted,
                         UnknownReference)
-from zfs.files import PARTIAL_SUFFIX, file_digest
-from zfs.pull import Progress, Transaction, download, owner_stats, share
+from zfs.files import file_digest
+from zfs.pull import Transaction, download, owner_stats, share
 
 MiB = 1 << 20
 
@@ -36,13 +38,6 @@ def child_close(site: actors.Site, tx_id: str) -> None:
     Transaction(site, tx_id).close()
 
 
-def child_download(site: actors.Site, owner: str, rid: str, location: str,
-                   delay: float = 0.0, **kwargs: Any) -> str:
-    """Download; with ``delay``, sleep that long per chunk (a slow disk or consumer)."""
-    slow = (lambda progress: time.sleep(delay)) if delay else None
-    return download(site, owner, rid, location, on_progress=slow, **kwargs)
-
-
 # ---- helpers ------------------------------------------------------------------------
 
 def make_file(path: Path, size: int) -> str:
@@ -52,39 +47,8 @@ def make_file(path: Path, size: int) -> str:
 
 @pytest.fixture
 def owner(site: actors.Site) -> Iterator[SiteProcess]:
-    with SiteProcess("owner", connect={"test": str(site.endpoint)}) as proc:
-        site.wait_for("owner", timeout=10)
+    with start_sites(site, "owner")[0] as proc:
         yield proc
-
-
-class Throttle:
-    """An on_progress callback that slows a download and says when it is under way."""
-
-    def __init__(self, delay: float, after_bytes: int) -> None:
-        self.delay, self.after = delay, after_bytes
-        self.under_way = threading.Event()
-        self.last: Optional[Progress] = None
-
-    def __call__(self, progress: Progress) -> None:
-        self.last = progress
-        if progress.bytes_done >= self.after:
-            self.under_way.set()
-        time.sleep(self.delay)       # throttles the download on purpose; not a wait
-
-
-def download_in_thread(site: actors.Site, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            result["path"] = download(site, *args, **kwargs)
-        except Exception as err:  # noqa: BLE001 - the test inspects it
-            result["error"] = err
-        result["at"] = time.monotonic()
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    result["thread"] = thread
-    return result
 
 
 # ---- tests ---------------------------------------------------------------------------
@@ -97,13 +61,9 @@ def test_recipients_download_the_same_files_at_once(site: actors.Site, owner: Si
                make_file(tmp_path / "empty", 0)]
     shared = owner.call(site, "tests.test_pull:child_share", sources, 30.0,
                         on_downloaded={"$recorder": "done"})
-    procs = [SiteProcess(f"r{i}", connect={"owner": owner.endpoint, "test": str(site.endpoint)})
-             for i in range(recipients)]
+    procs = start_sites(site, *(f"r{i}" for i in range(recipients)), owner=owner.endpoint)
     try:
-        for proc in procs:
-            proc.start()
-            site.wait_for(proc.name, timeout=10)
-        jobs = [(proc, proc.start_job(site, "tests.test_pull:child_download", "owner", rid,
+        jobs = [(proc, proc.start_job(site, "tests.support.faults:child_download", "owner", rid,
                                       str(tmp_path / proc.name), chunk_size=256 * 1024))
                 for proc in procs for rid in shared["rids"]]
         results = [proc.wait_job(site, job, timeout=60) for proc, job in jobs]
@@ -174,52 +134,26 @@ def test_killed_recipient_resumes_where_it_was(site: actors.Site, owner: SitePro
     shared = owner.call(site, "tests.test_pull:child_share", [source], 60.0,
                         on_downloaded={"$recorder": "done"})
     rid, dest = shared["rids"][0], tmp_path / "in"
-    connect = {"owner": owner.endpoint, "test": str(site.endpoint)}
-    with SiteProcess("r1", connect=connect) as first:
-        site.wait_for("r1", timeout=10)
-        first.start_job(site, "tests.test_pull:child_download", "owner", rid, str(dest),
+    with start_sites(site, "r1", owner=owner.endpoint)[0] as first:
+        first.start_job(site, "tests.support.faults:child_download", "owner", rid, str(dest),
                         delay=0.02, chunk_size=128 * 1024, window_chunks=2)
         wait_until(lambda: owner_bytes(site, owner) >= size // 3, timeout=30)
         first.kill()
     wait_until(lambda: "r1" not in site.peers(), timeout=10)    # the restart is a new "r1"
     sent_first = owner_bytes(site, owner)
     assert sent_first < size
-    partial = [p for p in os.listdir(dest) if p.endswith(PARTIAL_SUFFIX)]
-    assert len(partial) == 1 and not os.path.exists(dest / "resume.bin")
-    with SiteProcess("r1", connect=connect) as second:
-        site.wait_for("r1", timeout=10)
-        job = second.start_job(site, "tests.test_pull:child_download", "owner", rid, str(dest))
+    assert len(partials(dest)) == 1 and not os.path.exists(dest / "resume.bin")
+    with start_sites(site, "r1", owner=owner.endpoint)[0] as second:
+        job = second.start_job(site, "tests.support.faults:child_download", "owner", rid,
+                               str(dest))
         result = second.wait_job(site, job, timeout=30)
     assert result["state"] == "done", result
     sent_second = owner_bytes(site, owner) - sent_first
     assert 0 < sent_second < size
     assert file_digest(result["result"]) == file_digest(source)
-    assert not [p for p in os.listdir(dest) if p.endswith(PARTIAL_SUFFIX)]
+    assert partials(dest) == []
     events = wait_until(lambda: owner.events(site, "done"), timeout=5)
     assert events == [[rid, "r1", "success", "resume.bin"]]    # once, though it ran twice
-
-
-def owner_bytes(site: actors.Site, owner: SiteProcess) -> int:
-    return int(owner.call(site, "zfs.pull:owner_stats")["bytes_sent"])
-
-
-def test_killed_owner_fails_the_download_without_a_complete_file(
-        site: actors.Site, owner: SiteProcess, tmp_path: Path) -> None:
-    source = make_file(tmp_path / "o.bin", 4 * MiB)
-    shared = owner.call(site, "tests.test_pull:child_share", [source], 60.0)
-    throttle = Throttle(0.02, MiB)
-    # A lost owner is waited for up to per_request_timeout x retries (here 4 s).
-    run = download_in_thread(site, "owner", shared["rids"][0], str(tmp_path / "in"),
-                             chunk_size=64 * 1024, window_chunks=2, on_progress=throttle,
-                             per_request_timeout=2.0, retries=2)
-    assert throttle.under_way.wait(20)
-    owner.kill()
-    killed = time.monotonic()
-    run["thread"].join(20)
-    assert isinstance(run.get("error"), TransferAborted), run
-    assert run["error"].site == "owner"
-    assert run["at"] - killed < 10
-    assert not os.path.exists(tmp_path / "in" / "o.bin")
 
 
 def test_source_changed_mid_download_fails_with_file_changed(
@@ -227,8 +161,8 @@ def test_source_changed_mid_download_fails_with_file_changed(
     source = make_file(tmp_path / "c.bin", 2 * MiB)
     shared = owner.call(site, "tests.test_pull:child_share", [source], 60.0)
     throttle = Throttle(0.01, 256 * 1024)
-    run = download_in_thread(site, "owner", shared["rids"][0], str(tmp_path / "in"),
-                             chunk_size=32 * 1024, window_chunks=2, on_progress=throttle)
+    run = in_thread(download, site, "owner", shared["rids"][0], str(tmp_path / "in"),
+                    chunk_size=32 * 1024, window_chunks=2, on_progress=throttle)
     assert throttle.under_way.wait(20)
     with open(source, "r+b") as f:
         f.write(b"changed!")
@@ -246,9 +180,9 @@ def test_abort_signal_stops_the_download_promptly(site: actors.Site, owner: Site
                         on_downloaded={"$recorder": "done"})
     abort = threading.Event()
     throttle = Throttle(0.02, 128 * 1024)
-    run = download_in_thread(site, "owner", shared["rids"][0], str(tmp_path / "in"),
-                             chunk_size=32 * 1024, window_chunks=2, abort_signal=abort,
-                             on_progress=throttle)
+    run = in_thread(download, site, "owner", shared["rids"][0], str(tmp_path / "in"),
+                    chunk_size=32 * 1024, window_chunks=2, abort_signal=abort,
+                    on_progress=throttle)
     assert throttle.under_way.wait(20)
     abort.set()
     aborted = time.monotonic()
@@ -275,11 +209,10 @@ def test_secure_download_needs_a_secure_link(site: actors.Site, tmp_path: Path) 
 def test_in_process_owner_serves_and_reports_stats(site: actors.Site, tmp_path: Path) -> None:
     source = make_file(tmp_path / "local.bin", MiB + 1)
     done: list[tuple[str, ...]] = []
-    with SiteProcess("rcpt", connect={"test": str(site.endpoint)}) as rcpt:
-        site.wait_for("rcpt", timeout=10)
+    with start_sites(site, "rcpt")[0] as rcpt:
         with share(site, timeout=30) as tx:
             rid = tx.add_file(source, on_downloaded=lambda *a: done.append(a))
-            job = rcpt.start_job(site, "tests.test_pull:child_download", "test", rid,
+            job = rcpt.start_job(site, "tests.support.faults:child_download", "test", rid,
                                  str(tmp_path / "in"))
             result = rcpt.wait_job(site, job, timeout=30)
             assert result["state"] == "done", result
@@ -305,7 +238,7 @@ def test_owner_keeps_open_file_handles_bounded(site: actors.Site, tmp_path: Path
 
 def test_crashed_owner_is_restarted_and_keeps_serving_its_rids(site: actors.Site,
                                                                tmp_path: Path) -> None:
-    from zfs.pull import OWNER, _AddFile
+    from zfs.pull_owner import OWNER, _AddFile
     source = make_file(tmp_path / "kept.bin", 100_000)
     with actors.Site("near", connect={"test": str(site.endpoint)}) as near:
         near.wait_for("test", timeout=10)

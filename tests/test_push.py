@@ -1,7 +1,7 @@
 """Push between sites in separate OS processes: sizes, fan-out, refusals, faults.
 
 The test process hosts the site "test"; targets are child processes driven through
-their "ctl" actor. Functions at the bottom run inside a child (ctl imports this module).
+their "ctl" actor. Targets and senders killed mid-push are in test_faults_push.py.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import shutil
 import os
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,8 @@ from typing import Any
 import pytest
 
 import actors
-from tests.support.procs import SiteProcess, hub_site, start_sites, wait_until
+from tests.support.faults import CHANNEL, partials
+from tests.support.procs import SiteProcess, start_sites, wait_until
 from zfs.errors import (InsecureLink, SourceMissing, StreamRefused, TransferAborted,
                         UnsafeName)
 from zfs.files import file_digest
@@ -28,13 +28,6 @@ CHUNK = 64 << 10
 
 
 # ---------------------------------------------------------------- fixtures, helpers
-
-
-@pytest.fixture(scope="module")
-def hub() -> Iterator[actors.Site]:
-    """The test's own site: it sends, and detects lost peers within ~2 s."""
-    with hub_site() as site:
-        yield site
 
 
 @pytest.fixture(scope="module")
@@ -60,28 +53,6 @@ def make_file(path: Path, size: int) -> Path:
             block[:8] = i.to_bytes(8, "big")[: len(block)]
             f.write(block[: size - i])
     return path
-
-
-def partials(folder: Path) -> list[str]:
-    return [p.name for p in folder.iterdir() if p.name.endswith(".zfs-partial")]
-
-
-class GatedStream(io.RawIOBase):
-    """An endless stream that blocks at ``gate_at`` bytes until ``gate`` is set."""
-
-    def __init__(self, gate_at: int, gate: threading.Event) -> None:
-        self.pos, self.gate_at, self.gate = 0, gate_at, gate
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf: Any) -> int:
-        if self.pos >= self.gate_at:
-            self.gate.wait(60)
-        n = len(buf)
-        buf[:n] = b"z" * n
-        self.pos += n
-        return n
 
 
 # ---------------------------------------------------------------- behaviour
@@ -227,19 +198,9 @@ def test_hostile_names_are_refused_and_nothing_lands_outside(
     beta = trio[0]
     dest = tmp_path / "deep" / "dest"
     register(hub, beta, dest, "hostile")
-    prober = hub.spawn(Prober, "prober")
-    try:
-        for i, name in enumerate(HOSTILE):
-            prober.tell({"to": "beta/zfs.receiver", "msg": {
-                "op": "open", "sid": f"s{i}", "name": name, "size": 1, "chunk_size": 1,
-                "channel": "test", "topic": "hostile", "context": None}})
-
-        def all_replies() -> Any:
-            got = hub.ask("test/prober", "replies", timeout=5)
-            return got if len(got) == len(HOSTILE) else None
-        replies = wait_until(all_replies, 10)
-    finally:
-        prober.stop()
+    replies = _probe(hub, [{"op": "open", "sid": f"s{i}", "name": name, "size": 1,
+                            "chunk_size": 1, "channel": "test", "topic": "hostile",
+                            "context": None} for i, name in enumerate(HOSTILE)])
     assert {r["op"] for r in replies} == {"refuse"}
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["deep", "dest"]
 
@@ -285,62 +246,22 @@ def test_one_site_cannot_open_more_than_its_share_of_streams(
 
 
 @pytest.mark.timeout(60)
-def test_a_target_killed_mid_stream_fails_the_send_fast_and_others_clean_up(
+def test_receivers_drop_the_partial_file_of_a_sender_stalled_mid_stream(
         hub: actors.Site, tmp_path: Path) -> None:
-    procs = start_sites(hub, "k1", "k2", "k3")
-    try:
-        for proc in procs:
-            register(hub, proc, tmp_path / proc.name, "kill")
-        gate = threading.Event()
-        future = push_file_async(hub, ["k1", "k2", "k3"], GatedStream(8 * CHUNK, gate),
-                                 name="endless", channel="test", topic="kill",
-                                 chunk_size=CHUNK, window_chunks=2)
-        for proc in procs:
-            wait_until(lambda: partials(tmp_path / proc.name), 10)
-        procs[1].kill()
-        killed_at = time.monotonic()
-        gate.set()
-        with pytest.raises(TransferAborted) as caught:
-            future.result(10)
-        assert time.monotonic() - killed_at < 5
-        assert caught.value.site == "k2"
-        for name in ("k1", "k3"):
-            wait_until(lambda: partials(tmp_path / name) == [], 5)
-            assert not (tmp_path / name / "endless").exists()
-    finally:
-        for proc in procs:
-            proc.kill()
+    """The sender is alive but silent: the receiver's inactivity timeout drops the file.
 
-
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("fate", ["killed", "stalled"])
-def test_receivers_drop_the_partial_file_of_a_sender_gone_mid_stream(
-        hub: actors.Site, tmp_path: Path, fate: str) -> None:
-    """Killed: the receiver hears its site is lost. Stalled (alive, silent): inactivity."""
+    A sender killed mid-stream is test_faults_push.py's
+    test_sender_killed_mid_push_leaves_no_partial_after_the_inactivity_timeout.
+    """
     dest = tmp_path / "in"
     dest.mkdir()
-    register_receiver(hub, channel="test", topic=fate, dest_dir=str(dest),
+    register_receiver(hub, channel=CHANNEL, topic="stalled", dest_dir=str(dest),
                       inactivity_timeout=1.0)
-    (alpha,) = start_sites(hub, "alpha")
-    try:
-        alpha.start_job(hub, "tests.test_push:push_gated_forever", "test", fate)
+    with start_sites(hub, "alpha")[0] as alpha:
+        alpha.start_job(hub, "tests.support.faults:child_push_gated", "test", "stalled",
+                        "orphan", 1 << 40, 4 * CHUNK, str(tmp_path / "never"))
         wait_until(lambda: partials(dest), 10)
         stalled_at = time.monotonic()
-        if fate == "killed":
-            alpha.kill()
         wait_until(lambda: partials(dest) == [], 6)
-        if fate == "stalled":
-            assert time.monotonic() - stalled_at > 0.9
+        assert time.monotonic() - stalled_at > 0.9
         assert list(dest.iterdir()) == []
-    finally:
-        alpha.kill()
-
-
-# ---------------------------------------------------------------- run in a child site
-
-
-def push_gated_forever(site: actors.Site, target: str, topic: str) -> Any:
-    """Push an endless stream that stalls after a few chunks (until the process dies)."""
-    site.wait_for(target, timeout=10)
-    return push_file(site, target, GatedStream(4 * CHUNK, threading.Event()), name="orphan",
-                     channel="test", topic=topic, chunk_size=CHUNK, window_chunks=2)

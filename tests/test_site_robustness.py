@@ -14,6 +14,7 @@ import zmq
 import actors
 from actors import codec
 from actors.codec import Kind
+from tests.support.echo import Collector, Echo, PeerWatcher, Silent
 from tests.support.procs import REPO_ROOT, SiteProcess, wait_until
 
 ECHO = "tests.support.echo:Echo"
@@ -56,7 +57,7 @@ def test_garbage_from_a_raw_socket_leaves_the_site_serving_others(site: actors.S
 
 
 def test_a_peer_claiming_another_sender_is_dropped(site: actors.Site) -> None:
-    site.spawn(_collector(), "collector")
+    site.spawn(Collector, "collector")
     context = zmq.Context()
     try:
         mallory = raw_dealer(context, site.endpoint)
@@ -68,11 +69,6 @@ def test_a_peer_claiming_another_sender_is_dropped(site: actors.Site) -> None:
         assert [r["body"] for r in records] == ["honest"]
     finally:
         context.destroy(linger=0)
-
-
-def _collector() -> type[actors.Actor]:
-    from tests.support.echo import Collector
-    return Collector
 
 
 def test_wrong_protocol_version_is_refused_with_a_reason(site: actors.Site) -> None:
@@ -102,7 +98,7 @@ def test_a_second_site_with_a_connected_name_is_refused_on_both_sides(site: acto
 def test_stopping_a_site_leaves_no_threads_and_fails_pending_asks(no_thread_leaks: None) -> None:
     server = actors.Site("server", bind="tcp://127.0.0.1:0")
     server.start()
-    server.spawn(_silent(), "silent")
+    server.spawn(Silent, "silent")
     client = actors.Site("client", connect={"server": server.endpoint})
     client.start()
     pending = client.ask("server/silent", "quick", timeout=30, block=False)
@@ -114,11 +110,6 @@ def test_stopping_a_site_leaves_no_threads_and_fails_pending_asks(no_thread_leak
     with pytest.raises(actors.SiteClosed):
         client.tell("server/silent", "after stop")
     server.stop()
-
-
-def _silent() -> type[actors.Actor]:
-    from tests.support.echo import Silent
-    return Silent
 
 
 def test_python_m_actors_exits_0_on_sigterm() -> None:
@@ -138,7 +129,7 @@ def test_python_m_actors_exits_0_on_sigterm() -> None:
 
 def test_a_slow_receiver_makes_the_sender_wait_not_drop(site: actors.Site) -> None:
     """More bytes than every queue holds: all of them arrive, in order."""
-    site.spawn(_collector(), "collector")
+    site.spawn(Collector, "collector")
     with actors.Site("burst", connect={"test": site.endpoint}, hwm=4,
                      max_pending_bytes=1 << 20) as burst:
         burst.wait_for("test", 10)
@@ -151,7 +142,6 @@ def test_a_slow_receiver_makes_the_sender_wait_not_drop(site: actors.Site) -> No
 
 
 def test_a_tell_that_raises_does_not_stop_the_actor(site: actors.Site) -> None:
-    from tests.support.echo import Echo
     site.spawn(Echo, "echo")
     with actors.Site("peer", connect={"test": site.endpoint}) as peer:
         peer.tell("test/echo", "raise")
@@ -160,7 +150,6 @@ def test_a_tell_that_raises_does_not_stop_the_actor(site: actors.Site) -> None:
 
 
 def test_messages_sent_from_on_start_carry_the_actors_address(site: actors.Site) -> None:
-    from tests.support.echo import Collector
     site.spawn(Collector, "collector")
     site.spawn(_Greeter, "greeter")
     records = wait_until(lambda: site.ask("test/collector", "dump", timeout=5), 5)
@@ -211,7 +200,6 @@ class _TellOnStart(actors.Actor):
 
 def test_a_site_that_spawns_an_actor_per_job_does_not_keep_the_stopped_ones(
         site: actors.Site) -> None:
-    from tests.support.echo import PeerWatcher
     for index in range(50):
         ref = site.spawn(PeerWatcher, f"job-{index}")  # watches peers, like a transfer
         ref.stop()
@@ -245,7 +233,6 @@ def test_a_peer_that_never_says_hello_is_dropped_and_greeted_ones_stay() -> None
 def test_spawn_once_from_racing_threads_gives_one_actor(site: actors.Site) -> None:
     import threading as _threading
 
-    from tests.support.echo import Echo
     refs: list[object] = []
     start = _threading.Barrier(8)
 
@@ -271,7 +258,7 @@ def test_a_refused_twin_gets_in_once_the_connected_one_is_gone(site: actors.Site
                 second.wait_for("test", 10)
             first.stop()                       # the old one goes: the new one is let in
             wait_until(lambda: "test" in second.peers(), 10)
-            site.spawn(_collector(), "collector")
+            site.spawn(Collector, "collector")
             second.tell("test/collector", "from the new twin")
             records = wait_until(lambda: site.ask("test/collector", "dump", timeout=5), 10)
             assert records[0]["body"] == "from the new twin"

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 import actors
+from tests.support.echo import Echo, PeerWatcher
 from tests.support.procs import SiteProcess, wait_until
 
 ECHO = "tests.support.echo:Echo"
@@ -75,14 +76,9 @@ def test_server_sends_to_client_over_the_clients_connection(site: actors.Site,
     # The test site never connected to beta: it only has beta's inbound connection.
     assert site.ask("beta/echo", "over your link", timeout=10)["got"] == "over your link"
     # ...and beta's actors reach the test site's actors the same way.
-    site.spawn(ECHO_CLASS(), "echo")
+    site.spawn(Echo, "echo")
     answer = beta.call(site, "actors.site:Site.ask", "test/echo", "back", timeout=10)
     assert answer["got"] == "back" and answer["sender"] == "beta/ctl"
-
-
-def ECHO_CLASS() -> type[actors.Actor]:  # noqa: N802 - reads like the class it returns
-    from tests.support.echo import Echo
-    return Echo
 
 
 def test_three_sites_route_between_each_other(site: actors.Site) -> None:
@@ -104,7 +100,7 @@ def test_kill_9_is_noticed_within_5_s_and_fails_the_pending_ask(site: actors.Sit
     with SiteProcess("doomed", connect={"test": site.endpoint},
                      spawn={"silent": "tests.support.echo:Silent"}) as doomed:
         site.wait_for("doomed", 10)
-        watcher = site.spawn(WATCHER(), "watcher")
+        watcher = site.spawn(PeerWatcher, "watcher")
         pending = site.ask("doomed/silent", "hang", timeout=60, block=False)
         started = time.monotonic()
         doomed.kill()
@@ -114,11 +110,6 @@ def test_kill_9_is_noticed_within_5_s_and_fails_the_pending_ask(site: actors.Sit
         wait_until(lambda: ["PeerDown", "doomed"] in watcher.ask("events"), 5)
         with pytest.raises(actors.PeerLost):
             site.ask("doomed/silent", "again", timeout=5)
-
-
-def WATCHER() -> type[actors.Actor]:  # noqa: N802
-    from tests.support.echo import PeerWatcher
-    return PeerWatcher
 
 
 def test_client_notices_a_killed_server_and_relinks_when_it_restarts() -> None:

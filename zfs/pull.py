@@ -18,6 +18,6 @@ from zfs.pull_download import (  # noqa: F401 - re-exported
     DownloadActor, Progress, download, download_async)
 from zfs.pull_owner import (  # noqa: F401 - re-exported
     MAX_CHUNK_SIZE, MAX_INFLIGHT_BYTES, OWNER, DownloadedCallback, OwnerActor, OwnerState,
-    TimeoutCallback, _AddFile)
+    TimeoutCallback)
 from zfs.pull_transaction import (  # noqa: F401 - re-exported
     Transaction, owner_stats, share)

@@ -6,9 +6,9 @@ that caused it; no partial file is presented as complete; temporary files are cl
 up; another transfer on the same sites, under way during the fault, completes intact;
 and every site still serves afterwards.
 
-The test process hosts the site "test" (fixture :func:`hub`); the other sites are
-child processes driven through their "ctl" actor (``tests.support.procs``); the
-``child_*`` functions at the bottom run inside them, called by the dotted path
+The test process hosts the site "test" (fixture ``hub``, in ``tests/conftest.py``); the
+other sites are child processes driven through their "ctl" actor (``tests.support.procs``);
+the ``child_*`` functions at the bottom run inside them, called by the dotted path
 ``"tests.support.faults:child_..."``. Links are slowed or cut with the user-space relay
 of ``tests.support.linkemu`` (fixture :func:`via_relay`), or by taking a veth down
 between network namespaces (``tests.support.netns``, fixture :func:`network`; skipped
@@ -18,8 +18,7 @@ Transfers are made slow enough to be hit mid-way without sleeps: streams that st
 at a byte offset until a gate file appears (:class:`GatedSource`), or downloads
 slowed by their progress callback (:class:`Throttle`).
 
-The fixtures are imported by name into each test module that uses them (a module-scoped
-fixture so imported gives each module its own instance).
+The fixtures here are imported by name into each test module that uses them.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ import pytest
 import actors
 from tests.support import netns
 from tests.support.linkemu import LinkEmulator
-from tests.support.procs import SiteProcess, hub_site, start_sites, wait_until
+from tests.support.procs import SiteProcess, start_sites, wait_until
 from zfs.files import PARTIAL_SUFFIX, Digest, file_digest
 from zfs.pull import download, share
 from zfs.push import push_file, register_receiver
@@ -51,6 +50,13 @@ _PATTERN = bytes(range(256)) * (MiB // 256)
 
 
 # ---------------------------------------------------------------- sources and checks
+
+
+def _wait_for_file(path: str, timeout: float) -> None:
+    """Wait until ``path`` exists, at most ``timeout`` s (it is made by another process)."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)   # poll interval of a deadline-bounded wait for the gate file
 
 
 class GatedSource(io.RawIOBase):
@@ -69,10 +75,8 @@ class GatedSource(io.RawIOBase):
     def _wait_gate(self) -> None:
         if isinstance(self.gate, threading.Event):
             self.gate.wait(60)
-            return
-        deadline = time.monotonic() + 60
-        while not os.path.exists(self.gate) and time.monotonic() < deadline:
-            time.sleep(0.02)   # poll interval of a deadline-bounded wait for the gate file
+        else:
+            _wait_for_file(self.gate, 60.0)
 
     def readinto(self, buf: Any) -> int:
         if self.pos >= self.gate_at:
@@ -149,13 +153,6 @@ def in_thread(func: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- sites
-
-
-@pytest.fixture(scope="module")
-def hub() -> Iterator[actors.Site]:
-    """The test's own site; it detects a lost peer within ~2 s."""
-    with hub_site() as site:
-        yield site
 
 
 @pytest.fixture
@@ -305,8 +302,6 @@ def child_register_blocking(site: actors.Site, channel: str, topic: str, dest: s
                             gate: str) -> None:
     """Register a receiver whose app callback blocks (after one chunk) until ``gate`` exists."""
     def on_chunk(progress: Any) -> None:
-        deadline = time.monotonic() + 60
-        while not os.path.exists(gate) and time.monotonic() < deadline:
-            time.sleep(0.02)   # poll interval of a deadline-bounded wait for the gate file
+        _wait_for_file(gate, 60.0)
     register_receiver(site, channel=channel, topic=topic, dest_dir=dest, on_chunk=on_chunk,
                       inactivity_timeout=1.0)
