@@ -11,6 +11,7 @@ pykka's own actor loop calls it, so answering costs no extra hop.
 from __future__ import annotations
 
 import contextvars
+from collections import deque
 from collections.abc import Sequence
 import logging
 import queue
@@ -51,7 +52,7 @@ class Delivery(NamedTuple):
 class Batch:
     """Several deliveries for one actor, handed over with one mailbox put."""
 
-    items: Sequence[tuple[Delivery, pykka.Future[Any] | None]]
+    items: deque[tuple[Delivery, pykka.Future[Any] | None]]
 
 
 class Actor(pykka.ThreadingActor):
@@ -112,7 +113,9 @@ class Actor(pykka.ThreadingActor):
 
     def _receive_batch(self, batch: Batch) -> None:
         """Handle each delivery in order, answering asks as pykka's loop would."""
-        for delivery, reply in batch.items:
+        items = batch.items
+        while items:
+            delivery, reply = items.popleft()
             try:
                 answer = self._receive(delivery)
             except Exception:

@@ -9,6 +9,7 @@ holds an actor's messages in arrival order, and batches go out in order.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from actors.actor import Batch, Delivery, RemoteReply, Replies, deliver
@@ -58,7 +59,7 @@ class Inbound:
                 if len(items) == 1:
                     deliver(ref, items[0][0], items[0][1], address)
                 else:
-                    deliver(ref, Batch(items), None, address)
+                    deliver(ref, Batch(deque(items)), None, address)
             except UnknownActor as err:
                 self._refuse(items, err)
 
