@@ -17,7 +17,7 @@ import sys
 import threading
 from typing import Any
 
-from actors.process import limit_malloc_arenas
+from actors.process import tune_malloc
 from actors.site import Site
 
 
@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the site until a signal asks it to stop; exit 0 after a clean stop."""
     args = parse_args(argv)
-    limit_malloc_arenas()
+    tune_malloc()
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     stop = threading.Event()

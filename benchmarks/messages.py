@@ -87,6 +87,8 @@ def _notes(options: Options, missing: str | None) -> list[str]:
         "peak RSS: VmHWM of each process (the kernel's high-water mark of its own memory, "
         "read as it ends), max over runs; not wait4's ru_maxrss, which Linux raises to the "
         "spawning parent's peak across vfork+exec.",
+        "every process, ours and raw, runs with the malloc settings of our entry points "
+        "(actors.process.tune_malloc: 2 arenas, freed chunk buffers kept for reuse).",
         "verdicts compare a measurement with issue 2's targets; they are not tests. "
         f"Machine: {machine()}.",
     ]

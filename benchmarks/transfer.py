@@ -92,6 +92,8 @@ def common_notes(options: Options, source_label: str) -> list[str]:
         "each process (the kernel's high-water mark of its own memory, read as it ends), max "
         "over runs; not wait4's ru_maxrss, which Linux raises to the spawning parent's peak "
         "across vfork+exec. Baseline RSS in the raw column, verdict on ours.",
+        "every process, ours and raw, runs with the malloc settings of our entry points "
+        "(actors.process.tune_malloc: 2 arenas, freed chunk buffers kept for reuse).",
         f"verdicts compare a measurement with the issue's targets; they are not tests. "
         f"Machine: {machine()}.",
     ]

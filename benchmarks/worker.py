@@ -16,6 +16,8 @@ import sys
 import traceback
 from typing import Any, Callable
 
+from actors.process import tune_malloc
+
 
 class Link:
     """JSON lines to and from the parent process."""
@@ -49,6 +51,9 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
     role, params = argv[1], json.loads(argv[2])
+    # Every party, ours and raw alike, runs as a process whose job is moving bytes:
+    # with the malloc settings our entry points set (python -m actors, zfs-stream).
+    tune_malloc()
     link = Link()
     try:
         function = _resolve(role)

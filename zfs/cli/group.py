@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from actors.process import limit_malloc_arenas
+from actors.process import tune_malloc
 
 from zfs.cli.errors import describe
 from zfs.cli.options import Common, _settings
@@ -89,7 +89,7 @@ def _keys_command() -> click.Command:
 @click.pass_context
 def main(ctx: click.Context, verbose: bool, quiet: bool | None) -> None:
     """Move large files between sites over ZeroMQ. Settings: ZFS_* (see zfs.settings)."""
-    limit_malloc_arenas()  # this process exists to run a site (see actors.process)
+    tune_malloc()  # this process exists to run a site (see actors.process)
     base = _settings(None)
     ctx.obj = Common(verbose=verbose, quiet=base.quiet if quiet is None else quiet)
     default_level = "WARNING" if ctx.invoked_subcommand in _SERVING else "CRITICAL"
