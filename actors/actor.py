@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextvars
 from collections import deque
-from collections.abc import Sequence
 import logging
 import queue
 import sys

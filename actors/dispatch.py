@@ -10,7 +10,7 @@ and reach the actors that watch them. Answers to remote asks leave through
 from __future__ import annotations
 
 import logging
-import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pykka
@@ -18,10 +18,11 @@ import zmq
 
 from actors import codec
 from actors.codec import Header, Kind
-from actors.errors import (ActorsError, CodecError, PeerLost, PeerRefused, SiteClosed,
-                           UnknownSite, error_from_wire)
+from actors.asks import Asks
+from actors.errors import ActorsError, CodecError, PeerLost, PeerRefused, UnknownSite, error_from_wire
 from actors.events import PeerDown, PeerUp
 from actors.inbound import Inbound
+from actors.peerstates import PeerStates, PeerWatchers
 
 if TYPE_CHECKING:
     from actors.site import Site
@@ -31,15 +32,24 @@ log = logging.getLogger(__name__)
 # Module constants: reading an enum member off its class costs more, once per message.
 _REPLY, _FAIL = Kind.REPLY, Kind.FAIL
 
-#: The peer state of a connected peer (others are "connecting", "lost: ...", "refused: ...").
-UP = "up"
-
 
 class Dispatcher:
-    """The :class:`~actors.links.LinkHandler` of a site; its ``on_*`` run on the I/O thread."""
+    """The :class:`~actors.links.LinkHandler` of a site; its ``on_*`` run on the I/O thread.
 
-    def __init__(self, site: Site) -> None:
+    Args:
+        site: for its name and its actors.
+        asks: the site's pending asks, settled by replies, failures and lost peers.
+        peers, watchers: the site's peer states, and the actors told of changes.
+        send_answer: ``(peer, header)``, sends an answer from any thread.
+    """
+
+    def __init__(self, site: Site, asks: Asks, peers: PeerStates, watchers: PeerWatchers,
+                 send_answer: Callable[[str, bytes], None]) -> None:
         self._site = site
+        self._asks = asks
+        self._peers = peers
+        self._watchers = watchers
+        self._send_answer = send_answer
         self._inbound = Inbound(site, self)
         self._next_expiry = 0.0
 
@@ -48,9 +58,9 @@ class Dispatcher:
     def on_message(self, peer: str, header: Header, payload: list[zmq.Frame]) -> None:
         kind = header.kind
         if kind is _REPLY:
-            self._site._asks.resolve(header.corr, peer, header.body)
+            self._asks.resolve(header.corr, peer, header.body)
         elif kind is _FAIL:
-            self._site._asks.fail(header.corr, peer, _failure(header))
+            self._asks.fail(header.corr, peer, _failure(header))
         else:
             self._inbound.add(peer, header, payload)
 
@@ -58,13 +68,13 @@ class Dispatcher:
         self._inbound.flush()
 
     def on_peer_up(self, peer: str) -> None:
-        self._set_peer_state(peer, UP)
+        self._peers.set_up(peer)
         self._notify(PeerUp(peer))
 
     def on_peer_down(self, peer: str, reason: str, refused: bool) -> None:
-        self._set_peer_state(peer, f"{'refused' if refused else 'lost'}: {reason}")
+        self._peers.set_down(peer, reason, refused)
         error = (PeerRefused if refused else PeerLost)(f"{peer}: {reason}")
-        self._site._asks.fail_peer(peer, error)
+        self._asks.fail_peer(peer, error)
         self._notify(PeerDown(peer, reason))
 
     def on_undeliverable(self, peer: str, header: bytes, reason: str) -> None:
@@ -74,7 +84,7 @@ class Dispatcher:
             return
         if decoded.kind is Kind.ASK:
             error = UnknownSite if reason == "unknown site" else PeerLost
-            self._site._asks.fail(decoded.corr, peer, error(f"{peer}: {reason}"))
+            self._asks.fail(decoded.corr, peer, error(f"{peer}: {reason}"))
         else:
             log.warning("site %s: %s to %s dropped: %s", self._site.name, decoded.kind.name,
                         peer, reason)
@@ -82,16 +92,10 @@ class Dispatcher:
     def on_tick(self, now: float) -> None:
         if now >= self._next_expiry:
             self._next_expiry = now + 0.05
-            self._site._asks.expire(now)
-
-    def _set_peer_state(self, peer: str, state: str) -> None:
-        site = self._site
-        with site._peer_changed:
-            site._peer_state[peer] = state
-            site._peer_changed.notify_all()
+            self._asks.expire(now)
 
     def _notify(self, event: PeerUp | PeerDown) -> None:
-        for ref in self._site._live_watchers():
+        for ref in self._watchers.live():
             try:
                 ref.tell(event)
             except pykka.ActorDeadError:
@@ -106,23 +110,12 @@ class Dispatcher:
         except CodecError as err:
             self.send_failure(peer, corr, address, "CodecError", str(err))
             return
-        self._send_header(peer, header)
+        self._send_answer(peer, header)
 
     def send_failure(self, peer: str, corr: int, address: str, kind: str, text: str) -> None:
         """Tell ``peer`` its ask ``corr`` failed with the error ``kind``."""
         header = codec.encode(Kind.FAIL, sender=address, corr=corr, body=[kind, text[:4000]])
-        self._send_header(peer, header)
-
-    def _send_header(self, peer: str, header: bytes) -> None:
-        site = self._site
-        io = site._io
-        if io is not None and threading.current_thread() is io:
-            io.send(peer, [header])
-            return
-        try:
-            site._hand_over(peer, header, ())
-        except SiteClosed:
-            log.info("site %s: answer to %s not sent: site stopped", site.name, peer)
+        self._send_answer(peer, header)
 
 
 def _failure(header: Header) -> ActorsError:

@@ -25,15 +25,14 @@ from actors import codec
 from actors.actor import _SPAWNING, Delivery, LocalReply, deliver
 from actors.asks import Asks
 from actors.codec import Kind
-from actors.dispatch import UP as _UP
 from actors.dispatch import Dispatcher
-from actors.errors import (AskTimeout, MessageTooLarge, PeerLost, PeerRefused, SiteClosed,
-                           UnknownActor, UnknownSite, WaitTimeout)
+from actors.errors import AskTimeout, MessageTooLarge, SiteClosed, UnknownActor, WaitTimeout
 from actors.frames import message_size
 from actors.handshake import valid_site_name
 from actors.links import IOThread
 from actors.options import SiteOptions
 from actors.outbox import Outbox
+from actors.peerstates import PeerStates, PeerWatchers
 from actors.refs import Ref, split_address
 
 __all__ = ["Site"]
@@ -64,17 +63,15 @@ class Site:
         self._actors: dict[str, pykka.ActorRef[Any]] = {}
         self._spawn_lock = threading.Lock()
         self._asks = Asks()
-        # Insertion-ordered; actor threads and the I/O thread change it one dict step at
-        # a time, so none loses another's change (see _live_watchers).
-        self._watchers: dict[pykka.ActorRef[Any], None] = {}
-        self._peer_state: dict[str, str] = {peer: "connecting" for peer in self._connect}
-        self._peer_changed = threading.Condition()
+        self._watchers = PeerWatchers()
+        self._peer_states = PeerStates(name, self._connect)
         self._acting = _Acting()
         self._context: zmq.Context | None = None
         self._io: IOThread | None = None
         self._outbox: Outbox | None = None
         self._closed = False
-        self._dispatcher = Dispatcher(self)
+        self._dispatcher = Dispatcher(self, self._asks, self._peer_states, self._watchers,
+                                      self._send_answer)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -217,22 +214,11 @@ class Site:
 
     def watch_peers(self, actor_ref: pykka.ActorRef[Any]) -> None:
         """Tell ``actor_ref`` a PeerUp or PeerDown whenever a peer comes or goes."""
-        self._live_watchers()
-        self._watchers[actor_ref] = None
+        self._watchers.add(actor_ref)
 
     def unwatch_peers(self, actor_ref: pykka.ActorRef[Any]) -> None:
         """Stop telling ``actor_ref`` about peers (stopped actors are forgotten anyway)."""
-        self._watchers.pop(actor_ref, None)
-
-    def _live_watchers(self) -> list[pykka.ActorRef[Any]]:
-        """The watchers still running, in the order they came; the stopped are forgotten."""
-        alive = []
-        for ref in list(self._watchers):
-            if ref.is_alive():
-                alive.append(ref)
-            else:
-                self._watchers.pop(ref, None)
-        return alive
+        self._watchers.remove(actor_ref)
 
     # -- messages ----------------------------------------------------------------------
 
@@ -296,6 +282,17 @@ class Site:
             raise SiteClosed(f"site {self.name} is not started")
         outbox.send(site, header, payload)
 
+    def _send_answer(self, peer: str, header: bytes) -> None:
+        """Send the answer to a remote ask from any thread (the I/O thread sends it itself)."""
+        io = self._io
+        if io is not None and threading.current_thread() is io:
+            io.send(peer, [header])
+            return
+        try:
+            self._hand_over(peer, header, ())
+        except SiteClosed:
+            log.info("site %s: answer to %s not sent: site stopped", self.name, peer)
+
     def _sender_address(self) -> str:
         return self._acting.address or self.name
 
@@ -306,15 +303,9 @@ class Site:
         return ref
 
     def _check_sendable(self, site: str, payload: Sequence[Any]) -> None:
-        state = self._peer_state.get(site)
-        if state != _UP or self._closed:  # the common case costs one comparison
+        if not self._peer_states.is_up(site) or self._closed:  # one lookup when all is well
             self._check_open()
-            if state is None:
-                raise UnknownSite(f"site {self.name} knows no site named {site!r}")
-            if state.startswith("refused"):
-                raise PeerRefused(f"{site} {state}")
-            if state.startswith("lost"):
-                raise PeerLost(f"{site} is {state}")
+            self._peer_states.check(site)
         if payload:
             if len(payload) > self.options.max_payload_frames:
                 raise MessageTooLarge(f"{len(payload)} payload frames; at most "
@@ -334,9 +325,9 @@ class Site:
         io, outbox = self._io, self._outbox
         if io is None or outbox is None:
             self._connect[name] = endpoint
-            self._peer_state.setdefault(name, "connecting")
+            self._peer_states.connecting(name)
             return
-        self._peer_state.setdefault(name, "connecting")
+        self._peer_states.connecting(name)
         done = io.post(lambda: io.connect(name, endpoint))
         outbox.wake()
         done.result(timeout)
@@ -348,19 +339,12 @@ class Site:
             WaitTimeout: it did not within ``timeout`` seconds.
             PeerRefused: it refused our link.
         """
-        with self._peer_changed:
-            done = self._peer_changed.wait_for(
-                lambda: self._peer_state.get(name, "") in (_UP,)
-                or self._peer_state.get(name, "").startswith("refused"), timeout)
-        state = self._peer_state.get(name, "")
-        if state.startswith("refused"):
-            raise PeerRefused(f"{name} {state}")
-        if not done:
+        if not self._peer_states.wait_up(name, timeout):
             raise WaitTimeout(f"site {name} did not connect within {timeout:g} s")
 
     def peers(self) -> list[str]:
         """Names of the peers connected now."""
-        return sorted(name for name, state in list(self._peer_state.items()) if state == _UP)
+        return self._peer_states.up()
 
     def _check_peer_name(self, name: str) -> None:
         if not valid_site_name(name) or name == self.name:

@@ -1,0 +1,119 @@
+"""What a site knows of its peers, kept for the threads that send and wait.
+
+The I/O thread learns that a peer came up, was lost, or refused our link; app and
+actor threads read that before every send (one dict lookup while the peer is up)
+and wait on it in ``Site.wait_for``. A state is a kind and the reason behind it, so
+nothing parses strings. The actors that watch peers are kept here too.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import pykka
+
+from actors.errors import PeerLost, PeerRefused, UnknownSite
+
+CONNECTING, UP, LOST, REFUSED = "connecting", "up", "lost", "refused"
+
+#: Shared state tuples, so "is this peer up" is an identity test.
+_CONNECTING: tuple[str, str] = (CONNECTING, "")
+_UP: tuple[str, str] = (UP, "")
+
+
+class PeerStates:
+    """Each peer's state; the I/O thread writes it, any thread reads or waits on it."""
+
+    def __init__(self, site_name: str, names: Iterable[str]) -> None:
+        self._site_name = site_name
+        self._states: dict[str, tuple[str, str]] = {name: _CONNECTING for name in names}
+        self._changed = threading.Condition()
+
+    def connecting(self, name: str) -> None:
+        """Know ``name`` as a peer being connected to (a known state stays)."""
+        self._states.setdefault(name, _CONNECTING)
+
+    def set_up(self, name: str) -> None:
+        self._set(name, _UP)
+
+    def set_down(self, name: str, reason: str, refused: bool) -> None:
+        self._set(name, (REFUSED if refused else LOST, reason))
+
+    def _set(self, name: str, state: tuple[str, str]) -> None:
+        with self._changed:
+            self._states[name] = state
+            self._changed.notify_all()
+
+    def is_up(self, name: str) -> bool:
+        return self._states.get(name) is _UP
+
+    def check(self, name: str) -> None:
+        """Raise why a message for ``name`` cannot go out; return if it can (or will).
+
+        Raises:
+            UnknownSite: no such peer was ever connected or heard from.
+            PeerRefused: the peer refused our link.
+            PeerLost: the peer went away.
+        """
+        state = self._states.get(name)
+        if state is None:
+            raise UnknownSite(f"site {self._site_name} knows no site named {name!r}")
+        kind, reason = state
+        if kind == REFUSED:
+            raise PeerRefused(f"{name} refused: {reason}")
+        if kind == LOST:
+            raise PeerLost(f"{name} is lost: {reason}")
+
+    def wait_up(self, name: str, timeout: float) -> bool:
+        """Wait until ``name`` is up (True) or ``timeout`` passed (False).
+
+        Raises:
+            PeerRefused: it refused our link, before or while we waited.
+        """
+        def settled() -> bool:
+            state = self._states.get(name)
+            return state is _UP or (state is not None and state[0] == REFUSED)
+
+        with self._changed:
+            self._changed.wait_for(settled, timeout)
+        state = self._states.get(name)
+        if state is not None and state[0] == REFUSED:
+            raise PeerRefused(f"{name} refused: {state[1]}")
+        return state is _UP
+
+    def up(self) -> list[str]:
+        """Names of the peers up now, sorted."""
+        return sorted(name for name, state in list(self._states.items()) if state is _UP)
+
+
+class PeerWatchers:
+    """The actors to tell when a peer comes or goes, in the order they asked.
+
+    Actor threads add and remove, the I/O thread reads and forgets the stopped: each
+    change is one dict step, so none loses another's.
+    """
+
+    def __init__(self) -> None:
+        self._refs: dict[pykka.ActorRef[Any], None] = {}
+
+    def add(self, ref: pykka.ActorRef[Any]) -> None:
+        self.live()
+        self._refs[ref] = None
+
+    def remove(self, ref: pykka.ActorRef[Any]) -> None:
+        self._refs.pop(ref, None)
+
+    def live(self) -> list[pykka.ActorRef[Any]]:
+        """The watchers still running; the stopped are forgotten."""
+        alive = []
+        for ref in list(self._refs):
+            if ref.is_alive():
+                alive.append(ref)
+            else:
+                self._refs.pop(ref, None)
+        return alive
+
+    def __len__(self) -> int:
+        return len(self._refs)
