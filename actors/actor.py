@@ -166,7 +166,8 @@ class Replies(Protocol):
 
     def send_reply(self, peer: str, corr: int, address: str, value: Any) -> None: ...
 
-    def send_failure(self, peer: str, corr: int, address: str, kind: str, text: str) -> None: ...
+    def send_failure(self, peer: str, corr: int, address: str, kind: str, text: str,
+                     by_actor: bool = False) -> None: ...
 
 
 class RemoteReply(pykka.Future[Any]):
@@ -186,9 +187,10 @@ class RemoteReply(pykka.Future[Any]):
         exc = (exc_info or sys.exc_info())[1]
         if isinstance(exc, pykka.ActorDeadError):
             self.fail("UnknownActor", f"{self._address} stopped before answering")
-        else:
-            self.fail(type(exc).__name__, str(exc))
+        else:  # the actor's own exception: the asker gets an ActorError, as a local one does
+            self._replies.send_failure(self._peer, self._corr, self._address,
+                                       type(exc).__name__, str(exc), by_actor=True)
 
     def fail(self, kind: str, text: str) -> None:
-        """Answer with an error of ``kind`` (an exception type name)."""
+        """Answer with the runtime's error ``kind`` (an ``actors.errors`` class name)."""
         self._replies.send_failure(self._peer, self._corr, self._address, kind, text)

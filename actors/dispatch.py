@@ -19,7 +19,7 @@ import zmq
 from actors import codec
 from actors.codec import Header, Kind
 from actors.asks import Asks
-from actors.errors import ActorsError, CodecError, PeerLost, PeerRefused, UnknownSite, error_from_wire
+from actors.errors import ActorError, ActorsError, CodecError, PeerLost, PeerRefused, error_from_wire
 from actors.events import PeerDown, PeerUp
 from actors.inbound import Inbound
 from actors.peerstates import PeerStates, PeerWatchers
@@ -77,17 +77,15 @@ class Dispatcher:
         self._asks.fail_peer(peer, error)
         self._notify(PeerDown(peer, reason))
 
-    def on_undeliverable(self, peer: str, header: bytes, reason: str) -> None:
+    def on_undeliverable(self, peer: str, header: bytes, error: ActorsError) -> None:
         try:
             decoded = codec.decode(header)
         except CodecError:
             return
         if decoded.kind is Kind.ASK:
-            error = UnknownSite if reason == "unknown site" else PeerLost
-            self._asks.fail(decoded.corr, peer, error(f"{peer}: {reason}"))
+            self._asks.fail(decoded.corr, peer, error)
         else:
-            log.warning("site %s: %s to %s dropped: %s", self._site.name, decoded.kind.name,
-                        peer, reason)
+            log.warning("site %s: %s dropped: %s", self._site.name, decoded.kind.name, error)
 
     def on_tick(self, now: float) -> None:
         if now >= self._next_expiry:
@@ -112,14 +110,26 @@ class Dispatcher:
             return
         self._send_answer(peer, header)
 
-    def send_failure(self, peer: str, corr: int, address: str, kind: str, text: str) -> None:
-        """Tell ``peer`` its ask ``corr`` failed with the error ``kind``."""
-        header = codec.encode(Kind.FAIL, sender=address, corr=corr, body=[kind, text[:4000]])
+    def send_failure(self, peer: str, corr: int, address: str, kind: str, text: str,
+                     by_actor: bool = False) -> None:
+        """Tell ``peer`` its ask ``corr`` failed with the error ``kind``.
+
+        ``by_actor``: the answering actor raised it (the asker gets an ActorError naming
+        ``kind``); otherwise the runtime did, and ``kind`` names an ``actors.errors``
+        class the asker raises as is.
+        """
+        body = [kind, text[:4000], by_actor]
+        header = codec.encode(Kind.FAIL, sender=address, corr=corr, body=body)
         self._send_answer(peer, header)
 
 
 def _failure(header: Header) -> ActorsError:
+    """The error a FAIL ``[kind, text, by_actor]`` describes, as raised where the caller waits."""
     body = header.body
-    if isinstance(body, list) and len(body) == 2 and all(isinstance(b, str) for b in body):
-        return error_from_wire(body[0], body[1], header.sender)
+    if (isinstance(body, list) and len(body) == 3 and isinstance(body[0], str)
+            and isinstance(body[1], str) and isinstance(body[2], bool)):
+        kind, text, by_actor = body
+        if by_actor:
+            return ActorError(kind, text, header.sender)
+        return error_from_wire(kind, text, header.sender)
     return error_from_wire("ActorError", f"malformed failure: {body!r}"[:200], header.sender)

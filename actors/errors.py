@@ -72,7 +72,7 @@ class ActorError(ActorsError):
         self.address = address
 
 
-#: FAIL replies name one of these, so the asking side raises the same class.
+#: The runtime's own FAIL replies name one of these, so the asker raises the same class.
 _BY_NAME: dict[str, type[ActorsError]] = {
     cls.__name__: cls
     for cls in (SiteClosed, PeerLost, PeerRefused, UnknownSite, UnknownActor,
@@ -81,7 +81,7 @@ _BY_NAME: dict[str, type[ActorsError]] = {
 
 
 def error_from_wire(kind: str, text: str, address: str) -> ActorsError:
-    """Rebuild the error a FAIL reply describes, as raised where the caller waits."""
+    """Rebuild the runtime error a FAIL reply names (an unknown name: an ActorError)."""
     runtime_class = _BY_NAME.get(kind)
     if runtime_class is not None:
         return runtime_class(text)

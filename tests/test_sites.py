@@ -60,6 +60,19 @@ def test_remote_exception_is_raised_with_its_type_and_text(site: actors.Site,
     assert caught.value.address == "beta/echo"
 
 
+@pytest.mark.parametrize("where", ["beta", "test"])
+def test_a_runtime_error_the_actor_raised_is_its_error_not_the_askers(
+        site: actors.Site, beta: SiteProcess, where: str) -> None:
+    """An actor that raises UnknownSite (its own ask failed, say) gives the asker an
+    ActorError naming it, remote or local alike: the site the asker asked is known."""
+    site.spawn(Echo, "echo")
+    with pytest.raises(actors.ActorError) as caught:
+        site.ask(f"{where}/echo", "raise a runtime error", timeout=10)
+    assert caught.value.kind == "UnknownSite"
+    assert caught.value.text == "no site named 'elsewhere'"
+    assert caught.value.address == f"{where}/echo"
+
+
 def test_64_payloads_of_1_mib_arrive_intact_and_in_order(site: actors.Site,
                                                          beta: SiteProcess) -> None:
     chunks = [os.urandom(1 << 20) for _ in range(64)]

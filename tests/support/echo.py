@@ -19,6 +19,8 @@ class Echo(actors.Actor):
     def on_receive(self, message: Any) -> Any:
         if message == "raise":
             raise ValueError("asked to raise")
+        if message == "raise a runtime error":  # as an actor whose own ask failed would
+            raise actors.UnknownSite("no site named 'elsewhere'")
         return {"got": message, "sender": self.sender,
                 "payload": [len(frame) for frame in self.payload]}
 
