@@ -30,7 +30,8 @@ from zmq.utils.monitor import recv_monitor_message
 from actors import codec, handshake, sockets
 from actors.calls import Calls
 from actors.codec import Header, Kind
-from actors.errors import CodecError, VersionMismatch
+from actors.errors import (ActorsError, CodecError, PeerLost, PeerRefused, UnknownSite,
+                           VersionMismatch)
 from actors.frames import (NOBLOCK, NOBLOCK_MORE, readable, recv, recv_message, recv_rest,
                            send_first, send_parts)
 from actors.handshake import REFUSE_VERSION
@@ -58,7 +59,7 @@ class LinkHandler(Protocol):
 
     def on_batch_end(self) -> None: ...
 
-    def on_undeliverable(self, peer: str, header: bytes, reason: str) -> None: ...
+    def on_undeliverable(self, peer: str, header: bytes, error: ActorsError) -> None: ...
 
     def on_tick(self, now: float) -> None: ...
 
@@ -294,11 +295,12 @@ class IOThread(threading.Thread):
         """Send a message to a peer now, or queue it behind that peer's backlog."""
         peer = self._peers.get(name)
         if peer is None or (peer.dealer is None and peer.routing_id is None):
-            self._handler.on_undeliverable(name, _frame_bytes(frames[0]), "unknown site")
+            self._handler.on_undeliverable(name, _frame_bytes(frames[0]),
+                                           UnknownSite(f"{name}: unknown site"))
             return
         if peer.refused is not None:
             self._handler.on_undeliverable(name, _frame_bytes(frames[0]),
-                                           f"refused: {peer.refused}")
+                                           PeerRefused(f"{name}: refused: {peer.refused}"))
             return
         if peer.pending or not self.try_send(peer, frames):
             self._peers.hold(peer, frames)
@@ -316,7 +318,8 @@ class IOThread(threading.Thread):
         except zmq.Again:
             return False
         except zmq.ZMQError as err:  # EHOSTUNREACH: the peer's connection is gone
-            self._handler.on_undeliverable(peer.name, _frame_bytes(frames[0]), str(err))
+            self._handler.on_undeliverable(peer.name, _frame_bytes(frames[0]),
+                                           PeerLost(f"{peer.name}: {err}"))
             self._links.peer_down(peer, f"unreachable ({err})")
             return True
         peer.last_sent = time.monotonic()
