@@ -27,7 +27,7 @@ import msgpack
 
 from actors.errors import CodecError, VersionMismatch
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: FAIL says who raised (by_actor)
 
 #: A header larger than this is refused before it is unpacked.
 MAX_HEADER_SIZE = 64 * 1024
@@ -44,7 +44,7 @@ class Kind(enum.IntEnum):
     TELL = 4  # body: the app's message
     ASK = 5  # body: the app's message; answered by REPLY or FAIL with same corr
     REPLY = 6  # body: the answer
-    FAIL = 7  # body: [error_kind, text]
+    FAIL = 7  # body: [error_kind, text, by_actor]: the answering actor raised it, or the runtime
     PING = 8  # body: None; liveness
     BYE = 9  # body: reason text; the sender is stopping
 

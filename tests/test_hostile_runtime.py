@@ -204,7 +204,8 @@ def test_codec_takes_any_msgpack_value_without_crashing() -> None:
 
 # -- msgpack bombs --------------------------------------------------------------------------
 
-_HEAD = msgpack.packb([1, int(Kind.TELL), "collector", "fuzzer", 0], use_bin_type=True)[1:]
+_HEAD = msgpack.packb([codec.PROTOCOL_VERSION, int(Kind.TELL), "collector", "fuzzer", 0],
+                      use_bin_type=True)[1:]
 
 BOMBS = {
     "deep-array": b"\x91" * 60_000 + b"\xc0",

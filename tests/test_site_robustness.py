@@ -30,8 +30,8 @@ def raw_dealer(context: zmq.Context, endpoint: str) -> zmq.Socket:
 
 GARBAGE = [
     [b""], [b"\xc1\xc1"], [os.urandom(64)], [b"\x91" * 60_000],
-    [msgpack.packb([1, 99, "", "", 0, None])],
-    [msgpack.packb([1, Kind.TELL, "echo", "spoof", 0, "x"])],  # no hello first
+    [msgpack.packb([codec.PROTOCOL_VERSION, 99, "", "", 0, None])],
+    [msgpack.packb([codec.PROTOCOL_VERSION, Kind.TELL, "echo", "spoof", 0, "x"])],  # no hello first
     [b"x" * (codec.MAX_HEADER_SIZE + 10)],
     [codec.encode(Kind.HELLO, body=["mallory", "1"])] + [b"p"] * 40,  # too many frames
     [codec.encode(Kind.HELLO, body=[{"not": "a name"}, 1])],
