@@ -66,17 +66,37 @@ def make_file(path: Path, size: int) -> None:
             block_no += 1
 
 
-def warm(path: Path) -> None:
-    """Flush dirty pages to disk, then read ``path`` once so its pages are cached.
+def warm(path: Path, incoming: int = 0) -> None:
+    """Flush dirty pages, read ``path`` once so its pages are cached, and ready the
+    memory that ``incoming`` bytes of received files will be cached in.
 
     The flush (``os.sync``) keeps one run's written data from throttling the next
-    run's writers, which otherwise swings raw TCP between ~400 and ~2,600 MB/s here.
+    run's writers. The memory: this VM hands pages that stay free for a few seconds
+    back to its host (virtio-balloon free page reporting), and the next use of such a
+    page costs the host a fault too. Writing 1 GiB into a file took 1.9 s of CPU into
+    such memory and 0.2 s into pages a deleted file had just freed, so a receiver's
+    rate depended on how long ago the previous run deleted its file: raw TCP swung
+    between ~400 and ~2,600 MB/s. Writing and deleting a file of the incoming size
+    right before each run hands both sides' receivers recycled pages, as on a machine
+    that keeps its free memory.
     """
     os.sync()
     buffer = bytearray(_BLOCK)
     with open(path, "rb", buffering=0) as source:
         while source.readinto(buffer):
             pass
+    if incoming:
+        _recycle_page_cache(path.parent / ".recycle", incoming + incoming // 8)
+
+
+def _recycle_page_cache(scratch: Path, size: int) -> None:
+    """Write ``size`` bytes to ``scratch`` and delete it: its cached pages become free."""
+    block = bytes(_BLOCK)
+    with open(scratch, "wb", buffering=0) as out:
+        written = 0
+        while written < size:
+            written += out.write(block[:min(_BLOCK, size - written)])
+    scratch.unlink()
 
 
 @contextlib.contextmanager

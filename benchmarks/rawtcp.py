@@ -2,7 +2,10 @@
 
 The sender ``socket.sendfile``s the file to each receiver, one thread per receiver
 (``sendfile`` runs without the GIL, so the threads really overlap); each receiver
-``recv_into``s one reused 1 MiB buffer and writes what it got to a file.
+fills one reused 1 MiB buffer (``recv_into`` with ``MSG_WAITALL``) and writes it to
+its file, so every write is a whole, page-aligned 1 MiB, as zfs writes its chunks.
+Writing whatever each ``recv_into`` returned instead (unaligned sizes) cost this
+kernel's page cache 3-10x the CPU per byte and held raw TCP near 1 GB/s.
 """
 
 from __future__ import annotations
@@ -27,16 +30,24 @@ def receiver(params: dict[str, Any], link: Link) -> None:
     view = memoryview(buffer)
     total = 0
     with conn, open(params["dest"], "wb", buffering=0) as out:
-        while True:
-            got = conn.recv_into(buffer)
-            if not got:
-                break
+        while got := _fill(conn, view):
             out.write(view[:got])
             total += got
     done = time.monotonic()
     os.unlink(params["dest"])
     link.send(done=done, bytes=total)
     link.wait_quit()
+
+
+def _fill(conn: socket.socket, view: memoryview) -> int:
+    """Receive until ``view`` is full or the sender closed; return the bytes received."""
+    got = 0
+    while got < len(view):
+        more = conn.recv_into(view[got:], 0, socket.MSG_WAITALL)
+        if not more:
+            break
+        got += more
+    return got
 
 
 def sender(params: dict[str, Any], link: Link) -> None:

@@ -35,7 +35,7 @@ def raw_fanout(work: Path, source: Path, n: int, options: Options, source_label:
         sender = parties.start("benchmarks.rawtcp:sender", {"path": str(source), "ports": ports},
                                f"raw-{n}-{source_label}")
         sender.expect(30)
-        warm(source)
+        warm(source, incoming=n * source.stat().st_size)
         sender.send(op="go")
         sent = sender.expect(timeout)
         done = [receiver.expect(timeout) for receiver in receivers]
@@ -80,10 +80,13 @@ def common_notes(options: Options, source_label: str) -> list[str]:
     return [
         f"raw TCP: the {source_label} process socket.sendfile()s the file to every receiver, one "
         "thread per receiver (sendfile releases the GIL, so they overlap); each receiver "
-        "recv_into()s one 1 MiB buffer and write()s it to its file.",
+        "fills one 1 MiB buffer (recv_into, MSG_WAITALL) and write()s it whole to its file.",
         "page cache: right before every run, ours and baseline alike, dirty pages are flushed "
-        "(os.sync) and the source file is read once; received files are written to the same "
-        "file system (not fsynced) and deleted after each run.",
+        "(os.sync), the source file is read once, and a scratch file of the incoming size is "
+        "written and deleted, so receivers write into recycled pages (this VM hands memory "
+        "free for a few seconds back to its host, and writing into such memory costs up to "
+        "9x the CPU); received files are written to the same file system (not fsynced) and "
+        "deleted after each run.",
         f"file of {format_size(options.size)} ({options.size / 1e6:,.1f} MB); MB = 10^6 bytes; "
         "per-party MB/s = size / (its end - its start); aggregate = n x size / (last end - first "
         "start); wall = first start to the last party done.",
