@@ -103,7 +103,7 @@ class LinkLifecycle:
         fd = head.get(zmq.SRCFD) if isinstance(head, zmq.Frame) else None
         peer = self._peers.greeted(name, routing_id, incarnation, fd)
         if fd is not None and fd >= 0:
-            self._greeting.greeted(fd)
+            self._greeting.greeted(fd, time.monotonic())
         self._wire.router_send(routing_id, [handshake.welcome(self.site_name, self.incarnation)])
         self.heard(peer)
 
