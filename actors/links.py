@@ -164,10 +164,17 @@ class IOThread(threading.Thread):
     def _bind_router(self, endpoint: str) -> None:
         router = sockets.new_router(self._context, self._options)
         self._router = router
-        self._register(router, "router", None)  # registered first: a failed bind closes it
-        self._router_monitor = router.get_monitor_socket(
-            zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+        try:
+            self._router_monitor = router.get_monitor_socket(
+                zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+        except zmq.ZMQError:
+            router.close(linger=0)
+            raise
+        # Polled in registration order: the monitor first, so a connection's accept or
+        # disconnect event is handled before messages read in the same round (a hello
+        # on a reused file descriptor must not meet the old connection's disconnect).
         self._register(self._router_monitor, "monitor", None)
+        self._register(router, "router", None)  # registered before bind: a failed bind closes it
         router.bind(endpoint)
         self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
 
