@@ -60,12 +60,12 @@ class Child:
             line = self._lines.get(timeout=timeout)
         except queue.Empty:
             raise BenchError(
-                f"{self.label}: no answer within {timeout:.0f} s{self._tail()}") from None
+                f"{self.label}: no answer within {timeout:.0f} s{self.log_tail()}") from None
         if line is None:
-            raise BenchError(f"{self.label}: exited early{self._tail()}")
+            raise BenchError(f"{self.label}: exited early{self.log_tail()}")
         message: dict[str, Any] = json.loads(line)
         if "error" in message:
-            raise BenchError(f"{self.label}: {message['error']}{self._tail()}")
+            raise BenchError(f"{self.label}: {message['error']}{self.log_tail()}")
         return message
 
     def send(self, **fields: Any) -> None:
@@ -85,9 +85,9 @@ class Child:
         code = self._reap(timeout)
         if code is None:
             self.kill()
-            raise BenchError(f"{self.label}: did not exit within {timeout:.0f} s{self._tail()}")
+            raise BenchError(f"{self.label}: did not exit within {timeout:.0f} s{self.log_tail()}")
         if code != 0:
-            raise BenchError(f"{self.label}: exited with {code}{self._tail()}")
+            raise BenchError(f"{self.label}: exited with {code}{self.log_tail()}")
         while self.peak_rss_kib is None:
             self.peak_rss_kib = self.expect(timeout=10).get("peak_rss_kib")
         return self.peak_rss_kib
@@ -117,7 +117,8 @@ class Child:
         except BrokenPipeError:
             pass
 
-    def _tail(self) -> str:
+    def log_tail(self) -> str:
+        """The last lines of this party's log (stderr), headed by its name; "" if none."""
         try:
             text = self.log_path.read_text(errors="replace").strip()
         except OSError:
@@ -148,6 +149,11 @@ class Parties:
                  trace: TracebackType | None) -> None:
         for child in self._children:
             child.kill()
+        if isinstance(error, BenchError):  # the other parties' view of what went wrong
+            others = "".join(child.log_tail() for child in self._children
+                             if f"{child.label}:" not in str(error))
+            if others:
+                raise BenchError(f"{error}{others}") from error
 
 
 def mib(kib: int) -> float:
