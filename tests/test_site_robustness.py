@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import msgpack
 import pytest
@@ -228,6 +229,37 @@ def test_a_peer_that_never_says_hello_is_dropped_and_greeted_ones_stay() -> None
             mute.close(linger=0)
         finally:
             context.term()
+
+
+def test_a_peer_whose_hello_is_read_with_its_accept_event_stays_linked() -> None:
+    """The I/O thread, busy while a peer connects, finds the peer's hello and the router
+    monitor's accept event waiting together. The link must outlive hello_timeout: it
+    was shut down once that passed when the hello happened to be handled first."""
+    with actors.Site("strict", bind="tcp://127.0.0.1:0", hello_timeout=0.5) as strict:
+        strict.spawn(Echo, "echo")
+        io, outbox = strict._io, strict._outbox
+        assert io is not None and outbox is not None
+
+        def busy_until_hello_and_accept_wait() -> bool:  # runs on the I/O thread
+            poller = zmq.Poller()
+            poller.register(io._router, zmq.POLLIN)
+            poller.register(io._router_monitor, zmq.POLLIN)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if len(poller.poll(100)) == 2:
+                    return True
+            return False
+
+        both_waiting = io.post(busy_until_hello_and_accept_wait)
+        outbox.wake()
+        with actors.Site("polite", connect={"strict": strict.endpoint}) as polite:
+            assert both_waiting.result(15)
+            polite.wait_for("strict", 5)
+            stays_until = time.monotonic() + 2.0  # four hello timeouts
+            while time.monotonic() < stays_until:
+                assert "strict" in polite.peers() and "polite" in strict.peers()
+                time.sleep(0.1)
+            assert polite.ask("strict/echo", "still linked", timeout=5)["got"] == "still linked"
 
 
 def test_spawn_once_from_racing_threads_gives_one_actor(site: actors.Site) -> None:
