@@ -43,23 +43,18 @@ def test_a_connection_silent_past_its_deadline_is_shut_down(
     assert not _still_open(accepted, client)
 
 
-def test_a_greeted_connection_is_kept(connection: tuple[socket.socket, socket.socket]) -> None:
+@pytest.mark.parametrize("hello_first", [False, True], ids=["accept-then-hello",
+                                                          "hello-then-accept"])
+def test_a_greeted_connection_is_kept(connection: tuple[socket.socket, socket.socket],
+                                      hello_first: bool) -> None:
+    """In either order: the I/O thread may read a hello from the ROUTER before the
+    monitor's accept event for its connection, and that connection said hello."""
     accepted, client = connection
     deadlines = HelloDeadlines(TIMEOUT)
-    deadlines.accepted(accepted.fileno(), now=0.0)
-    deadlines.greeted(accepted.fileno(), now=1.0)
-    deadlines.drop_overdue(now=TIMEOUT * 10)
-    assert _still_open(accepted, client)
-
-
-def test_a_hello_read_before_its_accept_event_keeps_the_connection(
-        connection: tuple[socket.socket, socket.socket]) -> None:
-    """The I/O thread may read a hello from the ROUTER before the monitor's accept event
-    for its connection; that connection said hello and must not be shut down later."""
-    accepted, client = connection
-    deadlines = HelloDeadlines(TIMEOUT)
-    deadlines.greeted(accepted.fileno(), now=0.0)
-    deadlines.accepted(accepted.fileno(), now=0.0)
+    steps = [lambda: deadlines.accepted(accepted.fileno(), now=0.0),
+             lambda: deadlines.greeted(accepted.fileno(), now=0.0)]
+    for step in reversed(steps) if hello_first else steps:
+        step()
     deadlines.drop_overdue(now=TIMEOUT * 10)
     assert _still_open(accepted, client)
 
