@@ -77,9 +77,19 @@ class LinkLifecycle:
             self._on_unnamed(routing_id, head, header)
             return
         peer.last_heard = time.monotonic()
+        if peer.fd is None and isinstance(head, zmq.Frame):
+            self._learn_connection(peer, head)
         if not peer.up:
             self.heard(peer)
         self._dispatch(peer, header, payload)
+
+    def _learn_connection(self, peer: _Peer, head: zmq.Frame) -> None:
+        """A greeted peer's message on a connection whose descriptor we had not learned
+        (its hello came before we could tell): that connection said hello."""
+        fd = head.get(zmq.SRCFD)
+        if fd is not None and fd >= 0:
+            self._peers.set_fd(peer, fd)
+            self._greeting.greeted(fd, time.monotonic())
 
     def _on_unnamed(self, routing_id: bytes, head: Any, header: Header) -> None:
         if header.kind is _HELLO:

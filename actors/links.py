@@ -241,20 +241,27 @@ class IOThread(threading.Thread):
             self._on_router_message(frames[0], frames[1], frames[2:])
 
     def _recv_from_router(self) -> list[Any]:
-        """Receive one message; its header as a Frame only from a peer not yet known.
+        """Receive one message; its header as a Frame only from a connection not yet known.
 
-        A hello's Frame tells the connection's file descriptor (SRCFD); for everyone
-        else bytes are cheaper. A routing id is always followed by a part: a peer
-        cannot send an empty message.
+        A Frame tells the connection's file descriptor (SRCFD): needed from a peer not
+        yet known, and from a known one whose current connection is not (it
+        reconnected); for everyone else bytes are cheaper. A routing id is always
+        followed by a part: a peer cannot send an empty message.
         """
         router = self._router
         assert router is not None
         routing_id = recv(router, NOBLOCK)
-        known = self._peers.at(routing_id) is not None
-        return recv_rest(router, [routing_id, recv(router, 0, known)], 2)
+        peer = self._peers.at(routing_id)
+        as_bytes = peer is not None and peer.fd is not None
+        return recv_rest(router, [routing_id, recv(router, 0, as_bytes)], 2)
 
     def _on_router_message(self, routing_id: bytes, head: Any,
                            payload: list[zmq.Frame]) -> None:
+        if isinstance(head, zmq.Frame) and self._router_monitor is not None:
+            # A connection not yet known: its accept event, and the disconnect event of
+            # an older connection on the same descriptor, were queued before this
+            # message (ZeroMQ sends them first). Handle them first.
+            self._read_monitor(self._router_monitor, None)
         try:
             header = codec.decode(head.buffer if isinstance(head, zmq.Frame) else head)
         except VersionMismatch as err:
@@ -307,7 +314,7 @@ class IOThread(threading.Thread):
             return
         if peer.refused is not None:
             self._handler.on_undeliverable(name, _frame_bytes(frames[0]),
-                                           PeerRefused(f"{name}: refused: {peer.refused}"))
+                                           PeerRefused(f"{name} refused: {peer.refused}"))
             return
         if peer.pending or not self.try_send(peer, frames):
             self._peers.hold(peer, frames)

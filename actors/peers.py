@@ -78,10 +78,19 @@ class Peers:
             self._by_routing_id.pop(peer.routing_id, None)
         peer.routing_id, peer.incarnation = routing_id, incarnation
         self._by_routing_id[routing_id] = peer
-        if fd is not None and fd >= 0:
-            peer.fd = fd
-            self._by_fd[fd] = name
+        # Without a descriptor (a known routing id, reconnected) the old one is stale:
+        # its late disconnect event must not take this peer down; the next message
+        # from the peer tells the new one (see set_fd).
+        self.set_fd(peer, fd if fd is not None and fd >= 0 else None)
         return peer
+
+    def set_fd(self, peer: _Peer, fd: int | None) -> None:
+        """Record the descriptor of ``peer``'s current connection (None: not known)."""
+        if peer.fd is not None and self._by_fd.get(peer.fd) == peer.name:
+            del self._by_fd[peer.fd]
+        peer.fd = fd
+        if fd is not None:
+            self._by_fd[fd] = peer.name
 
     def connection_closed(self, fd: int) -> _Peer | None:
         """Forget the connection on ``fd``; the peer it was the connection of, if any."""
