@@ -58,7 +58,7 @@ class HelloDeadlines:
         overdue = [fd for fd, entry in self._waiting.items() if now - entry.at > self._timeout]
         for fd in overdue:
             entry = self._waiting.pop(fd)
-            if _peer_address(fd) == entry.peer_address:  # still that connection
+            if entry.peer_address is not None and _peer_address(fd) == entry.peer_address:
                 log.warning("dropped a connection from %s: no hello within %g s",
                             entry.peer_address, self._timeout)
                 _shut_down(fd)
@@ -82,7 +82,10 @@ def _peer_address(fd: int) -> object:
 
 
 def _shut_down(fd: int) -> None:
-    sock = socket.socket(fileno=fd)
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:  # closed meanwhile, or not a socket any more
+        return
     try:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:

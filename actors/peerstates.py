@@ -36,9 +36,11 @@ class PeerStates:
         self._states.setdefault(name, _CONNECTING)
 
     def set_up(self, name: str) -> None:
+        """``name`` said hello (or welcomed ours): messages to it go out."""
         self._set(name, _UP)
 
     def set_down(self, name: str, reason: str, refused: bool) -> None:
+        """``name`` went away (``refused``: it refused our link), for ``reason``."""
         self._set(name, (REFUSED if refused else LOST, reason))
 
     def _set(self, name: str, state: tuple[str, str]) -> None:
@@ -47,6 +49,7 @@ class PeerStates:
             self._changed.notify_all()
 
     def is_up(self, name: str) -> bool:
+        """Whether ``name`` is up now (one lookup: the send path asks it every time)."""
         return self._states.get(name) is _UP
 
     def check(self, name: str) -> None:
@@ -78,7 +81,7 @@ class PeerStates:
 
         with self._changed:
             self._changed.wait_for(settled, timeout)
-        state = self._states.get(name)
+            state = self._states.get(name)  # as it was when the wait ended
         if state is not None and state[0] == REFUSED:
             raise PeerRefused(f"{name} refused: {state[1]}")
         return state is _UP
@@ -99,10 +102,12 @@ class PeerWatchers:
         self._refs: dict[pykka.ActorRef[Any], None] = {}
 
     def add(self, ref: pykka.ActorRef[Any]) -> None:
+        """Tell ``ref`` of peer changes from now on (forgetting stopped watchers first)."""
         self.live()
         self._refs[ref] = None
 
     def remove(self, ref: pykka.ActorRef[Any]) -> None:
+        """Stop telling ``ref``."""
         self._refs.pop(ref, None)
 
     def live(self) -> list[pykka.ActorRef[Any]]:
