@@ -40,7 +40,7 @@ class Kind(enum.IntEnum):
 
     HELLO = 1  # body: [site_name, incarnation]; first message on a connection
     WELCOME = 2  # body: [site_name, incarnation]; the answer to HELLO
-    REFUSE = 3  # body: reason text; the link is not usable
+    REFUSE = 3  # body: [code, text]; the link is not usable (kind 3 in every version)
     TELL = 4  # body: the app's message
     ASK = 5  # body: the app's message; answered by REPLY or FAIL with same corr
     REPLY = 6  # body: the answer
@@ -124,7 +124,7 @@ def _check(fields: Any) -> Header:
         raise CodecError("header is not an array of six fields")
     version, kind, to, sender, corr, body = fields
     if version != PROTOCOL_VERSION:
-        raise VersionMismatch(version)
+        raise VersionMismatch(version, kind, body)
     kind_member = _KINDS.get(kind) if type(kind) is int else None
     if kind_member is None:
         raise CodecError(f"unknown message kind {kind!r}")

@@ -48,11 +48,19 @@ class CodecError(ActorsError):
 
 
 class VersionMismatch(CodecError):
-    """A peer speaks another protocol version."""
+    """A peer speaks another protocol version.
 
-    def __init__(self, version: object) -> None:
+    Attributes:
+        version: the version the peer's header gave.
+        kind, body: the header's kind number and body, undecoded further: a REFUSE
+            keeps its kind in every version, so its reason can still be read.
+    """
+
+    def __init__(self, version: object, kind: object = None, body: object = None) -> None:
         super().__init__(f"peer speaks protocol version {version!r}")
         self.version = version
+        self.kind = kind
+        self.body = body
 
 
 class ActorError(ActorsError):

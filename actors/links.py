@@ -290,6 +290,15 @@ class IOThread(threading.Thread):
                 continue
             try:
                 header = codec.decode(frames[0])
+            except VersionMismatch as err:
+                if err.kind != int(Kind.REFUSE):
+                    log.warning("site %s: bad message from %s: %s", self.site_name, peer.name, err)
+                    continue
+                # A refusal from a site of another version (of our hello, likely for
+                # that very reason): its reason still reaches the callers.
+                _code, text = handshake.refusal(err.body)
+                header = Header(Kind.REFUSE, "", peer.name, 0, [
+                    REFUSE_VERSION, f"it speaks protocol {err.version!r}: {text}"[:2000]])
             except CodecError as err:
                 log.warning("site %s: bad message from %s: %s", self.site_name, peer.name, err)
                 continue
