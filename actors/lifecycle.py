@@ -106,11 +106,21 @@ class LinkLifecycle:
         code, refusal = handshake.hello_refusal(self.site_name, self._options,
                                                 self._peers.get(name), name, incarnation,
                                                 routing_id, head)
+        fd = head.get(zmq.SRCFD) if isinstance(head, zmq.Frame) else None
         if refusal:
             log.warning("site %s: refused hello from %r: %s", self.site_name, name, refusal)
             self._wire.refuse(routing_id, code, refusal)
+            if code == REFUSE_BUSY and fd is not None and fd >= 0:
+                # It said hello and will say it again here once the old one is gone:
+                # not a silent connection to cut.
+                self._greeting.greeted(fd, time.monotonic())
             return
-        fd = head.get(zmq.SRCFD) if isinstance(head, zmq.Frame) else None
+        known = self._peers.get(name)
+        if known is not None and known.up and known.dealer is None:
+            # A hello from a client that is up comes on a new connection: the old one
+            # is dead, even if no event said so (a redial that took over a half-open
+            # connection). What was in flight on it is lost: fail it, as for any drop.
+            self.peer_down(known, "reconnected")
         peer = self._peers.greeted(name, routing_id, incarnation, fd)
         if fd is not None and fd >= 0:
             self._greeting.greeted(fd, time.monotonic())
@@ -128,6 +138,9 @@ class LinkLifecycle:
                 return
             peer.refused, peer.retry_hello_at = None, 0.0
             self.heard(peer)
+            # A first message at once: it tells the other side which connection this
+            # is (its descriptor), if our hello could not.
+            self._wire.try_send(peer, [codec.encode(Kind.PING, sender=self.site_name)])
         elif peer.up or peer.refused is None:
             self.heard(peer)
             self._dispatch(peer, header, payload)

@@ -279,7 +279,8 @@ def test_a_peer_that_reconnects_after_its_connection_drops_stays_linked() -> Non
             polite.wait_for("strict", 5)
             link.drop_connections()
             wait_until(lambda: link.stats()["accepted"] >= 2, 10)  # redialled
-            wait_until(lambda: polite.ask("strict/echo", "again", timeout=1), 10)
+            wait_until(lambda: "strict" in polite.peers() and "polite" in strict.peers(), 10)
+            assert polite.ask("strict/echo", "again", timeout=5)["got"] == "again"
             stays_until = time.monotonic() + 2.0  # four hello timeouts
             while time.monotonic() < stays_until:
                 assert "strict" in polite.peers() and "polite" in strict.peers()
@@ -310,6 +311,62 @@ def test_a_refusal_from_a_site_of_another_version_reaches_the_caller() -> None:
     finally:
         other.close(linger=0)
         context.term()
+
+
+def test_a_client_that_redials_over_a_half_open_connection_fails_what_was_in_flight() -> None:
+    """The client's end of its connection is reset while the server's end stays open
+    and silent: no event tells the server. The client redials under its routing id;
+    its hello on the new connection shows the old one dead, so the server's pending
+    ask fails with PeerLost at once (it hung until its timeout) and its watchers see
+    the peer go and come back."""
+    with actors.Site("server", bind="tcp://127.0.0.1:0", hello_timeout=0.3,
+                     heartbeat_interval=0.2) as server:
+        server.spawn(PeerWatcher, "watcher")
+        assert server.endpoint is not None
+        with LinkEmulator.to_endpoint(server.endpoint) as link, \
+                actors.Site("client", connect={"server": link.endpoint},
+                            heartbeat_interval=1.0) as client:
+            client.spawn(Silent, "silent")
+            client.spawn(Echo, "echo")
+            client.wait_for("server", 5)
+            server.wait_for("client", 5)
+            link.half_open_connections()
+            wait_until(lambda: "server" not in client.peers(), 5)  # it redials 0.1 s later
+            pending = server.ask("client/silent", "hang", timeout=30, block=False)
+            with pytest.raises(actors.PeerLost):  # at once, not after 30 s
+                pending.result(10)
+            wait_until(lambda: "client" in server.peers(), 10)
+            assert server.ask("client/echo", "back", timeout=5)["got"] == "back"
+            assert server.ask("server/watcher", "events", timeout=5) == [
+                ["PeerUp", "client"], ["PeerDown", "client"], ["PeerUp", "client"]]
+            stays_until = time.monotonic() + 1.5  # five hello timeouts: not cut again
+            while time.monotonic() < stays_until:
+                assert "client" in server.peers() and "server" in client.peers()
+                time.sleep(0.1)
+            assert link.stats()["accepted"] == 2
+
+
+def test_a_restarted_site_refused_as_busy_keeps_its_connection_until_welcomed() -> None:
+    """The old incarnation of "client" has gone silent (its link stalled), so the
+    server refuses the new one as busy until the old one times out. The new one says
+    hello again on the same connection meanwhile: it must not be cut as silent (it was,
+    every hello_timeout), and it is welcomed once the old one is declared lost."""
+    options = dict(hello_timeout=0.3, heartbeat_interval=0.2, heartbeat_timeout=2.0)
+    with actors.Site("server", bind="tcp://127.0.0.1:0", **options) as server:
+        server.spawn(Echo, "echo")
+        assert server.endpoint is not None
+        with LinkEmulator.to_endpoint(server.endpoint) as old_link, \
+                LinkEmulator.to_endpoint(server.endpoint) as new_link:
+            with actors.Site("client", connect={"server": old_link.endpoint}, **options) as old:
+                old.wait_for("server", 5)
+                old_link.stall()
+                with actors.Site("client", connect={"server": new_link.endpoint},
+                                 **options) as new:
+                    with pytest.raises(actors.PeerRefused, match="already connected"):
+                        new.wait_for("server", 5)
+                    wait_until(lambda: "server" in new.peers(), 15)
+                    assert new.ask("server/echo", "hi", timeout=5)["got"] == "hi"
+                    assert new_link.stats()["accepted"] == 1  # one connection, never cut
 
 
 def test_spawn_once_from_racing_threads_gives_one_actor(site: actors.Site) -> None:

@@ -175,11 +175,12 @@ class _Connection:
         self.up.close()
         self.down.close()
 
-    def drop(self, reset: bool) -> None:
-        """Close both sockets (with a TCP reset when ``reset``); halt and join the pipes first,
-        so that no thread still uses a descriptor number the kernel may hand out again."""
+    def drop(self, reset: bool, sides: tuple[str, ...] = ("client", "server")) -> None:
+        """Close both sockets, or those of ``sides`` (with a TCP reset when ``reset``); halt
+        and join the pipes first, so that no thread still uses a descriptor number the
+        kernel may hand out again."""
         self.halt()
-        for sock in (self.client, self.server):
+        for sock in (getattr(self, side) for side in sides):
             try:
                 if reset:  # SO_LINGER 0: close() sends RST, as a cut link's peer would see
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
@@ -220,6 +221,7 @@ class LinkEmulator:
         self._lock = threading.Lock()
         self._connections: list[_Connection] = []
         self._accepted = 0
+        self._half_open: list[socket.socket] = []
         self._refused = 0
         self._forwarded_before = 0     # bytes of connections already dropped
         self._peak_before = 0
@@ -259,6 +261,10 @@ class LinkEmulator:
         if self._acceptor is not None:
             self._acceptor.join(timeout)
         self._drop_all(reset=False, timeout=timeout)
+        with self._lock:
+            half_open, self._half_open = self._half_open, []
+        for sock in half_open:
+            sock.close()
 
     def __enter__(self) -> LinkEmulator:
         return self.start() if self._server is None else self
@@ -286,6 +292,12 @@ class LinkEmulator:
     def drop_connections(self) -> None:
         """Reset every current connection once; new ones are accepted as usual."""
         self._drop_all(reset=True, timeout=2.0)
+
+    def half_open_connections(self) -> None:
+        """Reset every current connection on the client's side only: the target keeps
+        its end open and hears nothing more (as when a NAT or a crashed router forgets a
+        connection). Until :meth:`stop`, those target-side sockets stay open."""
+        self._drop_all(reset=True, timeout=2.0, sides=("client",))
 
     # -- figures ---------------------------------------------------------------------
 
@@ -357,14 +369,17 @@ class LinkEmulator:
             connection.join(0.5)
             connection.drop(reset=False)
 
-    def _drop_all(self, reset: bool, timeout: float) -> None:
+    def _drop_all(self, reset: bool, timeout: float,
+                  sides: tuple[str, ...] = ("client", "server")) -> None:
         with self._lock:
             connections, self._connections = self._connections, []
             self._forget(connections)
+            if "server" not in sides:  # kept open until stop()
+                self._half_open.extend(connection.server for connection in connections)
         for connection in connections:
             connection.halt()
         deadline = time.monotonic() + timeout
         for connection in connections:
             connection.join(max(0.0, deadline - time.monotonic()))
         for connection in connections:
-            connection.drop(reset)
+            connection.drop(reset, sides)
