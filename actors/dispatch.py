@@ -77,6 +77,11 @@ class Dispatcher:
         self._asks.fail_peer(peer, error)
         self._notify(PeerDown(peer, reason))
 
+    def on_answers_lost(self, peer: str, reason: str) -> None:
+        """The connection ``peer`` answered us over dropped (the link stays up): what it
+        had answered on it is lost, so our pending asks to it fail now, not at timeout."""
+        self._asks.fail_peer(peer, PeerLost(f"{peer}: {reason}"))
+
     def on_undeliverable(self, peer: str, header: bytes, error: ActorsError) -> None:
         try:
             decoded = codec.decode(header)

@@ -182,6 +182,10 @@ class LinkLifecycle:
             router_peer = self._peers.connection_closed(value)
             if router_peer is not None and router_peer.dealer is None:
                 self.peer_down(router_peer, "connection lost")
+            elif router_peer is not None:
+                # We dial it too, so the link stays up, but its answers to our asks
+                # came over this connection (a site answers over the link it dialled).
+                self._handler.on_answers_lost(router_peer.name, "connection lost")
         elif event == zmq.EVENT_CONNECTED:
             if peer.connected_once:
                 self._wire.send_hello(peer)

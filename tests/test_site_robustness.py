@@ -369,6 +369,28 @@ def test_a_restarted_site_refused_as_busy_keeps_its_connection_until_welcomed() 
                     assert new_link.stats()["accepted"] == 1  # one connection, never cut
 
 
+def test_when_two_sites_dial_each_other_a_drop_of_the_answering_link_fails_pending_asks() -> None:
+    """A and B each dial the other. B's asks go over B's link, A's answers over A's;
+    when A's link drops, B's link stays up, but answers in flight on A's are lost:
+    B's pending asks must fail with PeerLost at once, not wait out their timeout."""
+    options = dict(hello_timeout=0.5, heartbeat_interval=0.2)
+    with actors.Site("A", bind="tcp://127.0.0.1:0", **options) as a, \
+            actors.Site("B", bind="tcp://127.0.0.1:0", **options) as b:
+        a.spawn(Silent, "silent")
+        assert a.endpoint is not None and b.endpoint is not None
+        with LinkEmulator.to_endpoint(a.endpoint) as to_a, \
+                LinkEmulator.to_endpoint(b.endpoint) as to_b:
+            a.connect("B", to_b.endpoint)
+            b.connect("A", to_a.endpoint)
+            a.wait_for("B", 5)
+            b.wait_for("A", 5)
+            pending = b.ask("A/silent", "hang", timeout=60, block=False)
+            to_b.drop_connections()  # A's link to B: the one A answers over
+            with pytest.raises(actors.PeerLost):
+                pending.result(10)
+            wait_until(lambda: "B" in a.peers() and "A" in b.peers(), 10)
+
+
 def test_spawn_once_from_racing_threads_gives_one_actor(site: actors.Site) -> None:
     import threading as _threading
 
