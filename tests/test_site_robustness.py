@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import msgpack
 import pytest
@@ -258,59 +261,46 @@ def test_a_peer_whose_hello_is_read_with_its_accept_event_stays_linked() -> None
         with actors.Site("polite", connect={"strict": strict.endpoint}) as polite:
             assert both_waiting.result(15)
             polite.wait_for("strict", 5)
-            stays_until = time.monotonic() + 2.0  # four hello timeouts
-            while time.monotonic() < stays_until:
-                assert "strict" in polite.peers() and "polite" in strict.peers()
-                time.sleep(0.1)
+            _stays_linked(polite, strict, 2.0)  # four hello timeouts
             assert polite.ask("strict/echo", "still linked", timeout=5)["got"] == "still linked"
+
+
+@contextlib.contextmanager
+def _client_through_relay(server_options: dict[str, Any], client_options: dict[str, Any]
+                          ) -> Iterator[tuple[actors.Site, LinkEmulator, actors.Site]]:
+    """Sites "server" (with an Echo) and "client", linked through a cuttable relay."""
+    with actors.Site("server", bind="tcp://127.0.0.1:0", **server_options) as server:
+        server.spawn(Echo, "echo")
+        assert server.endpoint is not None
+        with LinkEmulator.to_endpoint(server.endpoint) as link, \
+                actors.Site("client", connect={"server": link.endpoint},
+                            **client_options) as client:
+            client.wait_for("server", 5)
+            server.wait_for("client", 5)
+            yield server, link, client
+
+
+def _stays_linked(one: actors.Site, other: actors.Site, seconds: float) -> None:
+    """Both see each other all along (time passing is what is tested here)."""
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        assert other.name in one.peers() and one.name in other.peers()
+        time.sleep(0.1)
 
 
 def test_a_peer_that_reconnects_after_its_connection_drops_stays_linked() -> None:
     """A dropped TCP connection is redialled by the peer's DEALER under the same
     routing id. That new connection said hello like the first: it must not be shut
     down after hello_timeout (it was, every hello_timeout, over and over)."""
-    with actors.Site("strict", bind="tcp://127.0.0.1:0", hello_timeout=0.5,
-                     heartbeat_interval=0.2) as strict:
-        strict.spawn(Echo, "echo")
-        assert strict.endpoint is not None
-        with LinkEmulator.to_endpoint(strict.endpoint) as link, \
-                actors.Site("polite", connect={"strict": link.endpoint},
-                            heartbeat_interval=0.2) as polite:
-            polite.wait_for("strict", 5)
-            link.drop_connections()
-            wait_until(lambda: link.stats()["accepted"] >= 2, 10)  # redialled
-            wait_until(lambda: "strict" in polite.peers() and "polite" in strict.peers(), 10)
-            assert polite.ask("strict/echo", "again", timeout=5)["got"] == "again"
-            stays_until = time.monotonic() + 2.0  # four hello timeouts
-            while time.monotonic() < stays_until:
-                assert "strict" in polite.peers() and "polite" in strict.peers()
-                time.sleep(0.1)
-            assert link.stats()["accepted"] == 2  # no connection was dropped since
-            assert polite.ask("strict/echo", "still", timeout=5)["got"] == "still"
-
-
-def test_a_refusal_from_a_site_of_another_version_reaches_the_caller() -> None:
-    """A site of another protocol version refuses our hello in its own version; we
-    cannot decode its header, but a REFUSE keeps its kind in every version."""
-    context = zmq.Context()
-    try:
-        other = context.socket(zmq.ROUTER)
-        other.setsockopt(zmq.LINGER, 0)
-        port = other.bind_to_random_port("tcp://127.0.0.1")
-        newer = codec.PROTOCOL_VERSION + 1
-        with actors.Site("old", connect={"newer": f"tcp://127.0.0.1:{port}"}) as site:
-            assert other.poll(5000)
-            routing_id, _hello = other.recv_multipart()
-            refusal = msgpack.packb([newer, int(Kind.REFUSE), "", "", 0,
-                                     ["version", f"this site speaks protocol {newer}"]])
-            other.send_multipart([routing_id, refusal])
-            with pytest.raises(actors.PeerRefused, match=f"speaks protocol {newer}"):
-                site.wait_for("newer", timeout=10)
-            with pytest.raises(actors.PeerRefused):
-                site.tell("newer/anyone", "x")
-    finally:
-        other.close(linger=0)
-        context.term()
+    fast = dict(hello_timeout=0.5, heartbeat_interval=0.2)
+    with _client_through_relay(fast, dict(heartbeat_interval=0.2)) as (server, link, client):
+        link.drop_connections()
+        wait_until(lambda: link.stats()["accepted"] >= 2, 10)  # redialled
+        wait_until(lambda: "server" in client.peers() and "client" in server.peers(), 10)
+        assert client.ask("server/echo", "again", timeout=5)["got"] == "again"
+        _stays_linked(client, server, 2.0)  # four hello timeouts
+        assert link.stats()["accepted"] == 2  # no connection was dropped since
+        assert client.ask("server/echo", "still", timeout=5)["got"] == "still"
 
 
 def test_a_client_that_redials_over_a_half_open_connection_fails_what_was_in_flight() -> None:
@@ -319,31 +309,22 @@ def test_a_client_that_redials_over_a_half_open_connection_fails_what_was_in_fli
     its hello on the new connection shows the old one dead, so the server's pending
     ask fails with PeerLost at once (it hung until its timeout) and its watchers see
     the peer go and come back."""
-    with actors.Site("server", bind="tcp://127.0.0.1:0", hello_timeout=0.3,
-                     heartbeat_interval=0.2) as server:
+    fast = dict(hello_timeout=0.3, heartbeat_interval=0.2)
+    with _client_through_relay(fast, dict(heartbeat_interval=1.0)) as (server, link, client):
         server.spawn(PeerWatcher, "watcher")
-        assert server.endpoint is not None
-        with LinkEmulator.to_endpoint(server.endpoint) as link, \
-                actors.Site("client", connect={"server": link.endpoint},
-                            heartbeat_interval=1.0) as client:
-            client.spawn(Silent, "silent")
-            client.spawn(Echo, "echo")
-            client.wait_for("server", 5)
-            server.wait_for("client", 5)
-            link.half_open_connections()
-            wait_until(lambda: "server" not in client.peers(), 5)  # it redials 0.1 s later
-            pending = server.ask("client/silent", "hang", timeout=30, block=False)
-            with pytest.raises(actors.PeerLost):  # at once, not after 30 s
-                pending.result(10)
-            wait_until(lambda: "client" in server.peers(), 10)
-            assert server.ask("client/echo", "back", timeout=5)["got"] == "back"
-            assert server.ask("server/watcher", "events", timeout=5) == [
-                ["PeerUp", "client"], ["PeerDown", "client"], ["PeerUp", "client"]]
-            stays_until = time.monotonic() + 1.5  # five hello timeouts: not cut again
-            while time.monotonic() < stays_until:
-                assert "client" in server.peers() and "server" in client.peers()
-                time.sleep(0.1)
-            assert link.stats()["accepted"] == 2
+        client.spawn(Silent, "silent")
+        client.spawn(Echo, "echo")
+        link.half_open_connections()
+        wait_until(lambda: "server" not in client.peers(), 5)  # it redials 0.1 s later
+        pending = server.ask("client/silent", "hang", timeout=30, block=False)
+        with pytest.raises(actors.PeerLost):  # at once, not after 30 s
+            pending.result(10)
+        wait_until(lambda: "client" in server.peers(), 10)
+        assert server.ask("client/echo", "back", timeout=5)["got"] == "back"
+        assert server.ask("server/watcher", "events", timeout=5) == [
+            ["PeerDown", "client"], ["PeerUp", "client"]]
+        _stays_linked(server, client, 1.5)  # five hello timeouts: not cut again
+        assert link.stats()["accepted"] == 2
 
 
 def test_a_restarted_site_refused_as_busy_keeps_its_connection_until_welcomed() -> None:
