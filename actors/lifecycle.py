@@ -116,11 +116,14 @@ class LinkLifecycle:
                 self._greeting.greeted(fd, time.monotonic())
             return
         known = self._peers.get(name)
-        if known is not None and known.up and known.dealer is None:
-            # A hello from a client that is up comes on a new connection: the old one
-            # is dead, even if no event said so (a redial that took over a half-open
-            # connection). What was in flight on it is lost: fail it, as for any drop.
-            self.peer_down(known, "reconnected")
+        if known is not None and known.up:
+            # A hello from a peer that is up comes on a new connection: the old one is
+            # dead, even if no event said so (yet, or at all: a redial that took over a
+            # half-open connection). What was in flight on it is lost: fail it.
+            if known.dealer is None:
+                self.peer_down(known, "reconnected")
+            else:  # we dial it too: only its answers came over the old connection
+                self._handler.on_answers_lost(known.name, "reconnected")
         peer = self._peers.greeted(name, routing_id, incarnation, fd)
         if fd is not None and fd >= 0:
             self._greeting.greeted(fd, time.monotonic())

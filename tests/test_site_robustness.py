@@ -8,6 +8,7 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +20,7 @@ import zmq
 import actors
 from actors import codec
 from actors.codec import Kind
-from tests.support.echo import Collector, Echo, PeerWatcher, Silent
+from tests.support.echo import Collector, Echo, Hanger, PeerWatcher, Silent
 from tests.support.linkemu import LinkEmulator
 from tests.support.procs import REPO_ROOT, SiteProcess, wait_until
 
@@ -310,15 +311,19 @@ def test_a_client_that_redials_over_a_half_open_connection_fails_what_was_in_fli
     ask fails with PeerLost at once (it hung until its timeout) and its watchers see
     the peer go and come back."""
     fast = dict(hello_timeout=0.3, heartbeat_interval=0.2)
+    release = threading.Event()
     with _client_through_relay(fast, dict(heartbeat_interval=1.0)) as (server, link, client):
         server.spawn(PeerWatcher, "watcher")
-        client.spawn(Silent, "silent")
+        client.spawn(Hanger, "hanger", release)
         client.spawn(Echo, "echo")
         link.half_open_connections()
         wait_until(lambda: "server" not in client.peers(), 5)  # it redials 0.1 s later
-        pending = server.ask("client/silent", "hang", timeout=30, block=False)
-        with pytest.raises(actors.PeerLost):  # at once, not after 30 s
-            pending.result(10)
+        pending = server.ask("client/hanger", "hang", timeout=30, block=False)
+        try:
+            with pytest.raises(actors.PeerLost):  # at once, not after 30 s
+                pending.result(10)
+        finally:
+            release.set()
         wait_until(lambda: "client" in server.peers(), 10)
         assert server.ask("client/echo", "back", timeout=5)["got"] == "back"
         assert server.ask("server/watcher", "events", timeout=5) == [
@@ -357,7 +362,8 @@ def test_when_two_sites_dial_each_other_a_drop_of_the_answering_link_fails_pendi
     options = dict(hello_timeout=0.5, heartbeat_interval=0.2)
     with actors.Site("A", bind="tcp://127.0.0.1:0", **options) as a, \
             actors.Site("B", bind="tcp://127.0.0.1:0", **options) as b:
-        a.spawn(Silent, "silent")
+        release = threading.Event()
+        a.spawn(Hanger, "hanger", release)
         assert a.endpoint is not None and b.endpoint is not None
         with LinkEmulator.to_endpoint(a.endpoint) as to_a, \
                 LinkEmulator.to_endpoint(b.endpoint) as to_b:
@@ -365,10 +371,13 @@ def test_when_two_sites_dial_each_other_a_drop_of_the_answering_link_fails_pendi
             b.connect("A", to_a.endpoint)
             a.wait_for("B", 5)
             b.wait_for("A", 5)
-            pending = b.ask("A/silent", "hang", timeout=60, block=False)
+            pending = b.ask("A/hanger", "hang", timeout=60, block=False)
             to_b.drop_connections()  # A's link to B: the one A answers over
-            with pytest.raises(actors.PeerLost):
-                pending.result(10)
+            try:
+                with pytest.raises(actors.PeerLost):
+                    pending.result(10)
+            finally:
+                release.set()
             wait_until(lambda: "B" in a.peers() and "A" in b.peers(), 10)
 
 

@@ -49,6 +49,20 @@ class Silent(actors.Actor):
         return "late"
 
 
+class Hanger(actors.Actor):
+    """Answers only once the test sets ``release``: for tests whose sites live in the
+    test process, where a Silent would hold its thread (and the process, at exit) for
+    two minutes."""
+
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__()
+        self.release = release
+
+    def on_receive(self, message: Any) -> Any:
+        self.release.wait(60)
+        return "released"
+
+
 class PeerWatcher(actors.Actor):
     """Records the peer events its site tells it; ``ask("events")`` returns them."""
 
