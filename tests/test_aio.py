@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import actors
-from tests.support.echo import Collector, Echo
+from tests.support.echo import Collector, Echo, Hanger
 from zfs import aio
 from zfs.errors import UnknownReference
 from zfs.files import file_digest
@@ -72,18 +72,6 @@ async def while_ticking(coro: Any, gate: Gate) -> tuple[Any, Ticker]:
     finally:
         task.cancel()
     return result, ticker
-
-
-class Sleeper(actors.Actor):
-    """Answers an ask only once the test lets it (or after 10 s)."""
-
-    def __init__(self, release: threading.Event) -> None:
-        super().__init__()
-        self.release = release
-
-    def on_receive(self, message: Any) -> Any:
-        self.release.wait(10.0)
-        return "late"
 
 
 @pytest.fixture
@@ -162,7 +150,7 @@ def test_tell_and_ask_reach_a_remote_actor(site: actors.Site, beta: actors.Site)
 def test_a_slow_ask_leaves_the_loop_free_and_times_out(site: actors.Site,
                                                        beta: actors.Site) -> None:
     release = threading.Event()
-    beta.spawn(Sleeper, "sleeper", release)
+    beta.spawn(Hanger, "sleeper", release)
     gate = Gate()
     try:
         with pytest.raises(actors.AskTimeout):
