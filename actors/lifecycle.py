@@ -86,8 +86,8 @@ class LinkLifecycle:
     def _learn_connection(self, peer: _Peer, head: zmq.Frame) -> None:
         """A greeted peer's message on a connection whose descriptor we had not learned
         (its hello came before we could tell): that connection said hello."""
-        fd = head.get(zmq.SRCFD)
-        if fd is not None and fd >= 0:
+        fd = _connection_fd(head)
+        if fd is not None:
             self._peers.set_fd(peer, fd)
             self._greeting.greeted(fd, time.monotonic())
 
@@ -103,19 +103,18 @@ class LinkLifecycle:
             self._wire.refuse(routing_id, REFUSE_NAME, "malformed hello")
             return
         name, incarnation = identity
-        code, refusal = handshake.hello_refusal(self.site_name, self._options,
-                                                self._peers.get(name), name, incarnation,
-                                                routing_id, head)
-        fd = head.get(zmq.SRCFD) if isinstance(head, zmq.Frame) else None
+        known = self._peers.get(name)
+        code, refusal = handshake.hello_refusal(self.site_name, self._options, known, name,
+                                                incarnation, routing_id, head)
+        fd = _connection_fd(head)
         if refusal:
             log.warning("site %s: refused hello from %r: %s", self.site_name, name, refusal)
             self._wire.refuse(routing_id, code, refusal)
-            if code == REFUSE_BUSY and fd is not None and fd >= 0:
+            if code == REFUSE_BUSY and fd is not None:
                 # It said hello and will say it again here once the old one is gone:
                 # not a silent connection to cut.
                 self._greeting.greeted(fd, time.monotonic())
             return
-        known = self._peers.get(name)
         if known is not None and known.up:
             # A hello from a peer that is up comes on a new connection: the old one is
             # dead, even if no event said so (yet, or at all: a redial that took over a
@@ -125,7 +124,7 @@ class LinkLifecycle:
             else:  # we dial it too: only its answers came over the old connection
                 self._handler.on_answers_lost(known.name, "reconnected")
         peer = self._peers.greeted(name, routing_id, incarnation, fd)
-        if fd is not None and fd >= 0:
+        if fd is not None:
             self._greeting.greeted(fd, time.monotonic())
         self._wire.router_send(routing_id, [handshake.welcome(self.site_name, self.incarnation)])
         self.heard(peer)
@@ -232,3 +231,12 @@ class LinkLifecycle:
             elif now - peer.last_sent >= self._options.heartbeat_interval and not peer.pending:
                 ping = ping or codec.encode(Kind.PING, sender=self.site_name)
                 self._wire.try_send(peer, [ping])
+
+
+def _connection_fd(head: Any) -> int | None:
+    """The descriptor of the connection a header came on; None when it came as bytes
+    (a connection already known) or ZeroMQ cannot tell."""
+    if not isinstance(head, zmq.Frame):
+        return None
+    fd = head.get(zmq.SRCFD)
+    return fd if isinstance(fd, int) and fd >= 0 else None

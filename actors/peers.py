@@ -72,7 +72,8 @@ class Peers:
         return self._by_routing_id.get(routing_id)
 
     def greeted(self, name: str, routing_id: bytes, incarnation: str, fd: int | None) -> _Peer:
-        """Record that the connection ``routing_id`` (on ``fd``) said hello as ``name``."""
+        """Record that the connection ``routing_id`` (on ``fd``, None if not known) said
+        hello as ``name``."""
         peer = self.add(name)
         if peer.routing_id is not None and peer.routing_id != routing_id:
             self._by_routing_id.pop(peer.routing_id, None)
@@ -81,7 +82,7 @@ class Peers:
         # Without a descriptor (a known routing id, reconnected) the old one is stale:
         # its late disconnect event must not take this peer down; the next message
         # from the peer tells the new one (see set_fd).
-        self.set_fd(peer, fd if fd is not None and fd >= 0 else None)
+        self.set_fd(peer, fd)
         return peer
 
     def set_fd(self, peer: _Peer, fd: int | None) -> None:
