@@ -91,11 +91,7 @@ def warm(path: Path, incoming: int = 0) -> None:
 
 def _recycle_page_cache(scratch: Path, size: int) -> None:
     """Write ``size`` bytes to ``scratch`` and delete it: its cached pages become free."""
-    block = bytes(_BLOCK)
-    with open(scratch, "wb", buffering=0) as out:
-        written = 0
-        while written < size:
-            written += out.write(block[:min(_BLOCK, size - written)])
+    make_file(scratch, size)
     scratch.unlink()
 
 
