@@ -109,9 +109,7 @@ class SupervisorActor(actors.Actor):
 
     def _beat(self, me: Any) -> None:
         while not self._stopping.wait(self._interval):
-            try:
-                me.tell(_Beat())
-            except pykka.ActorDeadError:
+            if not _tell_live(me, _Beat()):
                 return
 
     def on_stop(self) -> None:
@@ -140,12 +138,7 @@ class SupervisorActor(actors.Actor):
     def _on_beat(self, now: float) -> None:
         tick = Tick(now)
         for name in list(self._watchers):
-            ref = self.site.actor(name)
-            try:
-                if ref is None:
-                    raise pykka.ActorDeadError(name)
-                ref.tell(tick)                  # may have stopped since site.actor looked
-            except pykka.ActorDeadError:
+            if not _tell_live(self.site.actor(name), tick):
                 self._watchers.discard(name)    # dead: forget (a respawn registers again)
         self._check_supervised()
 
@@ -214,14 +207,21 @@ def report_crash(site: Any, name: str, error: BaseException | None) -> None:
 
 def _tell_supervisor(site: Any, message: Any) -> None:
     """Tell the running supervisor, if any (it may stop between the lookup and the tell)."""
-    ref = site.actor(NAME)
-    if ref is not None:
-        try:
-            ref.tell(message)
-        except pykka.ActorDeadError:
-            pass
+    _tell_live(site.actor(NAME), message)
 
 
 def watch_time(site: Any, name: str) -> None:
     """Register the local actor ``name`` for a :class:`Tick` every interval."""
     ensure_supervisor(site).tell(WatchTime(name))
+
+
+def _tell_live(ref: pykka.ActorRef[Any] | None, message: Any) -> bool:
+    """Tell ``message`` to ``ref``; False if there is no such actor or it has stopped
+    (it may stop between the lookup and the tell)."""
+    if ref is None:
+        return False
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        return False
+    return True
