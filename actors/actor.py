@@ -51,7 +51,7 @@ class Delivery(NamedTuple):
 class Batch:
     """Several deliveries for one actor, handed over with one mailbox put."""
 
-    items: deque[tuple[Delivery, pykka.Future[Any] | None]]
+    items: deque[tuple[Delivery, Any]]  # (delivery, the future answering it, or None)
 
 
 class Actor(pykka.ThreadingActor):

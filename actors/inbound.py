@@ -32,7 +32,7 @@ class Inbound:
     def __init__(self, site: Site, replies: Replies) -> None:
         self._site = site
         self._replies = replies
-        self._pending: dict[str, list[tuple[Delivery, RemoteReply | None]]] = {}
+        self._pending: dict[str, deque[tuple[Delivery, RemoteReply | None]]] = {}
 
     def add(self, peer: str, header: Header, payload: list[Any]) -> None:
         """Queue a TELL or ASK for its actor until :meth:`flush`."""
@@ -43,7 +43,10 @@ class Inbound:
         if is_ask:
             reply = RemoteReply(self._replies, peer, header.corr,
                                 f"{self._site.name}/{header.to}")
-        self._pending.setdefault(header.to, []).append((delivery, reply))
+        items = self._pending.get(header.to)
+        if items is None:  # a deque: a Batch hands it to the actor as is
+            items = self._pending[header.to] = deque()
+        items.append((delivery, reply))
 
     def flush(self) -> None:
         """Hand every actor what the batch brought for it."""
@@ -59,11 +62,11 @@ class Inbound:
                 if len(items) == 1:
                     deliver(ref, items[0][0], items[0][1], address)
                 else:
-                    deliver(ref, Batch(deque(items)), None, address)
+                    deliver(ref, Batch(items), None, address)
             except UnknownActor as err:
                 self._refuse(items, err)
 
-    def _refuse(self, items: list[tuple[Delivery, RemoteReply | None]],
+    def _refuse(self, items: deque[tuple[Delivery, RemoteReply | None]],
                 err: UnknownActor) -> None:
         for delivery, reply in items:
             if reply is not None:
