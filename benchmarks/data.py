@@ -80,13 +80,13 @@ def warm(path: Path, incoming: int = 0) -> None:
     right before each run hands both sides' receivers recycled pages, as on a machine
     that keeps its free memory.
     """
-    if incoming:  # first: its dirty pages are dropped with it, not written back later
-        _recycle_page_cache(path.parent / ".recycle", incoming + incoming // 8)
     os.sync()
     buffer = bytearray(_BLOCK)
     with open(path, "rb", buffering=0) as source:
         while source.readinto(buffer):
             pass
+    if incoming:  # last: pages free for ~2 s go back to the host (a sync here took longer)
+        _recycle_page_cache(path.parent / ".recycle", incoming + incoming // 8)
 
 
 def _recycle_page_cache(scratch: Path, size: int) -> None:
