@@ -109,7 +109,8 @@ class Site:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop every actor, say goodbye to peers, close the sockets and end the threads."""
-        already_closed, self._closed = self._closed, True
+        with self._spawn_lock:  # a spawn under way finishes first, and is stopped below
+            already_closed, self._closed = self._closed, True
         if already_closed or self._io is None:
             return
         deadline = time.monotonic() + timeout
@@ -162,9 +163,13 @@ class Site:
 
         Raises:
             ValueError: the name is malformed or an actor of that name is running.
+            SiteClosed: the site is stopping or stopped. The check is made under the
+                spawn lock that ``stop`` takes too, so no actor starts after ``stop``
+                has gathered the actors to stop.
         """
         self._check_actor_name(name)
         with self._spawn_lock:
+            self._check_open()
             if self.actor(name) is not None:
                 raise ValueError(f"an actor named {name!r} already runs on site {self.name}")
             return self._start_locked(actor_class, name, args, kwargs)
@@ -178,12 +183,12 @@ class Site:
         """
         self._check_actor_name(name)
         with self._spawn_lock:
+            self._check_open()
             return self.actor(name) or self._start_locked(actor_class, name, args, kwargs)
 
     def _check_actor_name(self, name: str) -> None:
         if not isinstance(name, str) or not name or "/" in name:
             raise ValueError(f"an actor name is a non-empty string without '/', not {name!r}")
-        self._check_open()
 
     def _start_locked(self, actor_class: type[pykka.Actor], name: str, args: tuple[Any, ...],
                       kwargs: dict[str, Any]) -> pykka.ActorRef[Any]:

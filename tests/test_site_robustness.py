@@ -119,6 +119,41 @@ def test_stopping_a_site_leaves_no_threads_and_fails_pending_asks(no_thread_leak
     server.stop()
 
 
+class SlowToBuild(actors.Actor):
+    """Its constructor waits for a go: a spawn is under way while the site stops."""
+
+    def __init__(self, entered: threading.Event, go: threading.Event) -> None:
+        entered.set()
+        go.wait(10)
+        super().__init__()
+
+
+def test_a_spawn_under_way_when_the_site_stops_is_stopped_with_it(
+        no_thread_leaks: None) -> None:
+    """Found in CI: a supervisor spawned while its site stopped outlived the site, and its
+    thread kept the test process from exiting."""
+    site = actors.Site("closing").start()
+    entered, go = threading.Event(), threading.Event()
+    spawned: list[Any] = []
+    spawner = threading.Thread(
+        target=lambda: spawned.append(site.spawn(SlowToBuild, "late", entered, go)))
+    spawner.start()
+    try:
+        assert entered.wait(10)
+        stopper = threading.Thread(target=site.stop)
+        stopper.start()
+        stopper.join(0.5)   # a stop that does not wait for the spawn is over by now
+        go.set()
+        stopper.join(10)
+        spawner.join(10)
+        assert len(spawned) == 1
+        assert not spawned[0].is_alive()
+    finally:
+        go.set()
+        for ref in spawned:
+            ref.stop(block=False)
+
+
 def test_python_m_actors_exits_0_on_sigterm() -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "actors", "--name", "solo", "--bind", "tcp://127.0.0.1:0",
