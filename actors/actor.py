@@ -62,6 +62,11 @@ class Actor(pykka.ThreadingActor):
     code) and ``self.payload`` the message's raw payload frames as memoryviews.
     """
 
+    # The site owns every actor's lifetime: Site.stop stops its actors with a bounded
+    # wait and logs one that would not stop. Such an actor, or one a program never
+    # stopped, must not hold the process open forever after main has returned.
+    use_daemon_thread = True
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         spawning = _SPAWNING.get()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
+import pykka
 import pytest
 
 import actors
@@ -35,3 +36,18 @@ def no_thread_leaks() -> Iterator[None]:
         thread.join(2.0)
     leftover = [t.name for t in leftover if t.is_alive()]
     assert not leftover, f"threads left running: {leftover}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if an actor outlived every test and fixture: it names the leak.
+
+    Every site is stopped by now, so a live actor is one a site never stopped (CI once
+    ran out of time on such a leak, when actor threads still held the process open).
+    """
+    alive = [str(ref) for ref in pykka.ActorRegistry.get_all()]
+    if alive:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_sep("=", "actors left running after the tests", red=True)
+            reporter.write_line(", ".join(alive), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
