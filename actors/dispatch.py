@@ -73,8 +73,11 @@ class Dispatcher:
 
     def on_peer_down(self, peer: str, reason: str, refused: bool) -> None:
         self._peers.set_down(peer, reason, refused)
-        error = (PeerRefused if refused else PeerLost)(f"{peer}: {reason}")
-        self._asks.fail_peer(peer, error)
+        if refused:
+            self._asks.fail_peer(peer, PeerRefused(f"{peer} refused: {reason}"))
+            reason = f"refused: {reason}"
+        else:
+            self._asks.fail_peer(peer, PeerLost(f"{peer}: {reason}"))
         self._notify(PeerDown(peer, reason))
 
     def on_answers_lost(self, peer: str, reason: str) -> None:

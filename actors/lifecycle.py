@@ -158,7 +158,7 @@ class LinkLifecycle:
             peer.retry_hello_at = time.monotonic() + self._options.heartbeat_interval
         log.error("site %s: %s refused the link: %s", self.site_name, peer.name, text)
         peer.refused = str(text)
-        self.peer_down(peer, f"refused: {text}", refused=True)
+        self.peer_down(peer, str(text), refused=True)
 
     def _dispatch(self, peer: _Peer, header: Header, payload: list[zmq.Frame]) -> None:
         kind = header.kind

@@ -95,10 +95,11 @@ def test_a_second_site_with_a_connected_name_is_refused_on_both_sides(site: acto
     with actors.Site("twin", connect={"test": site.endpoint}) as first:
         first.wait_for("test", 10)
         with actors.Site("twin", connect={"test": site.endpoint}) as second:
-            with pytest.raises(actors.PeerRefused, match="already connected"):
+            with pytest.raises(actors.PeerRefused, match="^test refused: .*already connected"):
                 second.wait_for("test", 10)
-            with pytest.raises(actors.PeerRefused):
+            with pytest.raises(actors.PeerRefused) as refused:
                 second.tell("test/anyone", "x")
+            assert str(refused.value).count("refused") == 1, str(refused.value)
         assert "twin" in site.peers()
 
 
