@@ -64,6 +64,9 @@ class Row:
     ratio: float | None
     target: str
     verdict: str
+    #: The lowest and highest per-run ratio, for rows whose ratio pairs runs: how
+    #: far one run can stray on this machine.
+    spread: tuple[float, float] | None = None
 
 
 def fold(runs: list[Samples], key: str, how: Fold) -> float | None:
@@ -74,35 +77,38 @@ def fold(runs: list[Samples], key: str, how: Fold) -> float | None:
     return max(values) if how == "max" else statistics.median(values)
 
 
-def paired_ratio(ours: list[Samples], base: list[Samples], key: str) -> float | None:
-    """The median of ours/baseline over runs that measured both, one right after the other.
+def paired_ratios(ours: list[Samples], base: list[Samples], key: str) -> list[float]:
+    """Ours/baseline for each run that measured both, one right after the other.
 
     This machine has slow spells (a shared host, disk writeback) that last seconds and
     hit whichever side runs then; a ratio within one pair of back-to-back runs cancels
-    them, where the ratio of two medians taken from different runs does not.
+    them, where the ratio of two medians taken from different runs does not. Their
+    median is the row's ratio.
     """
-    ratios = [mine[key] / theirs[key] for mine, theirs in zip(ours, base)
-              if key in mine and theirs.get(key)]
-    return statistics.median(ratios) if ratios else None
+    return [mine[key] / theirs[key] for mine, theirs in zip(ours, base)
+            if key in mine and theirs.get(key)]
 
 
 def build_rows(specs: list[RowSpec], ours: list[Samples], base: list[Samples]) -> list[Row]:
     """Make the table's rows from the specs and both sides' per-run samples.
 
-    The ratio of a median figure is the median of per-run ratios (:func:`paired_ratio`);
+    The ratio of a median figure is the median of per-run ratios (:func:`paired_ratios`);
     of a peak figure, peak over peak.
     """
     rows = []
     for spec in specs:
         mine = fold(ours, spec.key, spec.fold)
         theirs = fold(base, spec.key, spec.fold)
+        spread = None
         if spec.fold == "median" and len(ours) == len(base):
-            ratio = paired_ratio(ours, base, spec.key)
+            ratios = paired_ratios(ours, base, spec.key)
+            ratio = statistics.median(ratios) if ratios else None
+            spread = (min(ratios), max(ratios)) if len(ratios) > 1 else None
         else:
             ratio = mine / theirs if mine is not None and theirs else None
         target = spec.target.text() if spec.target else ""
         verdict = spec.target.verdict(mine, ratio) if spec.target else ""
-        rows.append(Row(spec.label, spec.unit, mine, theirs, ratio, target, verdict))
+        rows.append(Row(spec.label, spec.unit, mine, theirs, ratio, target, verdict, spread))
     return rows
 
 
@@ -122,17 +128,18 @@ class Report:
 
     def render(self) -> str:
         """Return the table as aligned plain text, title first and notes after."""
-        header = ["metric", "unit", self.ours_name, self.base_name, "ratio", "target", "verdict"]
+        header = ["metric", "unit", self.ours_name, self.base_name, "ratio", "runs' ratios",
+                  "target", "verdict"]
         body = [
             [row.label, row.unit, _number(row.ours), _number(row.base),
-             _number(row.ratio, ratio=True), row.target, row.verdict]
+             _number(row.ratio, ratio=True), _spread(row.spread), row.target, row.verdict]
             for row in self.rows
         ]
         widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
         lines = [self.title, ""]
         for n, line in enumerate([header, *body]):
             cells = [
-                cell.ljust(widths[i]) if i in (0, 1, 5, 6) else cell.rjust(widths[i])
+                cell.ljust(widths[i]) if i in (0, 1, 6, 7) else cell.rjust(widths[i])
                 for i, cell in enumerate(line)
             ]
             lines.append("  ".join(cells).rstrip())
@@ -154,6 +161,10 @@ class Report:
     def dump(self, path: Path) -> None:
         """Write :meth:`to_json` to ``path``."""
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+
+def _spread(spread: tuple[float, float] | None) -> str:
+    return f"{spread[0]:.2f}-{spread[1]:.2f}x" if spread is not None else ""
 
 
 def _number(value: float | None, ratio: bool = False) -> str:

@@ -162,3 +162,6 @@ def test_rate_ratio_is_the_median_of_back_to_back_pairs() -> None:
     ours[1]["rate"] = 150.0  # pairs: 0.8, 0.83, 0.5 -> 0.8; medians 100/180 = 0.56
     (rate,) = build_rows(specs, ours, base)
     assert round(rate.ratio, 2) == 0.8 and rate.verdict == "PASS"
+    assert rate.spread is not None
+    assert (round(rate.spread[0], 2), round(rate.spread[1], 2)) == (0.5, 0.83)
+    assert "0.50-0.83x" in Report("x", "title", "ours", "base", rows=[rate]).render()
