@@ -109,12 +109,15 @@ class Site:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop every actor, say goodbye to peers, close the sockets and end the threads."""
-        with self._spawn_lock:  # a spawn under way finishes first, and is stopped below
-            already_closed, self._closed = self._closed, True
-        if already_closed or self._io is None:
+        # Closed first, then the actors gathered: a spawn that registered its actor
+        # too late for the gathering sees closed after registering, and stops it.
+        already_closed, self._closed = self._closed, True
+        if already_closed:
             return
         deadline = time.monotonic() + timeout
         self._stop_actors(deadline)
+        if self._io is None:   # never started: actors spawned before start are stopped
+            return
         io, outbox, context = self._io, self._outbox, self._context
         assert outbox is not None and context is not None
         try:
@@ -163,9 +166,9 @@ class Site:
 
         Raises:
             ValueError: the name is malformed or an actor of that name is running.
-            SiteClosed: the site is stopping or stopped. The check is made under the
-                spawn lock that ``stop`` takes too, so no actor starts after ``stop``
-                has gathered the actors to stop.
+            SiteClosed: the site is stopping or stopped, also when ``stop`` began
+                while the actor was being built (that actor is stopped), so no actor
+                outlives its site.
         """
         self._check_actor_name(name)
         with self._spawn_lock:
@@ -200,6 +203,9 @@ class Site:
         finally:
             _SPAWNING.reset(token)
         self._actors[name] = ref
+        if self._closed:  # stop() began while the actor was built; it may have missed it
+            ref.stop(block=False)
+            raise SiteClosed(f"site {self.name} stopped while {name!r} was being spawned")
         return ref
 
     def _forget_stopped(self) -> None:

@@ -38,6 +38,7 @@ def no_thread_leaks() -> Iterator[None]:
     assert not leftover, f"threads left running: {leftover}"
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own teardown of fixtures still up
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run if an actor outlived every test and fixture: it names the leak.
 

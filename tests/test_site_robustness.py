@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import msgpack
+import pykka
 import pytest
 import zmq
 
@@ -120,6 +121,14 @@ def test_stopping_a_site_leaves_no_threads_and_fails_pending_asks(no_thread_leak
     server.stop()
 
 
+class StopsItsSite(actors.Actor):
+    """Stops the site that is spawning it, from its constructor."""
+
+    def __init__(self, site: actors.Site) -> None:
+        site.stop()
+        super().__init__()
+
+
 class SlowToBuild(actors.Actor):
     """Its constructor waits for a go: a spawn is under way while the site stops."""
 
@@ -132,27 +141,47 @@ class SlowToBuild(actors.Actor):
 def test_a_spawn_under_way_when_the_site_stops_is_stopped_with_it(
         no_thread_leaks: None) -> None:
     """Found in CI: a supervisor spawned while its site stopped outlived the site, and its
-    thread kept the test process from exiting."""
+    thread kept the test process from exiting. Now the spawn fails and its actor stops;
+    stop() does not wait for the spawn (it stays bounded by its timeout)."""
     site = actors.Site("closing").start()
     entered, go = threading.Event(), threading.Event()
-    spawned: list[Any] = []
-    spawner = threading.Thread(
-        target=lambda: spawned.append(site.spawn(SlowToBuild, "late", entered, go)))
+    outcome: list[Any] = []
+
+    def spawn() -> None:
+        try:
+            outcome.append(site.spawn(SlowToBuild, "late", entered, go))
+        except actors.SiteClosed as err:
+            outcome.append(err)
+    spawner = threading.Thread(target=spawn)
     spawner.start()
     try:
         assert entered.wait(10)
-        stopper = threading.Thread(target=site.stop)
-        stopper.start()
-        stopper.join(0.5)   # a stop that does not wait for the spawn is over by now
+        site.stop()                      # while SlowToBuild's constructor still runs
         go.set()
-        stopper.join(10)
         spawner.join(10)
-        assert len(spawned) == 1
-        assert not spawned[0].is_alive()
+        assert len(outcome) == 1 and isinstance(outcome[0], actors.SiteClosed), outcome
+        wait_until(lambda: not any(ref.actor_class is SlowToBuild
+                                   for ref in pykka.ActorRegistry.get_all()), timeout=10)
     finally:
         go.set()
-        for ref in spawned:
+        for ref in pykka.ActorRegistry.get_by_class(SlowToBuild):
             ref.stop(block=False)
+
+
+def test_stopping_a_site_that_never_started_stops_its_actors() -> None:
+    site = actors.Site("unstarted")
+    ref = site.spawn(Echo, "early")
+    site.stop()
+    wait_until(lambda: not ref.is_alive(), timeout=10)
+
+
+def test_an_actor_that_stops_its_own_site_while_being_built_does_not_hang_it(
+        no_thread_leaks: None) -> None:
+    """Found in review: stop() waited for the spawn lock its own thread held."""
+    site = actors.Site("selfstop").start()
+    with pytest.raises(actors.SiteClosed):
+        site.spawn(StopsItsSite, "quitter", site)
+    wait_until(lambda: site.actor("quitter") is None, timeout=10)
 
 
 def test_python_m_actors_exits_0_on_sigterm() -> None:
