@@ -16,7 +16,8 @@ class PeerUp:
 class PeerDown:
     """The peer site stopped, died or became unreachable.
 
-    Pending asks to it have already failed with ``PeerLost`` when this arrives.
+    Pending asks to it have already failed with ``PeerLost`` (``PeerRefused`` when it
+    refused our link; ``reason`` then starts with "refused: ") when this arrives.
     """
 
     name: str

@@ -27,7 +27,7 @@ def describe(err: BaseException) -> str:
     elif isinstance(err, TransactionExpired):
         text = f"{err} (ask the owner to share the file again)"
     elif isinstance(err, actors.PeerRefused):
-        text = f"site refused the link: {err} (wrong key, or its name is taken?)"
+        text = f"{err} (wrong key, or its name is taken?)"
     elif isinstance(err, actors.UnknownSite):
         text = f"unknown site: {err}"
     elif isinstance(err, (ZfsError, actors.ActorsError)):
