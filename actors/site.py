@@ -62,6 +62,7 @@ class Site:
             self._check_peer_name(peer)
         self._actors: dict[str, pykka.ActorRef[Any]] = {}
         self._spawn_lock = threading.Lock()
+        self._close_lock = threading.Lock()
         self._asks = Asks()
         self._watchers = PeerWatchers()
         self._peer_states = PeerStates(name, self._connect)
@@ -111,7 +112,8 @@ class Site:
         """Stop every actor, say goodbye to peers, close the sockets and end the threads."""
         # Closed first, then the actors gathered: a spawn that registered its actor
         # too late for the gathering sees closed after registering, and stops it.
-        already_closed, self._closed = self._closed, True
+        with self._close_lock:  # one stop does the work when several threads call it
+            already_closed, self._closed = self._closed, True
         if already_closed:
             return
         deadline = time.monotonic() + timeout
