@@ -369,6 +369,30 @@ def test_a_peer_that_reconnects_after_its_connection_drops_stays_linked() -> Non
         assert client.ask("server/echo", "still", timeout=5)["got"] == "still"
 
 
+def test_a_refusal_from_a_site_of_another_version_reaches_the_caller() -> None:
+    """A site of another protocol version refuses our hello in its own version; we
+    cannot decode its header, but a REFUSE keeps its kind in every version."""
+    context = zmq.Context()
+    try:
+        other = context.socket(zmq.ROUTER)
+        other.setsockopt(zmq.LINGER, 0)
+        port = other.bind_to_random_port("tcp://127.0.0.1")
+        newer = codec.PROTOCOL_VERSION + 1
+        with actors.Site("old", connect={"newer": f"tcp://127.0.0.1:{port}"}) as site:
+            assert other.poll(5000)
+            routing_id, _hello = other.recv_multipart()
+            refusal = msgpack.packb([newer, int(Kind.REFUSE), "", "", 0,
+                                     ["version", f"this site speaks protocol {newer}"]])
+            other.send_multipart([routing_id, refusal])
+            with pytest.raises(actors.PeerRefused, match=f"speaks protocol {newer}"):
+                site.wait_for("newer", timeout=10)
+            with pytest.raises(actors.PeerRefused):
+                site.tell("newer/anyone", "x")
+    finally:
+        other.close(linger=0)
+        context.term()
+
+
 def test_a_client_that_redials_over_a_half_open_connection_fails_what_was_in_flight() -> None:
     """The client's end of its connection is reset while the server's end stays open
     and silent: no event tells the server. The client redials under its routing id;
