@@ -174,7 +174,6 @@ class Site:
         """
         self._check_actor_name(name)
         with self._spawn_lock:
-            self._check_open()
             if self.actor(name) is not None:
                 raise ValueError(f"an actor named {name!r} already runs on site {self.name}")
             return self._start_locked(actor_class, name, args, kwargs)
@@ -188,12 +187,12 @@ class Site:
         """
         self._check_actor_name(name)
         with self._spawn_lock:
-            self._check_open()
             return self.actor(name) or self._start_locked(actor_class, name, args, kwargs)
 
     def _check_actor_name(self, name: str) -> None:
         if not isinstance(name, str) or not name or "/" in name:
             raise ValueError(f"an actor name is a non-empty string without '/', not {name!r}")
+        self._check_open()  # early; _start_locked checks again once the actor is known
 
     def _start_locked(self, actor_class: type[pykka.Actor], name: str, args: tuple[Any, ...],
                       kwargs: dict[str, Any]) -> pykka.ActorRef[Any]:
