@@ -68,10 +68,12 @@ class Dispatcher:
         self._inbound.flush()
 
     def on_peer_up(self, peer: str) -> None:
+        log.info("site %s: peer %s up", self._site.name, peer)
         self._peers.set_up(peer)
         self._notify(PeerUp(peer))
 
     def on_peer_down(self, peer: str, reason: str, refused: bool) -> None:
+        log.info("site %s: peer %s down: %s", self._site.name, peer, reason)
         self._peers.set_down(peer, reason, refused)
         if refused:
             self._asks.fail_peer(peer, PeerRefused(f"{peer} refused: {reason}"))
@@ -83,6 +85,7 @@ class Dispatcher:
     def on_answers_lost(self, peer: str, reason: str) -> None:
         """The connection ``peer`` answered us over dropped (the link stays up): what it
         had answered on it is lost, so our pending asks to it fail now, not at timeout."""
+        log.info("site %s: answers from %s lost: %s", self._site.name, peer, reason)
         self._asks.fail_peer(peer, PeerLost(f"{peer}: {reason}"))
 
     def on_undeliverable(self, peer: str, header: bytes, error: ActorsError) -> None:
