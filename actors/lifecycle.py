@@ -77,19 +77,31 @@ class LinkLifecycle:
             self._on_unnamed(routing_id, head, header)
             return
         peer.last_heard = time.monotonic()
-        if peer.fd is None and isinstance(head, zmq.Frame):
-            self._learn_connection(peer, head)
+        if isinstance(head, zmq.Frame) and not self._on_greeted_connection(peer, head):
+            # Queued by the peer's DEALER before it redialled, sent ahead of its hello:
+            # delivered, but only the hello brings the peer back up. (Brought up by
+            # these, the hello that followed failed the asks sent in between as lost.)
+            self._dispatch(peer, header, payload)
+            return
         if not peer.up:
             self.heard(peer)
         self._dispatch(peer, header, payload)
 
-    def _learn_connection(self, peer: _Peer, head: zmq.Frame) -> None:
-        """A greeted peer's message on a connection whose descriptor we had not learned
-        (its hello came before we could tell): that connection said hello."""
+    def _on_greeted_connection(self, peer: _Peer, head: zmq.Frame) -> bool:
+        """Whether a message (read with its connection, as the peer is down or its
+        connection unknown) came on a connection that said hello.
+
+        A peer that is up and whose connection we had not learned (its hello came
+        before we could tell) sent it on that connection: it is learned now. A peer that
+        is down is revived by its known connection only, or when we cannot tell.
+        """
         fd = _connection_fd(head)
-        if fd is not None:
-            self._peers.set_fd(peer, fd)
-            self._greeting.greeted(fd, time.monotonic())
+        if peer.up:
+            if peer.fd is None and fd is not None:
+                self._peers.set_fd(peer, fd)
+                self._greeting.greeted(fd, time.monotonic())
+            return True
+        return fd is None or fd == peer.fd
 
     def _on_unnamed(self, routing_id: bytes, head: Any, header: Header) -> None:
         if header.kind is _HELLO:

@@ -246,15 +246,16 @@ class IOThread(threading.Thread):
         """Receive one message; its header as a Frame only from a connection not yet known.
 
         A Frame tells the connection's file descriptor (SRCFD): needed from a peer not
-        yet known, and from a known one whose current connection is not (it
-        reconnected); for everyone else bytes are cheaper. A routing id is always
+        yet known, from a known one whose current connection is not (it reconnected),
+        and from one that is down (is it back on its old connection, or redialling?);
+        for everyone else bytes are cheaper. A routing id is always
         followed by a part: a peer cannot send an empty message.
         """
         router = self._router
         assert router is not None
         routing_id = recv(router, NOBLOCK)
         peer = self._peers.at(routing_id)
-        as_bytes = peer is not None and peer.fd is not None
+        as_bytes = peer is not None and peer.fd is not None and peer.up
         return recv_rest(router, [routing_id, recv(router, 0, as_bytes)], 2)
 
     def _on_router_message(self, routing_id: bytes, head: Any,

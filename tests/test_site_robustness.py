@@ -28,8 +28,11 @@ from tests.support.procs import REPO_ROOT, SiteProcess, wait_until
 ECHO = "tests.support.echo:Echo"
 
 
-def raw_dealer(context: zmq.Context, endpoint: str) -> zmq.Socket:
+def raw_dealer(context: zmq.Context, endpoint: str, routing_id: bytes | None = None
+               ) -> zmq.Socket:
     sock = context.socket(zmq.DEALER)
+    if routing_id is not None:
+        sock.setsockopt(zmq.ROUTING_ID, routing_id)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVTIMEO, 5000)
     sock.connect(endpoint)
@@ -419,6 +422,46 @@ def test_a_client_that_redials_over_a_half_open_connection_fails_what_was_in_fli
             ["PeerDown", "client"], ["PeerUp", "client"]]
         _stays_linked(server, client, 1.5)  # five hello timeouts: not cut again
         assert link.stats()["accepted"] == 2
+
+
+def _greet(sock: zmq.Socket, name: str, incarnation: str) -> None:
+    sock.send(codec.encode(Kind.HELLO, body=[name, incarnation]))
+    assert codec.decode(sock.recv()).kind is Kind.WELCOME
+
+
+def test_messages_a_redialling_peer_queued_before_its_hello_do_not_bring_it_up(
+        site: actors.Site) -> None:
+    """A DEALER that redials sends what it queued while disconnected first, its hello
+    after. Those messages are delivered, but only the hello brings the peer back up:
+    brought up by them, the site took the hello for yet another connection and failed
+    the asks sent in between as lost (a resumed SIGSTOPped site lost the asks sent to
+    it right after it woke)."""
+    site.spawn(Collector, "collector")
+    site.spawn(PeerWatcher, "watcher")
+    routing_id = b"raw:" + os.urandom(8).hex().encode()
+    context = zmq.Context()
+    try:
+        first = raw_dealer(context, site.endpoint, routing_id)
+        _greet(first, "raw", "one")
+        site.wait_for("raw", 5)
+        first.close(linger=0)                                    # the connection drops
+        wait_until(lambda: "raw" not in site.peers(), 10)
+        second = raw_dealer(context, site.endpoint, routing_id)  # it redials
+        second.send(codec.encode(Kind.TELL, to="collector", sender="raw/queued", body="late"))
+        wait_until(lambda: site.ask("test/collector", "dump", timeout=5), 10)
+        assert "raw" not in site.peers()
+        _greet(second, "raw", "one")
+        site.wait_for("raw", 5)
+        pending = site.ask("raw/answerer", "question", timeout=30, block=False)
+        ask = codec.decode(second.recv())
+        assert ask.kind is Kind.ASK and ask.body == "question"
+        second.send(codec.encode(Kind.REPLY, to=ask.sender, sender="raw/answerer",
+                                 corr=ask.corr, body="answer"))
+        assert pending.result(10) == "answer"
+        assert site.ask("test/watcher", "events", timeout=5) == [
+            ["PeerUp", "raw"], ["PeerDown", "raw"], ["PeerUp", "raw"]]
+    finally:
+        context.destroy(linger=0)
 
 
 def test_a_restarted_site_refused_as_busy_keeps_its_connection_until_welcomed() -> None:
