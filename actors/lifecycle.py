@@ -138,8 +138,10 @@ class LinkLifecycle:
         peer = self._peers.greeted(name, routing_id, incarnation, fd)
         if fd is not None:
             self._greeting.greeted(fd, time.monotonic())
-        self._wire.router_send(routing_id, [handshake.welcome(self.site_name, self.incarnation)])
+        # Up before the welcome goes: once the peer's wait_for returns, this site lists
+        # it among its peers and can send to it (it could not, for an instant, before).
         self.heard(peer)
+        self._wire.router_send(routing_id, [handshake.welcome(self.site_name, self.incarnation)])
 
     def on_dealer_message(self, peer: _Peer, header: Header, payload: list[zmq.Frame]) -> None:
         """A decoded message on the connection we opened to ``peer``."""

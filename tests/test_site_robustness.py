@@ -305,6 +305,29 @@ def test_a_peer_that_never_says_hello_is_dropped_and_greeted_ones_stay() -> None
             context.term()
 
 
+def test_once_a_client_has_waited_for_the_server_the_server_lists_it(site: actors.Site) -> None:
+    """The server counts a client up before it welcomes it, so a client whose wait_for
+    returned is among the server's peers at once (it was not, for an instant: found
+    when a thread hogging the GIL took it between the welcome and the count)."""
+    done = threading.Event()
+    hog = threading.Thread(target=_hog_the_gil, args=(done,), daemon=True)
+    hog.start()
+    try:
+        for round_no in range(100):
+            with actors.Site(f"client{round_no}", connect={"test": site.endpoint}) as client:
+                client.wait_for("test", 10)
+                assert client.name in site.peers()
+    finally:
+        done.set()
+        hog.join(5)
+
+
+def _hog_the_gil(done: threading.Event) -> None:
+    """Spin in Python until ``done``: other threads get the GIL in switch intervals."""
+    while not done.is_set():
+        sum(range(1000))
+
+
 def test_a_peer_whose_hello_is_read_with_its_accept_event_stays_linked() -> None:
     """The I/O thread, busy while a peer connects, finds the peer's hello and the router
     monitor's accept event waiting together. The link must outlive hello_timeout: it
