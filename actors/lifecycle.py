@@ -79,9 +79,12 @@ class LinkLifecycle:
         peer.last_heard = time.monotonic()
         if isinstance(head, zmq.Frame) and not self._on_greeted_connection(peer, head):
             # Queued by the peer's DEALER before it redialled, sent ahead of its hello:
-            # delivered, but only the hello brings the peer back up. (Brought up by
-            # these, the hello that followed failed the asks sent in between as lost.)
-            self._dispatch(peer, header, payload)
+            # not from a greeted connection, so not delivered (what it answered was
+            # failed when the old connection went), and only the hello brings the peer
+            # back up. Brought up by these, the hello that followed failed the asks
+            # sent in between as lost.
+            log.info("site %s: %s from %s on a connection that has not said hello yet "
+                     "dropped", self.site_name, header.kind.name, peer.name)
             return
         if not peer.up:
             self.heard(peer)
@@ -89,19 +92,20 @@ class LinkLifecycle:
 
     def _on_greeted_connection(self, peer: _Peer, head: zmq.Frame) -> bool:
         """Whether a message (read with its connection, as the peer is down or its
-        connection unknown) came on a connection that said hello.
+        connection unknown) came on the connection the peer said hello on.
 
-        A peer that is up and whose connection we had not learned (its hello came
-        before we could tell) sent it on that connection: it is learned now. A peer that
-        is down is revived by its known connection only, or when we cannot tell.
+        No once that connection has closed, or when the message came on another one;
+        yes when we cannot tell. A connection whose hello came before we could learn
+        its descriptor is learned now.
         """
         fd = _connection_fd(head)
-        if peer.up:
-            if peer.fd is None and fd is not None:
-                self._peers.set_fd(peer, fd)
-                self._greeting.greeted(fd, time.monotonic())
-            return True
-        return fd is None or fd == peer.fd
+        on_another = fd is not None and peer.fd is not None and fd != peer.fd
+        if peer.connection_closed or on_another:
+            return False
+        if peer.fd is None and fd is not None:
+            self._peers.set_fd(peer, fd)
+            self._greeting.greeted(fd, time.monotonic())
+        return True
 
     def _on_unnamed(self, routing_id: bytes, head: Any, header: Header) -> None:
         if header.kind is _HELLO:
@@ -127,10 +131,11 @@ class LinkLifecycle:
                 # not a silent connection to cut.
                 self._greeting.greeted(fd, time.monotonic())
             return
-        if known is not None and known.up:
+        if known is not None and known.up and not known.connection_closed:
             # A hello from a peer that is up comes on a new connection: the old one is
             # dead, even if no event said so (yet, or at all: a redial that took over a
-            # half-open connection). What was in flight on it is lost: fail it.
+            # half-open connection). What was in flight on it is lost: fail it. (When
+            # its close was seen, that failed it; what was sent since is not lost.)
             if known.dealer is None:
                 self.peer_down(known, "reconnected")
             else:  # we dial it too: only its answers came over the old connection

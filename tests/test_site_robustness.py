@@ -19,11 +19,11 @@ import pytest
 import zmq
 
 import actors
-from actors import codec
+from actors import codec, handshake
 from actors.codec import Kind
 from tests.support.echo import Collector, Echo, Hanger, PeerWatcher, Silent
 from tests.support.linkemu import LinkEmulator
-from tests.support.procs import REPO_ROOT, SiteProcess, wait_until
+from tests.support.procs import REPO_ROOT, SiteProcess, hub_site, wait_until
 
 ECHO = "tests.support.echo:Echo"
 
@@ -452,13 +452,33 @@ def _greet(sock: zmq.Socket, name: str, incarnation: str) -> None:
     assert codec.decode(sock.recv()).kind is Kind.WELCOME
 
 
-def test_messages_a_redialling_peer_queued_before_its_hello_do_not_bring_it_up(
+def _next_ask(sock: zmq.Socket) -> tuple[list[bytes], codec.Header]:
+    """The next ASK on a raw socket (skipping the site's pings), with the frames that
+    came before its header (a ROUTER's routing id)."""
+    while True:
+        frames = sock.recv_multipart()  # the socket's RCVTIMEO bounds the wait
+        header = codec.decode(frames[-1])
+        if header.kind is Kind.ASK:
+            return frames[:-1], header
+        assert header.kind is Kind.PING
+
+
+def _answer_one_ask(sock: zmq.Socket, answer: Any) -> None:
+    """Read the next ASK on a raw socket and REPLY to it with ``answer``."""
+    route, ask = _next_ask(sock)
+    reply = codec.encode(Kind.REPLY, to=ask.sender, sender="raw/answerer", corr=ask.corr,
+                         body=answer)
+    sock.send_multipart(route + [reply])
+
+
+def test_what_a_redialling_peer_queued_before_its_hello_neither_arrives_nor_brings_it_up(
         site: actors.Site) -> None:
     """A DEALER that redials sends what it queued while disconnected first, its hello
-    after. Those messages are delivered, but only the hello brings the peer back up:
-    brought up by them, the site took the hello for yet another connection and failed
-    the asks sent in between as lost (a resumed SIGSTOPped site lost the asks sent to
-    it right after it woke)."""
+    after. Those messages come on a connection that has not said hello: dropped, as
+    from any such connection, and only the hello brings the peer back up. Brought up
+    by them, the site took the hello for yet another connection and failed the asks
+    sent in between as lost (a resumed SIGSTOPped site lost the asks sent to it right
+    after it woke)."""
     site.spawn(Collector, "collector")
     site.spawn(PeerWatcher, "watcher")
     routing_id = b"raw:" + os.urandom(8).hex().encode()
@@ -471,18 +491,78 @@ def test_messages_a_redialling_peer_queued_before_its_hello_do_not_bring_it_up(
         wait_until(lambda: "raw" not in site.peers(), 10)
         second = raw_dealer(context, site.endpoint, routing_id)  # it redials
         second.send(codec.encode(Kind.TELL, to="collector", sender="raw/queued", body="late"))
-        wait_until(lambda: site.ask("test/collector", "dump", timeout=5), 10)
-        assert "raw" not in site.peers()
         _greet(second, "raw", "one")
         site.wait_for("raw", 5)
         pending = site.ask("raw/answerer", "question", timeout=30, block=False)
-        ask = codec.decode(second.recv())
-        assert ask.kind is Kind.ASK and ask.body == "question"
+        _answer_one_ask(second, "answer")
+        assert pending.result(10) == "answer"
+        assert site.ask("test/collector", "dump", timeout=5) == []  # read before the hello
+        assert site.ask("test/watcher", "events", timeout=5) == [
+            ["PeerUp", "raw"], ["PeerDown", "raw"], ["PeerUp", "raw"]]
+    finally:
+        context.destroy(linger=0)
+
+
+def test_a_peer_greeted_on_a_connection_of_unknown_descriptor_comes_back_on_it() -> None:
+    """A hello read without its connection's descriptor (a redial while the peer was
+    up) leaves that connection unknown. When the peer falls silent and talks again on
+    it, it is back up and its connection is learned: it was kept down and, taken for
+    a connection that never said hello, shut down after hello_timeout."""
+    options = dict(heartbeat_interval=0.2, heartbeat_timeout=0.6, hello_timeout=0.5)
+    routing_id = b"raw:" + os.urandom(8).hex().encode()
+    context = zmq.Context()
+    try:
+        with hub_site(**options) as site:
+            first = raw_dealer(context, site.endpoint, routing_id)
+            _greet(first, "raw", "one")
+            site.wait_for("raw", 5)
+            second = raw_dealer(context, site.endpoint, routing_id)  # takes the id over
+            _greet(second, "raw", "one")
+            wait_until(lambda: "raw" not in site.peers(), 10)          # silent past 0.6 s
+            ping = codec.encode(Kind.PING, sender="raw")
+            until = time.monotonic() + 1.5                             # three hello timeouts
+            while time.monotonic() < until:
+                second.send(ping)
+                wait_until(lambda: "raw" in site.peers(), 5)
+                time.sleep(0.1)  # a ping every 0.1 s keeps it from falling silent again
+            pending = site.ask("raw/answerer", "still there?", timeout=10, block=False)
+            _answer_one_ask(second, "yes")
+            assert pending.result(10) == "yes"
+    finally:
+        context.destroy(linger=0)
+
+
+def test_a_peer_that_also_dials_us_redials_without_losing_the_asks_sent_meanwhile(
+        site: actors.Site) -> None:
+    """We dial "raw" and it dials us; answers come over its connection. When that drops,
+    the asks it had to answer fail then. An ask sent after the drop is answered over
+    its new connection once it said hello: it was failed as lost by that hello."""
+    routing_id = b"raw:" + os.urandom(8).hex().encode()
+    context = zmq.Context()
+    try:
+        raw_router = context.socket(zmq.ROUTER)
+        raw_router.setsockopt(zmq.LINGER, 0)
+        raw_router.setsockopt(zmq.RCVTIMEO, 5000)
+        port = raw_router.bind_to_random_port("tcp://127.0.0.1")
+        site.connect("raw", f"tcp://127.0.0.1:{port}")
+        site_id, hello = raw_router.recv_multipart()
+        assert codec.decode(hello).kind is Kind.HELLO
+        raw_router.send_multipart([site_id, handshake.welcome("raw", "one")])
+        first = raw_dealer(context, site.endpoint, routing_id)
+        _greet(first, "raw", "one")
+        site.wait_for("raw", 5)
+        unanswered = site.ask("raw/answerer", "before the drop", timeout=30, block=False)
+        _next_ask(raw_router)
+        first.close(linger=0)                          # the connection it answers over
+        with pytest.raises(actors.PeerLost, match="connection lost"):
+            unanswered.result(10)                      # failed as the drop was seen
+        second = raw_dealer(context, site.endpoint, routing_id)
+        pending = site.ask("raw/answerer", "question", timeout=30, block=False)
+        _route, ask = _next_ask(raw_router)            # the ask comes over our link
+        _greet(second, "raw", "one")
         second.send(codec.encode(Kind.REPLY, to=ask.sender, sender="raw/answerer",
                                  corr=ask.corr, body="answer"))
         assert pending.result(10) == "answer"
-        assert site.ask("test/watcher", "events", timeout=5) == [
-            ["PeerUp", "raw"], ["PeerDown", "raw"], ["PeerUp", "raw"]]
     finally:
         context.destroy(linger=0)
 
