@@ -1,7 +1,8 @@
 """Run a site as a long-running process until SIGINT or SIGTERM.
 
     python -m actors --name NAME --bind ENDPOINT [--connect NAME=ENDPOINT ...]
-                     [--spawn NAME=module:Class ...]
+                     [--spawn NAME=module:Class ...] [--heartbeat-interval S]
+                     [--heartbeat-timeout S]
 
 Once the site is up it prints ``READY <name> <endpoint>`` on stdout, so a parent
 process (a test, a benchmark, a supervisor) knows the port the OS chose.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import logging
 import signal
 import sys
@@ -46,8 +48,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="folder with this site's CURVE keypair (turns security on)")
     parser.add_argument("--allow", default=None,
                         help="folder of trusted sites' public keys (default: --keys)")
+    parser.add_argument("--heartbeat-interval", type=_seconds, default=None,
+                        help="seconds between pings on an idle link (default 1)")
+    parser.add_argument("--heartbeat-timeout", type=_seconds, default=None,
+                        help="seconds of silence after which a peer counts as lost "
+                             "(default 6; longer for links that stall)")
     parser.add_argument("--log-level", default="WARNING")
     return parser.parse_args(argv)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < math.inf:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,11 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    options = {}
+    options: dict[str, Any] = {
+        name: value for name, value in (("heartbeat_interval", args.heartbeat_interval),
+                                        ("heartbeat_timeout", args.heartbeat_timeout))
+        if value is not None}
     if args.keys:
         from actors.security import Curve
         options["curve"] = Curve.from_dirs(args.name, args.keys, args.allow)
-    site = Site(args.name, bind=args.bind, connect=dict(args.connect), **options)
+    try:
+        site = Site(args.name, bind=args.bind, connect=dict(args.connect), **options)
+    except ValueError as err:  # a bad name, endpoint or setting: say which, no traceback
+        raise SystemExit(f"python -m actors: {err}") from None
     site.start()
     try:
         for actor_name, spec in args.spawn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -37,6 +38,10 @@ class SiteOptions:
     curve: Any = None
 
     def __post_init__(self) -> None:
+        if not 0 < self.heartbeat_interval < self.heartbeat_timeout < math.inf:  # nan too
+            raise ValueError("heartbeat_interval and heartbeat_timeout must be positive, "
+                             "finite, and the interval shorter than the timeout; got "
+                             f"{self.heartbeat_interval!r} and {self.heartbeat_timeout!r}")
         if not 0 <= self.max_payload_frames <= 255:  # the inbox counts them in one byte
             raise ValueError(f"max_payload_frames must be 0..255, not {self.max_payload_frames}")
 

@@ -202,6 +202,62 @@ def test_python_m_actors_exits_0_on_sigterm() -> None:
             process.kill()
 
 
+@pytest.mark.parametrize("args, says", [
+    (["--heartbeat-timeout", "0.5"], "interval shorter than the timeout"),
+    (["--heartbeat-timeout", "nan"], "positive number of seconds"),
+    (["--heartbeat-interval", "-1"], "positive number of seconds"),
+    (["--name", "a/b"], "without '/'"),
+])
+def test_python_m_actors_refuses_bad_settings_in_one_line(args: list[str], says: str) -> None:
+    argv = [sys.executable, "-m", "actors", "--name", "solo", "--bind", "tcp://127.0.0.1:0"]
+    done = subprocess.run(argv + args, capture_output=True, text=True, timeout=30,
+                          cwd=REPO_ROOT, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+    assert done.returncode != 0 and "READY" not in done.stdout
+    assert says in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("options", [
+    dict(heartbeat_timeout=0.5), dict(heartbeat_interval=0.0), dict(heartbeat_timeout=float("nan")),
+    dict(heartbeat_timeout=float("inf")), dict(heartbeat_interval=2.0, heartbeat_timeout=2.0),
+])
+def test_heartbeat_settings_that_would_drop_every_peer_are_refused(options: dict[str, float]
+                                                                   ) -> None:
+    with pytest.raises(ValueError, match="heartbeat_interval and heartbeat_timeout"):
+        actors.Site("x", **options)
+
+
+def test_a_site_paused_past_both_sides_heartbeat_timeouts_comes_back_and_stays(
+        site: actors.Site) -> None:
+    """A site SIGSTOPped longer than its own and its peer's heartbeat timeouts (a
+    debugger, a suspended VM): on waking, the two find each other again (over the old
+    connection or a new one) and stay linked; the peer sees it go once and come back
+    once."""
+    site.spawn(PeerWatcher, "watcher")
+    child = SiteProcess("sleeper", connect={"test": str(site.endpoint)}, spawn={"echo": ECHO},
+                        extra_args=["--heartbeat-interval", "0.25", "--heartbeat-timeout", "1"])
+    with child:
+        site.wait_for("sleeper", 20)
+        os.kill(child.pid, signal.SIGSTOP)
+        try:
+            wait_until(lambda: "sleeper" not in site.peers(), 10)  # 2 s: past both
+        finally:
+            os.kill(child.pid, signal.SIGCONT)
+        site.wait_for("sleeper", 10)
+        assert site.ask("sleeper/echo", "back", timeout=10)["got"] == "back"
+        _stays_linked_to(site, "sleeper", 2.0)                      # two of its timeouts
+        assert site.ask("sleeper/echo", "still", timeout=10)["got"] == "still"
+        assert site.ask("test/watcher", "events", timeout=5) == [
+            ["PeerUp", "sleeper"], ["PeerDown", "sleeper"], ["PeerUp", "sleeper"]]
+
+
+def _stays_linked_to(site: actors.Site, peer: str, seconds: float) -> None:
+    """``peer`` is among ``site``'s peers all along (time passing is what is tested)."""
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        assert peer in site.peers()
+        time.sleep(0.1)
+
+
 def test_a_slow_receiver_makes_the_sender_wait_not_drop(site: actors.Site) -> None:
     """More bytes than every queue holds: all of them arrive, in order."""
     site.spawn(Collector, "collector")
