@@ -61,8 +61,8 @@ def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
-    if not 0 < value < math.inf:  # also refuses nan
+        value = math.nan
+    if not 0 < value < math.inf:  # nan fails it too
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
     return value
 

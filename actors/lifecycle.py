@@ -100,7 +100,7 @@ class LinkLifecycle:
         """
         fd = _connection_fd(head)
         on_another = fd is not None and peer.fd is not None and fd != peer.fd
-        if peer.connection_closed or on_another:
+        if peer.greeted_connection_closed or on_another:
             return False
         if peer.fd is None and fd is not None:
             self._peers.set_fd(peer, fd)
@@ -131,7 +131,7 @@ class LinkLifecycle:
                 # not a silent connection to cut.
                 self._greeting.greeted(fd, time.monotonic())
             return
-        if known is not None and known.up and not known.connection_closed:
+        if known is not None and known.up and not known.greeted_connection_closed:
             # A hello from a peer that is up comes on a new connection: the old one is
             # dead, even if no event said so (yet, or at all: a redial that took over a
             # half-open connection). What was in flight on it is lost: fail it. (When

@@ -32,7 +32,7 @@ class _Peer:
     fd: int | None = None
     #: Its greeted connection closed, and no other has said hello since: a message
     #: from it now comes on a new connection, sent before that one's hello.
-    connection_closed: bool = False
+    greeted_connection_closed: bool = False
     incarnation: str = ""
     up: bool = False
     refused: str | None = None
@@ -81,7 +81,7 @@ class Peers:
         if peer.routing_id is not None and peer.routing_id != routing_id:
             self._by_routing_id.pop(peer.routing_id, None)
         peer.routing_id, peer.incarnation = routing_id, incarnation
-        peer.connection_closed = False
+        peer.greeted_connection_closed = False
         self._by_routing_id[routing_id] = peer
         # Without a descriptor (a known routing id, reconnected) the old one is stale:
         # its late disconnect event must not take this peer down; the next message
@@ -103,7 +103,7 @@ class Peers:
         peer = self._by_name.get(name) if name else None
         if peer is not None and peer.fd == fd:
             peer.fd = None
-            peer.connection_closed = True
+            peer.greeted_connection_closed = True
             return peer
         return None
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pykka
 import pytest
+import zmq
 
 import actors
 from tests.support.procs import hub_site
@@ -24,6 +25,14 @@ def hub() -> Iterator[actors.Site]:
     """The test's own site "test", one per test module; it detects a lost peer within ~2 s."""
     with hub_site() as site:
         yield site
+
+
+@pytest.fixture
+def context() -> Iterator[zmq.Context]:
+    """A ZeroMQ context for a test's raw sockets, destroyed with them after the test."""
+    ctx = zmq.Context()
+    yield ctx
+    ctx.destroy(linger=0)
 
 
 @pytest.fixture

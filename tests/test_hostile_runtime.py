@@ -49,13 +49,6 @@ def target() -> Iterator[actors.Site]:
         yield site
 
 
-@pytest.fixture
-def context() -> Iterator[zmq.Context]:
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
 def attacker(context: zmq.Context, endpoint: str, name: str | None = "fuzzer") -> zmq.Socket:
     """A raw DEALER; with a name it says hello and waits for the WELCOME."""
     sock = context.socket(zmq.DEALER)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgpack
@@ -244,18 +244,10 @@ def test_a_site_paused_past_both_sides_heartbeat_timeouts_comes_back_and_stays(
             os.kill(child.pid, signal.SIGCONT)
         site.wait_for("sleeper", 10)
         assert site.ask("sleeper/echo", "back", timeout=10)["got"] == "back"
-        _stays_linked_to(site, "sleeper", 2.0)                      # two of its timeouts
+        _listed_all_along(2.0, (site, "sleeper"))                   # two of its timeouts
         assert site.ask("sleeper/echo", "still", timeout=10)["got"] == "still"
         assert site.ask("test/watcher", "events", timeout=5) == [
             ["PeerUp", "sleeper"], ["PeerDown", "sleeper"], ["PeerUp", "sleeper"]]
-
-
-def _stays_linked_to(site: actors.Site, peer: str, seconds: float) -> None:
-    """``peer`` is among ``site``'s peers all along (time passing is what is tested)."""
-    until = time.monotonic() + seconds
-    while time.monotonic() < until:
-        assert peer in site.peers()
-        time.sleep(0.1)
 
 
 def test_a_slow_receiver_makes_the_sender_wait_not_drop(site: actors.Site) -> None:
@@ -430,10 +422,16 @@ def _client_through_relay(server_options: dict[str, Any], client_options: dict[s
 
 def _stays_linked(one: actors.Site, other: actors.Site, seconds: float) -> None:
     """Both see each other all along (time passing is what is tested here)."""
+    _listed_all_along(seconds, (one, other.name), (other, one.name))
+
+
+def _listed_all_along(seconds: float, *sightings: tuple[actors.Site, str]) -> None:
+    """Each ``(site, peer)``: ``peer`` is among ``site``'s peers all along."""
     until = time.monotonic() + seconds
     while time.monotonic() < until:
-        assert other.name in one.peers() and one.name in other.peers()
-        time.sleep(0.1)
+        for site, peer in sightings:
+            assert peer in site.peers(), (site.name, peer)
+        time.sleep(0.1)  # time passing is what is tested: a poll until the deadline
 
 
 def test_a_peer_that_reconnects_after_its_connection_drops_stays_linked() -> None:
@@ -519,16 +517,26 @@ def _next_ask(sock: zmq.Socket) -> tuple[list[bytes], codec.Header]:
         assert header.kind is Kind.PING
 
 
+def _reply(sock: zmq.Socket, ask: codec.Header, answer: Any, route: Sequence[bytes] = ()
+           ) -> None:
+    """REPLY ``answer`` to ``ask`` on a raw socket (after ``route`` on a ROUTER)."""
+    sock.send_multipart([*route, codec.encode(Kind.REPLY, to=ask.sender, sender="raw/answerer",
+                                              corr=ask.corr, body=answer)])
+
+
 def _answer_one_ask(sock: zmq.Socket, answer: Any) -> None:
-    """Read the next ASK on a raw socket and REPLY to it with ``answer``."""
+    """Read the next ASK on a raw socket and REPLY to it with ``answer`` there."""
     route, ask = _next_ask(sock)
-    reply = codec.encode(Kind.REPLY, to=ask.sender, sender="raw/answerer", corr=ask.corr,
-                         body=answer)
-    sock.send_multipart(route + [reply])
+    _reply(sock, ask, answer, route)
+
+
+def _raw_routing_id() -> bytes:
+    """A routing id like a site's DEALER's, kept by a raw socket across a redial."""
+    return b"raw:" + os.urandom(8).hex().encode()
 
 
 def test_what_a_redialling_peer_queued_before_its_hello_neither_arrives_nor_brings_it_up(
-        site: actors.Site) -> None:
+        site: actors.Site, context: zmq.Context) -> None:
     """A DEALER that redials sends what it queued while disconnected first, its hello
     after. Those messages come on a connection that has not said hello: dropped, as
     from any such connection, and only the hello brings the peer back up. Brought up
@@ -537,90 +545,78 @@ def test_what_a_redialling_peer_queued_before_its_hello_neither_arrives_nor_brin
     after it woke)."""
     site.spawn(Collector, "collector")
     site.spawn(PeerWatcher, "watcher")
-    routing_id = b"raw:" + os.urandom(8).hex().encode()
-    context = zmq.Context()
-    try:
-        first = raw_dealer(context, site.endpoint, routing_id)
-        _greet(first, "raw", "one")
-        site.wait_for("raw", 5)
-        first.close(linger=0)                                    # the connection drops
-        wait_until(lambda: "raw" not in site.peers(), 10)
-        second = raw_dealer(context, site.endpoint, routing_id)  # it redials
-        second.send(codec.encode(Kind.TELL, to="collector", sender="raw/queued", body="late"))
-        _greet(second, "raw", "one")
-        site.wait_for("raw", 5)
-        pending = site.ask("raw/answerer", "question", timeout=30, block=False)
-        _answer_one_ask(second, "answer")
-        assert pending.result(10) == "answer"
-        assert site.ask("test/collector", "dump", timeout=5) == []  # read before the hello
-        assert site.ask("test/watcher", "events", timeout=5) == [
-            ["PeerUp", "raw"], ["PeerDown", "raw"], ["PeerUp", "raw"]]
-    finally:
-        context.destroy(linger=0)
+    routing_id = _raw_routing_id()
+    first = raw_dealer(context, site.endpoint, routing_id)
+    _greet(first, "raw", "one")
+    site.wait_for("raw", 5)
+    first.close(linger=0)                                    # the connection drops
+    wait_until(lambda: "raw" not in site.peers(), 10)
+    second = raw_dealer(context, site.endpoint, routing_id)  # it redials
+    second.send(codec.encode(Kind.TELL, to="collector", sender="raw/queued", body="late"))
+    _greet(second, "raw", "one")
+    site.wait_for("raw", 5)
+    pending = site.ask("raw/answerer", "question", timeout=30, block=False)
+    _answer_one_ask(second, "answer")
+    assert pending.result(10) == "answer"
+    assert site.ask("test/collector", "dump", timeout=5) == []  # read before the hello
+    assert site.ask("test/watcher", "events", timeout=5) == [
+        ["PeerUp", "raw"], ["PeerDown", "raw"], ["PeerUp", "raw"]]
 
 
-def test_a_peer_greeted_on_a_connection_of_unknown_descriptor_comes_back_on_it() -> None:
+def test_a_peer_greeted_on_a_connection_of_unknown_descriptor_comes_back_on_it(
+        context: zmq.Context) -> None:
     """A hello read without its connection's descriptor (a redial while the peer was
     up) leaves that connection unknown. When the peer falls silent and talks again on
     it, it is back up and its connection is learned: it was kept down and, taken for
     a connection that never said hello, shut down after hello_timeout."""
     options = dict(heartbeat_interval=0.2, heartbeat_timeout=0.6, hello_timeout=0.5)
-    routing_id = b"raw:" + os.urandom(8).hex().encode()
-    context = zmq.Context()
-    try:
-        with hub_site(**options) as site:
-            first = raw_dealer(context, site.endpoint, routing_id)
-            _greet(first, "raw", "one")
-            site.wait_for("raw", 5)
-            second = raw_dealer(context, site.endpoint, routing_id)  # takes the id over
-            _greet(second, "raw", "one")
-            wait_until(lambda: "raw" not in site.peers(), 10)          # silent past 0.6 s
-            ping = codec.encode(Kind.PING, sender="raw")
-            until = time.monotonic() + 1.5                             # three hello timeouts
-            while time.monotonic() < until:
-                second.send(ping)
-                wait_until(lambda: "raw" in site.peers(), 5)
-                time.sleep(0.1)  # a ping every 0.1 s keeps it from falling silent again
-            pending = site.ask("raw/answerer", "still there?", timeout=10, block=False)
-            _answer_one_ask(second, "yes")
-            assert pending.result(10) == "yes"
-    finally:
-        context.destroy(linger=0)
-
-
-def test_a_peer_that_also_dials_us_redials_without_losing_the_asks_sent_meanwhile(
-        site: actors.Site) -> None:
-    """We dial "raw" and it dials us; answers come over its connection. When that drops,
-    the asks it had to answer fail then. An ask sent after the drop is answered over
-    its new connection once it said hello: it was failed as lost by that hello."""
-    routing_id = b"raw:" + os.urandom(8).hex().encode()
-    context = zmq.Context()
-    try:
-        raw_router = context.socket(zmq.ROUTER)
-        raw_router.setsockopt(zmq.LINGER, 0)
-        raw_router.setsockopt(zmq.RCVTIMEO, 5000)
-        port = raw_router.bind_to_random_port("tcp://127.0.0.1")
-        site.connect("raw", f"tcp://127.0.0.1:{port}")
-        site_id, hello = raw_router.recv_multipart()
-        assert codec.decode(hello).kind is Kind.HELLO
-        raw_router.send_multipart([site_id, handshake.welcome("raw", "one")])
+    routing_id = _raw_routing_id()
+    with hub_site(**options) as site:
         first = raw_dealer(context, site.endpoint, routing_id)
         _greet(first, "raw", "one")
         site.wait_for("raw", 5)
-        unanswered = site.ask("raw/answerer", "before the drop", timeout=30, block=False)
-        _next_ask(raw_router)
-        first.close(linger=0)                          # the connection it answers over
-        with pytest.raises(actors.PeerLost, match="connection lost"):
-            unanswered.result(10)                      # failed as the drop was seen
-        second = raw_dealer(context, site.endpoint, routing_id)
-        pending = site.ask("raw/answerer", "question", timeout=30, block=False)
-        _route, ask = _next_ask(raw_router)            # the ask comes over our link
+        second = raw_dealer(context, site.endpoint, routing_id)  # takes the id over
         _greet(second, "raw", "one")
-        second.send(codec.encode(Kind.REPLY, to=ask.sender, sender="raw/answerer",
-                                 corr=ask.corr, body="answer"))
-        assert pending.result(10) == "answer"
-    finally:
-        context.destroy(linger=0)
+        wait_until(lambda: "raw" not in site.peers(), 10)          # silent past 0.6 s
+        ping = codec.encode(Kind.PING, sender="raw")
+        until = time.monotonic() + 1.5                             # three hello timeouts
+        while time.monotonic() < until:
+            second.send(ping)
+            wait_until(lambda: "raw" in site.peers(), 5)
+            time.sleep(0.1)  # a ping every 0.1 s keeps it from falling silent again
+        pending = site.ask("raw/answerer", "still there?", timeout=10, block=False)
+        _answer_one_ask(second, "yes")
+        assert pending.result(10) == "yes"
+
+
+def test_a_peer_that_also_dials_us_redials_without_losing_the_asks_sent_meanwhile(
+        site: actors.Site, context: zmq.Context) -> None:
+    """We dial "raw" and it dials us; answers come over its connection. When that drops,
+    the asks it had to answer fail then. An ask sent after the drop is answered over
+    its new connection once it said hello: it was failed as lost by that hello."""
+    routing_id = _raw_routing_id()
+    raw_router = context.socket(zmq.ROUTER)
+    raw_router.setsockopt(zmq.LINGER, 0)
+    raw_router.setsockopt(zmq.RCVTIMEO, 5000)
+    port = raw_router.bind_to_random_port("tcp://127.0.0.1")
+    site.connect("raw", f"tcp://127.0.0.1:{port}")
+    site_id, hello = raw_router.recv_multipart()
+    assert codec.decode(hello).kind is Kind.HELLO
+    raw_router.send_multipart([site_id, handshake.welcome("raw", "one")])
+    first = raw_dealer(context, site.endpoint, routing_id)
+    _greet(first, "raw", "one")
+    site.wait_for("raw", 5)
+    unanswered = site.ask("raw/answerer", "before the drop", timeout=30, block=False)
+    _next_ask(raw_router)
+    first.close(linger=0)                          # the connection it answers over
+    with pytest.raises(actors.PeerLost, match="connection lost"):
+        unanswered.result(10)                      # failed as the drop was seen
+    second = raw_dealer(context, site.endpoint, routing_id)
+    pending = site.ask("raw/answerer", "question", timeout=30, block=False)
+    _route, ask = _next_ask(raw_router)            # the ask comes over our link
+    _greet(second, "raw", "one")
+    _reply(second, ask, "answer")                  # over its new connection
+    assert pending.result(10) == "answer"
 
 
 def test_a_restarted_site_refused_as_busy_keeps_its_connection_until_welcomed() -> None:
