@@ -1,9 +1,10 @@
 """Raw pyzmq baseline parties: DEALER -> ROUTER with nothing of ours in between.
 
-The client runs the same three measurements as :mod:`benchmarks.messages_parties`:
-a burst of small messages, one frame each as our tells are (then one request that
-returns the count), ping-pong round trips, and 1 MiB frames (``copy=False``) with a
-window of un-acked frames in flight, the server acking each frame with a tiny message.
+The client runs the same measurements as :mod:`benchmarks.messages_parties`: a burst
+of small messages, one frame each as our tells are (then one request that returns the
+count), ping-pong round trips, a burst of 1 MiB frames (``copy=False``, counted the
+same way), and 1 MiB frames with a window of un-acked frames in flight, the server
+acking each frame with a tiny message.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def server(params: dict[str, Any], link: Link) -> None:
         frames: list[Any] = (router.recv_multipart(copy=False) if bulk
                              else router.recv_multipart())
         ident, kind = frames[0], bytes(frames[1])[:1]
-        if kind == b"t":
+        if kind == b"t" or kind == b"b":
             count += 1
         elif kind == b"d":
             router.send_multipart([ident, b"a"])
@@ -55,7 +56,7 @@ def server(params: dict[str, Any], link: Link) -> None:
 
 
 def client(params: dict[str, Any], link: Link) -> None:
-    """Connect a DEALER and run the three measurements; report them to the parent."""
+    """Connect a DEALER and run the measurements; report them to the parent."""
     context = zmq.Context()
     dealer = context.socket(zmq.DEALER)
     dealer.setsockopt(zmq.LINGER, 0)
@@ -64,7 +65,8 @@ def client(params: dict[str, Any], link: Link) -> None:
     results = {
         "tell_rate": _tell_rate(dealer, params["messages"]),
         **_ask_percentiles(dealer, params["asks"]),
-        "payload_mbs": _payload_rate(dealer, params["payloads"], params["window"]),
+        "payload_mbs": _payload_rate(dealer, params["payloads"]),
+        "window_mbs": _windowed_rate(dealer, params["payloads"], params["window"]),
     }
     dealer.send_multipart([b"q"])
     dealer.close()
@@ -77,12 +79,27 @@ def _tell_rate(dealer: zmq.Socket, count: int) -> float:
     start = time.perf_counter()
     for _ in range(count):
         dealer.send(b"t" + SMALL)
+    return count / _counted_since(dealer, start, count)
+
+
+def _payload_rate(dealer: zmq.Socket, count: int) -> float:
+    """A burst of 1 MiB frames, held back only by ZeroMQ's high-water marks."""
+    chunk = os.urandom(1 << 20)
+    dealer.send(b"m")
+    start = time.perf_counter()
+    for _ in range(count):
+        dealer.send_multipart([b"b", chunk], copy=False)
+    return count * len(chunk) / _counted_since(dealer, start, count) / 1e6
+
+
+def _counted_since(dealer: zmq.Socket, start: float, count: int) -> float:
+    """Seconds from ``start`` until the server has counted ``count`` messages."""
     dealer.send_multipart([b"c"])
     counted = int(dealer.recv())
     elapsed = time.perf_counter() - start
     if counted != count:
         raise RuntimeError(f"server counted {counted} of {count} messages")
-    return count / elapsed
+    return elapsed
 
 
 def _round_trips(dealer: zmq.Socket, count: int) -> list[float]:
@@ -109,9 +126,8 @@ def percentiles(times_us: list[float]) -> dict[str, float]:
     }
 
 
-def _payload_rate(dealer: zmq.Socket, count: int, window: int) -> float:
+def _windowed_rate(dealer: zmq.Socket, count: int, window: int) -> float:
     chunk = os.urandom(1 << 20)
-    dealer.send(b"m")
     start = time.perf_counter()
     send_windowed(dealer, chunk, count, window)
     elapsed = time.perf_counter() - start

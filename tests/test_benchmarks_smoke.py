@@ -72,7 +72,8 @@ def test_messages_scenario_fills_every_row(tmp_path: Path,
                  "--size", "8MiB")
     _check_rows(table, [
         "tell: small messages per second", "ask round trip p50", "ask round trip p99",
-        "1 MiB payload throughput", "peak RSS client (sender)", "peak RSS server (receiver)",
+        "1 MiB payload throughput", "1 MiB payloads, windowed, each acked",
+        "peak RSS client (sender)", "peak RSS server (receiver)",
     ], ours=_importable("actors"))
 
 
