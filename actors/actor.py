@@ -25,6 +25,7 @@ import pykka
 # way to give an ask a reply path that is not a blocking queue. pykka is pinned < 5.
 from pykka._envelope import Envelope
 
+from actors.backlog import Backlog
 from actors.errors import ActorError, UnknownActor
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class Delivery(NamedTuple):
     sender: str
     payload: tuple[Any, ...]
     answered: bool = False  # an ask: pykka hands an exception to the asker
+    size: int = 0  # payload bytes from a peer, counted in the actor's Backlog
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,8 @@ class Actor(pykka.ThreadingActor):
         # Known by name before its thread starts, so answers to what on_start sends
         # find it.
         self.site._actors[self.name] = self.actor_ref
+        self._backlog = Backlog()
+        self.site._backlogs[self.actor_ref] = (self.name, self._backlog)
         self.sender: str | None = None
         self.payload: tuple[Any, ...] = ()
 
@@ -114,6 +118,8 @@ class Actor(pykka.ThreadingActor):
             return None
         finally:
             self.sender, self.payload = None, ()
+            if delivery.size:
+                self._backlog.handled += delivery.size
 
     def _receive_batch(self, batch: Batch) -> None:
         """Handle each delivery in order, answering asks as pykka's loop would."""

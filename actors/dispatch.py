@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pykka
 import zmq
 
-from actors import codec
+from actors import backlog, codec
 from actors.codec import Header, Kind
 from actors.asks import Asks
 from actors.errors import ActorError, ActorsError, CodecError, PeerLost, PeerRefused, error_from_wire
@@ -52,6 +52,7 @@ class Dispatcher:
         self._send_answer = send_answer
         self._inbound = Inbound(site, self)
         self._next_expiry = 0.0
+        self._next_backlog_check = 0.0
 
     # -- called by the I/O thread (LinkHandler) --------------------------------------
 
@@ -102,6 +103,10 @@ class Dispatcher:
         if now >= self._next_expiry:
             self._next_expiry = now + 0.05
             self._asks.expire(now)
+        if now >= self._next_backlog_check:
+            self._next_backlog_check = now + 1.0
+            backlog.check(self._site.name, self._site._backlogs,
+                          self._site.options.backlog_warning)
 
     def _notify(self, event: PeerUp | PeerDown) -> None:
         for ref in self._watchers.live():

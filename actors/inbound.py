@@ -3,7 +3,8 @@
 The I/O thread reads up to a batch of messages from a socket at a time. Putting
 each into a pykka mailbox costs a lock and a wake-up; handing an actor everything
 the batch holds for it in one :class:`Batch` costs that once. Order is kept: a batch
-holds an actor's messages in arrival order, and batches go out in order.
+holds an actor's messages in arrival order, and batches go out in order. The payload
+bytes handed to each actor are added to its ``actors.backlog.Backlog``.
 """
 
 from __future__ import annotations
@@ -37,8 +38,12 @@ class Inbound:
     def add(self, peer: str, header: Header, payload: list[Any]) -> None:
         """Queue a TELL or ASK for its actor until :meth:`flush`."""
         is_ask = header.kind is _ASK
-        frames = tuple(f.buffer for f in payload) if payload else ()
-        delivery = _new(Delivery, (header.body, header.sender, frames, is_ask))
+        if payload:
+            frames = tuple(f.buffer for f in payload)
+            size = sum(map(len, payload))
+        else:
+            frames, size = (), 0
+        delivery = _new(Delivery, (header.body, header.sender, frames, is_ask, size))
         reply = None
         if is_ask:
             reply = RemoteReply(self._replies, peer, header.corr,
@@ -59,12 +64,22 @@ class Inbound:
             try:
                 if ref is None:
                     raise UnknownActor(f"no actor at {address}")
+                self._count(ref, items)
                 if len(items) == 1:
                     deliver(ref, items[0][0], items[0][1], address)
                 else:
                     deliver(ref, Batch(items), None, address)
             except UnknownActor as err:
                 self._refuse(items, err)
+
+    def _count(self, ref: Any, items: deque[tuple[Delivery, RemoteReply | None]]) -> None:
+        """Add the payload bytes handed to ``ref`` to its Backlog (before they can be
+        handled, so the count never runs below zero)."""
+        size = sum(delivery.size for delivery, _reply in items)
+        if size:
+            entry = self._site._backlogs.get(ref)
+            if entry is not None:
+                entry[1].delivered += size
 
     def _refuse(self, items: deque[tuple[Delivery, RemoteReply | None]],
                 err: UnknownActor) -> None:

@@ -20,6 +20,9 @@ class SiteOptions:
         hwm: ZeroMQ high-water mark, in messages, of every socket.
         max_pending_bytes: outbound bytes the I/O thread holds for slow peers before it
             stops taking new messages, so senders wait instead of memory growing.
+        backlog_warning: payload bytes from peers waiting unhandled in one actor's
+            mailbox above which the site logs a warning (mailboxes have no bound; see
+            ``actors.backlog``).
         linger: how long closing sockets may take to flush (BYE, last replies).
         default_ask_timeout: the timeout of an ask that names none.
         hello_timeout: a peer that connected must say hello within this, or is dropped.
@@ -32,6 +35,7 @@ class SiteOptions:
     max_payload_frames: int = 16
     hwm: int = 1000
     max_pending_bytes: int = 64 << 20
+    backlog_warning: int = 256 << 20
     linger: float = 0.5
     default_ask_timeout: float = 30.0
     hello_timeout: float = 10.0
@@ -42,6 +46,8 @@ class SiteOptions:
             raise ValueError("heartbeat_interval and heartbeat_timeout must be positive, "
                              "finite, and the interval shorter than the timeout; got "
                              f"{self.heartbeat_interval!r} and {self.heartbeat_timeout!r}")
+        if self.backlog_warning <= 0:
+            raise ValueError(f"backlog_warning must be positive, not {self.backlog_warning}")
         if not 0 <= self.max_payload_frames <= 255:  # the inbox counts them in one byte
             raise ValueError(f"max_payload_frames must be 0..255, not {self.max_payload_frames}")
 

@@ -24,6 +24,7 @@ import zmq
 from actors import codec
 from actors.actor import _SPAWNING, Delivery, LocalReply, deliver
 from actors.asks import Asks
+from actors.backlog import Backlog
 from actors.codec import Kind
 from actors.dispatch import Dispatcher
 from actors.errors import AskTimeout, MessageTooLarge, SiteClosed, UnknownActor, WaitTimeout
@@ -61,6 +62,8 @@ class Site:
         for peer in self._connect:
             self._check_peer_name(peer)
         self._actors: dict[str, pykka.ActorRef[Any]] = {}
+        # Each actor's name and Backlog, by ref (a name may be reused by a later actor).
+        self._backlogs: dict[pykka.ActorRef[Any], tuple[str, Backlog]] = {}
         self._spawn_lock = threading.Lock()
         self._close_lock = threading.Lock()
         self._asks = Asks()
@@ -143,6 +146,7 @@ class Site:
             except pykka.Timeout:
                 log.warning("site %s: an actor did not stop in time", self.name)
         self._actors.clear()
+        self._backlogs.clear()
 
     def _term_context(self, context: zmq.Context, timeout: float) -> None:
         ender = threading.Thread(target=context.term, name=f"actors-term-{self.name}",
@@ -214,6 +218,9 @@ class Site:
         for name, ref in list(self._actors.items()):
             if not ref.is_alive():
                 self._actors.pop(name, None)
+        for ref in list(self._backlogs):
+            if not ref.is_alive():
+                self._backlogs.pop(ref, None)
 
     def actor(self, name: str) -> pykka.ActorRef[Any] | None:
         """The local actor named ``name``, if it is running."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import platform
 import signal
@@ -262,6 +263,58 @@ def test_a_slow_receiver_makes_the_sender_wait_not_drop(site: actors.Site) -> No
         records = wait_until(lambda: (r := site.ask("test/collector", "dump", timeout=10))
                              and len(r) == 200 and r, 30)
         assert [r["body"] for r in records] == list(range(200))
+
+
+class _Gated(actors.Actor):
+    """Holds its first message until ``gate`` is set; then records each one's number and
+    payload size; ``ask("seen")`` returns them."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        super().__init__()
+        self.gate = gate
+        self.seen: list[tuple[int, int]] = []
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "seen":
+            return self.seen
+        self.gate.wait(30)
+        self.seen.append((message, sum(len(frame) for frame in self.payload)))
+        return None
+
+
+def _logged(caplog: pytest.LogCaptureFixture, *words: str) -> bool:
+    return any(all(word in record.getMessage() for word in words) for record in caplog.records)
+
+
+def test_an_actor_outpaced_by_its_senders_is_reported_and_loses_nothing(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Payload from another process piling up in a stuck actor's mailbox: past
+    ``backlog_warning`` the site says which actor and how much, once; every message is
+    handled once the actor moves again, and the site says it caught up."""
+    caplog.set_level(logging.INFO, logger="actors.backlog")
+    gate = threading.Event()
+    with hub_site(backlog_warning=4 << 20) as hub, \
+            SiteProcess("sender", connect={"test": str(hub.endpoint)}) as sender:
+        hub.spawn(_Gated, "gated", gate)
+        hub.wait_for("sender", 20)
+        try:
+            assert sender.call(hub, "tests.support.echo:tell_payloads", "test/gated",
+                               12, 1 << 20) == 12
+            wait_until(lambda: _logged(caplog, "actor gated has", "MiB of payload"), 15)
+            assert not _logged(caplog, "caught up")
+        finally:
+            gate.set()
+        seen = wait_until(lambda: (s := hub.ask("test/gated", "seen", timeout=10))
+                          and len(s) == 12 and s, 15)
+        assert seen == [(index, 1 << 20) for index in range(12)]
+        wait_until(lambda: _logged(caplog, "actor gated caught up"), 5)
+    warnings = [r for r in caplog.records if "MiB of payload" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+
+
+def test_a_backlog_warning_that_is_not_positive_is_refused() -> None:
+    with pytest.raises(ValueError, match="backlog_warning must be positive"):
+        actors.Site("x", backlog_warning=0)
 
 
 def test_a_tell_that_raises_does_not_stop_the_actor(site: actors.Site) -> None:

@@ -79,3 +79,12 @@ class PeerWatcher(actors.Actor):
         if isinstance(message, (actors.PeerUp, actors.PeerDown)):
             self.events.append([type(message).__name__, message.name])
         return None
+
+
+def tell_payloads(site: actors.Site, address: str, count: int, size: int) -> int:
+    """Run in a child site: tell ``address`` ``count`` messages of one ``size``-byte
+    payload frame each (numbered 0..count-1); returns how many were handed over."""
+    chunk = b"\x5a" * size
+    for index in range(count):
+        site.tell(address, index, payload=[chunk])
+    return count
