@@ -79,8 +79,8 @@ class Actor(pykka.ThreadingActor):
         # Known by name before its thread starts, so answers to what on_start sends
         # find it.
         self.site._actors[self.name] = self.actor_ref
-        self._backlog = Backlog()
-        self.site._backlogs[self.actor_ref] = (self.name, self._backlog)
+        self._backlog = Backlog(self.name)
+        self.site._backlogs[self.actor_ref] = self._backlog
         self.sender: str | None = None
         self.payload: tuple[Any, ...] = ()
 

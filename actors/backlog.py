@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 class Backlog:
     """One actor's counts of payload bytes from peers."""
 
+    actor: str           # its name, for the warning
     delivered: int = 0   # written by the site's I/O thread only
     handled: int = 0     # written by the actor's thread only
     warned: bool = False  # the I/O thread's: a warning stands until the actor catches up
@@ -36,13 +37,13 @@ class Backlog:
         return self.delivered - self.handled
 
 
-def check(site_name: str, backlogs: dict[Any, tuple[str, Backlog]], threshold: int) -> None:
+def check(site_name: str, backlogs: dict[Any, Backlog], threshold: int) -> None:
     """Warn of each live actor whose backlog passed ``threshold``; once, until it halves.
 
-    ``backlogs`` maps each actor's ref to its name and counts; stopped actors are
-    skipped (the site forgets them as it spawns others).
+    ``backlogs`` maps each actor's ref to its counts; stopped actors are skipped (the
+    site forgets them as it spawns others).
     """
-    for ref, (name, backlog) in tuple(backlogs.items()):
+    for ref, backlog in tuple(backlogs.items()):
         if not ref.is_alive():
             continue
         waiting = backlog.waiting
@@ -50,8 +51,8 @@ def check(site_name: str, backlogs: dict[Any, tuple[str, Backlog]], threshold: i
             backlog.warned = True
             log.warning("site %s: actor %s has %d MiB of payload from peers waiting in its "
                         "mailbox: its senders outpace it (send bulk with a window of acks)",
-                        site_name, name, waiting >> 20)
+                        site_name, backlog.actor, waiting >> 20)
         elif backlog.warned and waiting <= threshold // 2:
             backlog.warned = False
             log.info("site %s: actor %s caught up with its senders (%d MiB waiting)",
-                     site_name, name, waiting >> 20)
+                     site_name, backlog.actor, waiting >> 20)

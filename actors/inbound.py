@@ -77,9 +77,9 @@ class Inbound:
         handled, so the count never runs below zero)."""
         size = sum(delivery.size for delivery, _reply in items)
         if size:
-            entry = self._site._backlogs.get(ref)
-            if entry is not None:
-                entry[1].delivered += size
+            backlog = self._site._backlogs.get(ref)
+            if backlog is not None:
+                backlog.delivered += size
 
     def _refuse(self, items: deque[tuple[Delivery, RemoteReply | None]],
                 err: UnknownActor) -> None:

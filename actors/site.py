@@ -62,8 +62,8 @@ class Site:
         for peer in self._connect:
             self._check_peer_name(peer)
         self._actors: dict[str, pykka.ActorRef[Any]] = {}
-        # Each actor's name and Backlog, by ref (a name may be reused by a later actor).
-        self._backlogs: dict[pykka.ActorRef[Any], tuple[str, Backlog]] = {}
+        # Each actor's Backlog, by ref (a name may be reused by a later actor).
+        self._backlogs: dict[pykka.ActorRef[Any], Backlog] = {}
         self._spawn_lock = threading.Lock()
         self._close_lock = threading.Lock()
         self._asks = Asks()

@@ -128,6 +128,7 @@ def percentiles(times_us: list[float]) -> dict[str, float]:
 
 def _windowed_rate(dealer: zmq.Socket, count: int, window: int) -> float:
     chunk = os.urandom(1 << 20)
+    dealer.send(b"m")  # idempotent: not relying on the burst having gone first
     start = time.perf_counter()
     send_windowed(dealer, chunk, count, window)
     elapsed = time.perf_counter() - start

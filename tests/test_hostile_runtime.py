@@ -28,6 +28,7 @@ from actors.codec import Kind
 from actors.errors import CodecError
 from actors.handshake import valid_site_name
 from tests.support.echo import Collector, Echo
+from tests.support.rawpeer import greet, raw_dealer
 from tests.support.procs import hub_site, wait_until
 
 MAX_MESSAGE = 256 << 10
@@ -51,13 +52,9 @@ def target() -> Iterator[actors.Site]:
 
 def attacker(context: zmq.Context, endpoint: str, name: str | None = "fuzzer") -> zmq.Socket:
     """A raw DEALER; with a name it says hello and waits for the WELCOME."""
-    sock = context.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, 5000)
-    sock.connect(endpoint)
+    sock = raw_dealer(context, endpoint)
     if name is not None:
-        sock.send(codec.encode(Kind.HELLO, body=[name, "fuzz-incarnation"]))
-        assert codec.decode(sock.recv()).kind is Kind.WELCOME
+        greet(sock, name, "fuzz-incarnation")
     return sock
 
 

@@ -25,19 +25,9 @@ from actors.codec import Kind
 from tests.support.echo import Collector, Echo, Hanger, PeerWatcher, Silent
 from tests.support.linkemu import LinkEmulator
 from tests.support.procs import REPO_ROOT, SiteProcess, hub_site, wait_until
+from tests.support.rawpeer import greet, raw_dealer
 
 ECHO = "tests.support.echo:Echo"
-
-
-def raw_dealer(context: zmq.Context, endpoint: str, routing_id: bytes | None = None
-               ) -> zmq.Socket:
-    sock = context.socket(zmq.DEALER)
-    if routing_id is not None:
-        sock.setsockopt(zmq.ROUTING_ID, routing_id)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, 5000)
-    sock.connect(endpoint)
-    return sock
 
 
 GARBAGE = [
@@ -73,8 +63,7 @@ def test_a_peer_claiming_another_sender_is_dropped(site: actors.Site) -> None:
     context = zmq.Context()
     try:
         mallory = raw_dealer(context, site.endpoint)
-        mallory.send(codec.encode(Kind.HELLO, body=["mallory", "1"]))
-        assert codec.decode(mallory.recv()).kind is Kind.WELCOME
+        greet(mallory, "mallory", "1")
         mallory.send(codec.encode(Kind.TELL, "collector", "alice/admin", 0, "forged"))
         mallory.send(codec.encode(Kind.TELL, "collector", "mallory/x", 0, "honest"))
         records = wait_until(lambda: site.ask("test/collector", "dump", timeout=5), 5)
@@ -502,28 +491,24 @@ def test_a_peer_that_reconnects_after_its_connection_drops_stays_linked() -> Non
         assert client.ask("server/echo", "still", timeout=5)["got"] == "still"
 
 
-def test_a_refusal_from_a_site_of_another_version_reaches_the_caller() -> None:
+def test_a_refusal_from_a_site_of_another_version_reaches_the_caller(
+        context: zmq.Context) -> None:
     """A site of another protocol version refuses our hello in its own version; we
     cannot decode its header, but a REFUSE keeps its kind in every version."""
-    context = zmq.Context()
-    try:
-        other = context.socket(zmq.ROUTER)
-        other.setsockopt(zmq.LINGER, 0)
-        port = other.bind_to_random_port("tcp://127.0.0.1")
-        newer = codec.PROTOCOL_VERSION + 1
-        with actors.Site("old", connect={"newer": f"tcp://127.0.0.1:{port}"}) as site:
-            assert other.poll(5000)
-            routing_id, _hello = other.recv_multipart()
-            refusal = msgpack.packb([newer, int(Kind.REFUSE), "", "", 0,
-                                     ["version", f"this site speaks protocol {newer}"]])
-            other.send_multipart([routing_id, refusal])
-            with pytest.raises(actors.PeerRefused, match=f"speaks protocol {newer}"):
-                site.wait_for("newer", timeout=10)
-            with pytest.raises(actors.PeerRefused):
-                site.tell("newer/anyone", "x")
-    finally:
-        other.close(linger=0)
-        context.term()
+    other = context.socket(zmq.ROUTER)
+    other.setsockopt(zmq.LINGER, 0)
+    port = other.bind_to_random_port("tcp://127.0.0.1")
+    newer = codec.PROTOCOL_VERSION + 1
+    with actors.Site("old", connect={"newer": f"tcp://127.0.0.1:{port}"}) as site:
+        assert other.poll(5000)
+        routing_id, _hello = other.recv_multipart()
+        refusal = msgpack.packb([newer, int(Kind.REFUSE), "", "", 0,
+                                 ["version", f"this site speaks protocol {newer}"]])
+        other.send_multipart([routing_id, refusal])
+        with pytest.raises(actors.PeerRefused, match=f"speaks protocol {newer}"):
+            site.wait_for("newer", timeout=10)
+        with pytest.raises(actors.PeerRefused):
+            site.tell("newer/anyone", "x")
 
 
 def test_a_client_that_redials_over_a_half_open_connection_fails_what_was_in_flight() -> None:
@@ -552,11 +537,6 @@ def test_a_client_that_redials_over_a_half_open_connection_fails_what_was_in_fli
             ["PeerDown", "client"], ["PeerUp", "client"]]
         _stays_linked(server, client, 1.5)  # five hello timeouts: not cut again
         assert link.stats()["accepted"] == 2
-
-
-def _greet(sock: zmq.Socket, name: str, incarnation: str) -> None:
-    sock.send(codec.encode(Kind.HELLO, body=[name, incarnation]))
-    assert codec.decode(sock.recv()).kind is Kind.WELCOME
 
 
 def _next_ask(sock: zmq.Socket) -> tuple[list[bytes], codec.Header]:
@@ -600,13 +580,13 @@ def test_what_a_redialling_peer_queued_before_its_hello_neither_arrives_nor_brin
     site.spawn(PeerWatcher, "watcher")
     routing_id = _raw_routing_id()
     first = raw_dealer(context, site.endpoint, routing_id)
-    _greet(first, "raw", "one")
+    greet(first, "raw", "one")
     site.wait_for("raw", 5)
     first.close(linger=0)                                    # the connection drops
     wait_until(lambda: "raw" not in site.peers(), 10)
     second = raw_dealer(context, site.endpoint, routing_id)  # it redials
     second.send(codec.encode(Kind.TELL, to="collector", sender="raw/queued", body="late"))
-    _greet(second, "raw", "one")
+    greet(second, "raw", "one")
     site.wait_for("raw", 5)
     pending = site.ask("raw/answerer", "question", timeout=30, block=False)
     _answer_one_ask(second, "answer")
@@ -626,10 +606,10 @@ def test_a_peer_greeted_on_a_connection_of_unknown_descriptor_comes_back_on_it(
     routing_id = _raw_routing_id()
     with hub_site(**options) as site:
         first = raw_dealer(context, site.endpoint, routing_id)
-        _greet(first, "raw", "one")
+        greet(first, "raw", "one")
         site.wait_for("raw", 5)
         second = raw_dealer(context, site.endpoint, routing_id)  # takes the id over
-        _greet(second, "raw", "one")
+        greet(second, "raw", "one")
         wait_until(lambda: "raw" not in site.peers(), 10)          # silent past 0.6 s
         ping = codec.encode(Kind.PING, sender="raw")
         until = time.monotonic() + 1.5                             # three hello timeouts
@@ -657,7 +637,7 @@ def test_a_peer_that_also_dials_us_redials_without_losing_the_asks_sent_meanwhil
     assert codec.decode(hello).kind is Kind.HELLO
     raw_router.send_multipart([site_id, handshake.welcome("raw", "one")])
     first = raw_dealer(context, site.endpoint, routing_id)
-    _greet(first, "raw", "one")
+    greet(first, "raw", "one")
     site.wait_for("raw", 5)
     unanswered = site.ask("raw/answerer", "before the drop", timeout=30, block=False)
     _next_ask(raw_router)
@@ -667,7 +647,7 @@ def test_a_peer_that_also_dials_us_redials_without_losing_the_asks_sent_meanwhil
     second = raw_dealer(context, site.endpoint, routing_id)
     pending = site.ask("raw/answerer", "question", timeout=30, block=False)
     _route, ask = _next_ask(raw_router)            # the ask comes over our link
-    _greet(second, "raw", "one")
+    greet(second, "raw", "one")
     _reply(second, ask, "answer")                  # over its new connection
     assert pending.result(10) == "answer"
 

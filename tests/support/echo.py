@@ -1,4 +1,4 @@
-"""Small actors that tests spawn in other processes."""
+"""Small actors that tests spawn in other processes, and a sender to run in one."""
 
 from __future__ import annotations
 
