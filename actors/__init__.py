@@ -8,11 +8,11 @@ from actors.errors import (ActorError, ActorsError, AskTimeout, CodecError, Mess
                            PeerLost, PeerRefused, SiteClosed, UnknownActor, UnknownSite,
                            WaitTimeout)
 from actors.events import PeerDown, PeerUp
-from actors.refs import Ref
+from actors.refs import LocalRef, Ref
 from actors.site import Site
 
 __all__ = [
-    "Actor", "ActorError", "ActorsError", "AskTimeout", "CodecError", "MessageTooLarge",
-    "PeerDown", "PeerLost", "PeerRefused", "PeerUp", "Ref", "Site", "SiteClosed",
+    "Actor", "ActorError", "ActorsError", "AskTimeout", "CodecError", "LocalRef",
+    "MessageTooLarge", "PeerDown", "PeerLost", "PeerRefused", "PeerUp", "Ref", "Site", "SiteClosed",
     "UnknownActor", "UnknownSite", "WaitTimeout",
 ]

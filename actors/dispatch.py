@@ -1,6 +1,6 @@
 """The site's side of its links: what the I/O thread tells it, and answers sent back.
 
-The I/O thread (``actors.links``) calls a :class:`Dispatcher` for every message and
+The I/O thread (``actors.io.thread``) calls a :class:`Dispatcher` for every message and
 peer event: replies settle pending asks, tells and asks go to local actors (a read
 batch at a time, ``actors.inbound``), peer changes update the site's peer states
 and reach the actors that watch them. Answers to remote asks leave through
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pykka
 import zmq
@@ -22,10 +22,9 @@ from actors.asks import Asks
 from actors.errors import ActorError, ActorsError, CodecError, PeerLost, PeerRefused, error_from_wire
 from actors.events import PeerDown, PeerUp
 from actors.inbound import Inbound
+from actors.options import SiteOptions
 from actors.peerstates import PeerStates, PeerWatchers
-
-if TYPE_CHECKING:
-    from actors.site import Site
+from actors.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -34,23 +33,27 @@ _REPLY, _FAIL = Kind.REPLY, Kind.FAIL
 
 
 class Dispatcher:
-    """The :class:`~actors.links.LinkHandler` of a site; its ``on_*`` run on the I/O thread.
+    """The :class:`~actors.io.thread.LinkHandler` of a site; its ``on_*`` run on the I/O thread.
 
     Args:
-        site: for its name and its actors.
+        site_name, options: the site's name and settings.
+        registry: the site's actors, to deliver to.
         asks: the site's pending asks, settled by replies, failures and lost peers.
         peers, watchers: the site's peer states, and the actors told of changes.
         send_answer: ``(peer, header)``, sends an answer from any thread.
     """
 
-    def __init__(self, site: Site, asks: Asks, peers: PeerStates, watchers: PeerWatchers,
+    def __init__(self, site_name: str, options: SiteOptions, registry: Registry, asks: Asks,
+                 peers: PeerStates, watchers: PeerWatchers,
                  send_answer: Callable[[str, bytes], None]) -> None:
-        self._site = site
+        self._site_name = site_name
+        self._options = options
+        self._registry = registry
         self._asks = asks
         self._peers = peers
         self._watchers = watchers
         self._send_answer = send_answer
-        self._inbound = Inbound(site, self)
+        self._inbound = Inbound(site_name, registry, self)
         self._next_expiry = 0.0
         self._next_backlog_check = 0.0
 
@@ -69,12 +72,12 @@ class Dispatcher:
         self._inbound.flush()
 
     def on_peer_up(self, peer: str) -> None:
-        log.info("site %s: peer %s up", self._site.name, peer)
+        log.info("site %s: peer %s up", self._site_name, peer)
         self._peers.set_up(peer)
         self._notify(PeerUp(peer))
 
     def on_peer_down(self, peer: str, reason: str, refused: bool) -> None:
-        log.info("site %s: peer %s down: %s", self._site.name, peer, reason)
+        log.info("site %s: peer %s down: %s", self._site_name, peer, reason)
         self._peers.set_down(peer, reason, refused)
         if refused:
             self._asks.fail_peer(peer, PeerRefused(f"{peer} refused: {reason}"))
@@ -86,7 +89,7 @@ class Dispatcher:
     def on_answers_lost(self, peer: str, reason: str) -> None:
         """The connection ``peer`` answered us over dropped (the link stays up): what it
         had answered on it is lost, so our pending asks to it fail now, not at timeout."""
-        log.info("site %s: answers from %s lost: %s", self._site.name, peer, reason)
+        log.info("site %s: answers from %s lost: %s", self._site_name, peer, reason)
         self._asks.fail_peer(peer, PeerLost(f"{peer}: {reason}"))
 
     def on_undeliverable(self, peer: str, header: bytes, error: ActorsError) -> None:
@@ -97,7 +100,7 @@ class Dispatcher:
         if decoded.kind is Kind.ASK:
             self._asks.fail(decoded.corr, peer, error)
         else:
-            log.warning("site %s: %s dropped: %s", self._site.name, decoded.kind.name, error)
+            log.warning("site %s: %s dropped: %s", self._site_name, decoded.kind.name, error)
 
     def on_tick(self, now: float) -> None:
         if now >= self._next_expiry:
@@ -105,8 +108,8 @@ class Dispatcher:
             self._asks.expire(now)
         if now >= self._next_backlog_check:
             self._next_backlog_check = now + 1.0
-            backlog.check(self._site.name, self._site._backlogs,
-                          self._site.options.backlog_warning)
+            backlog.check(self._site_name, self._registry.backlogs(),
+                          self._options.backlog_warning)
 
     def _notify(self, event: PeerUp | PeerDown) -> None:
         for ref in self._watchers.live():

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from actors.actor import Batch, Delivery, RemoteReply, Replies, deliver
 from actors.codec import Header, Kind
+from actors.delivery import Batch, Delivery, RemoteReply, Replies, deliver
 from actors.errors import UnknownActor
-
-if TYPE_CHECKING:
-    from actors.site import Site
+from actors.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +28,9 @@ _new = tuple.__new__
 class Inbound:
     """Collects a read batch's deliveries per local actor; runs on the I/O thread only."""
 
-    def __init__(self, site: Site, replies: Replies) -> None:
-        self._site = site
+    def __init__(self, site_name: str, registry: Registry, replies: Replies) -> None:
+        self._site_name = site_name
+        self._registry = registry
         self._replies = replies
         self._pending: dict[str, deque[tuple[Delivery, RemoteReply | None]]] = {}
 
@@ -47,7 +46,7 @@ class Inbound:
         reply = None
         if is_ask:
             reply = RemoteReply(self._replies, peer, header.corr,
-                                f"{self._site.name}/{header.to}")
+                                f"{self._site_name}/{header.to}")
         items = self._pending.get(header.to)
         if items is None:  # a deque: a Batch hands it to the actor as is
             items = self._pending[header.to] = deque()
@@ -59,8 +58,8 @@ class Inbound:
             return
         pending, self._pending = self._pending, {}
         for name, items in pending.items():
-            ref = self._site.actor(name)
-            address = f"{self._site.name}/{name}"
+            ref = self._registry.get(name)
+            address = f"{self._site_name}/{name}"
             try:
                 if ref is None:
                     raise UnknownActor(f"no actor at {address}")
@@ -77,7 +76,7 @@ class Inbound:
         handled, so the count never runs below zero)."""
         size = sum(delivery.size for delivery, _reply in items)
         if size:
-            backlog = self._site._backlogs.get(ref)
+            backlog = self._registry.backlog(ref)
             if backlog is not None:
                 backlog.delivered += size
 
@@ -87,5 +86,5 @@ class Inbound:
             if reply is not None:
                 reply.fail("UnknownActor", str(err))
             else:
-                log.warning("site %s: tell from %s dropped: %s", self._site.name,
+                log.warning("site %s: tell from %s dropped: %s", self._site_name,
                             delivery.sender, err)

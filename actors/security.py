@@ -35,7 +35,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
 from actors.errors import ActorsError, UnknownSite
-from actors.handshake import valid_site_name
+from actors.addresses import valid_site_name
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """A site: one process's actors and its links to other sites.
 
 App code and actors call the site from any thread. Sockets belong to the site's I/O
-thread (``actors.links``); other threads hand it frames through ``actors.outbox``.
+thread (``actors.io.thread``); other threads hand it frames through ``actors.io.outbox``.
 Messages for local actors skip the sockets and go straight to the actor's mailbox.
 What the I/O thread tells the site, and answers to remote asks, go through the
 site's ``actors.dispatch.Dispatcher``.
@@ -22,19 +22,20 @@ import pykka
 import zmq
 
 from actors import codec
-from actors.actor import _SPAWNING, Delivery, LocalReply, deliver
+from actors.delivery import SPAWNING, Acting, Delivery, LocalReply, Spawning, deliver
 from actors.asks import Asks
-from actors.backlog import Backlog
 from actors.codec import Kind
 from actors.dispatch import Dispatcher
 from actors.errors import AskTimeout, MessageTooLarge, SiteClosed, UnknownActor, WaitTimeout
-from actors.frames import message_size
-from actors.handshake import valid_site_name
-from actors.links import IOThread
+from actors.io.frames import message_size
+from actors.addresses import valid_site_name
+from actors.io.thread import IOThread
 from actors.options import SiteOptions
-from actors.outbox import Outbox
+from actors.io.outbox import Outbox
 from actors.peerstates import PeerStates, PeerWatchers
-from actors.refs import Ref, split_address
+from actors.addresses import split_address
+from actors.refs import LocalRef, Ref
+from actors.registry import Registry
 
 __all__ = ["Site"]
 
@@ -61,21 +62,19 @@ class Site:
         self._connect = dict(connect or {})
         for peer in self._connect:
             self._check_peer_name(peer)
-        self._actors: dict[str, pykka.ActorRef[Any]] = {}
-        # Each actor's Backlog, by ref (a name may be reused by a later actor).
-        self._backlogs: dict[pykka.ActorRef[Any], Backlog] = {}
+        self._registry = Registry()
         self._spawn_lock = threading.Lock()
         self._close_lock = threading.Lock()
         self._asks = Asks()
         self._watchers = PeerWatchers()
         self._peer_states = PeerStates(name, self._connect)
-        self._acting = _Acting()
+        self._acting = Acting()
         self._context: zmq.Context | None = None
         self._io: IOThread | None = None
         self._outbox: Outbox | None = None
         self._closed = False
-        self._dispatcher = Dispatcher(self, self._asks, self._peer_states, self._watchers,
-                                      self._send_answer)
+        self._dispatcher = Dispatcher(name, self.options, self._registry, self._asks,
+                                      self._peer_states, self._watchers, self._send_answer)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -138,15 +137,13 @@ class Site:
         self._term_context(context, max(0.1, deadline - time.monotonic()))
 
     def _stop_actors(self, deadline: float) -> None:
-        futures = [ref.stop(block=False) for ref in list(self._actors.values())
-                   if ref.is_alive()]
+        futures = [ref.stop(block=False) for ref in self._registry.all() if ref.is_alive()]
         for future in futures:
             try:
                 future.get(timeout=max(0.05, deadline - time.monotonic()))
             except pykka.Timeout:
                 log.warning("site %s: an actor did not stop in time", self.name)
-        self._actors.clear()
-        self._backlogs.clear()
+        self._registry.clear()
 
     def _term_context(self, context: zmq.Context, timeout: float) -> None:
         ender = threading.Thread(target=context.term, name=f"actors-term-{self.name}",
@@ -167,23 +164,27 @@ class Site:
     # -- actors ----------------------------------------------------------------------
 
     def spawn(self, actor_class: type[pykka.Actor], name: str, *args: Any,
-              **kwargs: Any) -> pykka.ActorRef[Any]:
+              **kwargs: Any) -> LocalRef:
         """Start an actor of ``actor_class`` under ``name``; extra arguments go to its __init__.
+
+        ``actor_class`` is an :class:`actors.Actor` (which also learns each message's
+        sender and payload) or any pykka actor (which gets the messages as sent).
 
         Raises:
             ValueError: the name is malformed or an actor of that name is running.
             SiteClosed: the site is stopping or stopped, also when ``stop`` began
                 while the actor was being built (that actor is stopped), so no actor
                 outlives its site.
+            Exception: whatever the actor's ``__init__`` raised (nothing stays registered).
         """
         self._check_actor_name(name)
         with self._spawn_lock:
-            if self.actor(name) is not None:
+            if self._registry.get(name) is not None:
                 raise ValueError(f"an actor named {name!r} already runs on site {self.name}")
             return self._start_locked(actor_class, name, args, kwargs)
 
     def spawn_once(self, actor_class: type[pykka.Actor], name: str, *args: Any,
-                   **kwargs: Any) -> pykka.ActorRef[Any]:
+                   **kwargs: Any) -> LocalRef:
         """Return the running actor ``name``, spawning it first if there is none.
 
         For a site's service actors that any thread may be the first to need: two
@@ -199,45 +200,43 @@ class Site:
         self._check_open()  # early; _start_locked checks again once the actor is known
 
     def _start_locked(self, actor_class: type[pykka.Actor], name: str, args: tuple[Any, ...],
-                      kwargs: dict[str, Any]) -> pykka.ActorRef[Any]:
+                      kwargs: dict[str, Any]) -> LocalRef:
         """Start the actor ``name`` (the caller holds the spawn lock and checked the name)."""
-        self._forget_stopped()
-        token = _SPAWNING.set((self, name))
+        self._registry.forget_stopped()
+        token = SPAWNING.set(Spawning(self, name, self._registry, self._acting))
         try:
             ref: pykka.ActorRef[Any] = actor_class.start(*args, **kwargs)
+        except BaseException:
+            # An actors.Actor registers itself before its subclass's __init__ ends: a
+            # failed __init__ must not leave its name taken by an actor that never ran.
+            half_built = self._registry.get(name)  # nothing ran under this name before
+            if half_built is not None:
+                self._registry.remove(name, half_built)
+            raise
         finally:
-            _SPAWNING.reset(token)
-        self._actors[name] = ref
+            SPAWNING.reset(token)
+        self._registry.add(name, ref)  # a plain pykka actor is known from here on
         if self._closed:  # stop() began while the actor was built; it may have missed it
             ref.stop(block=False)
             raise SiteClosed(f"site {self.name} stopped while {name!r} was being spawned")
-        return ref
+        return LocalRef(self, f"{self.name}/{name}", ref)
 
-    def _forget_stopped(self) -> None:
-        """Drop stopped actors: a site that spawns one per transfer must not grow."""
-        for name, ref in list(self._actors.items()):
-            if not ref.is_alive():
-                self._actors.pop(name, None)
-        for ref in list(self._backlogs):
-            if not ref.is_alive():
-                self._backlogs.pop(ref, None)
-
-    def actor(self, name: str) -> pykka.ActorRef[Any] | None:
+    def actor(self, name: str) -> LocalRef | None:
         """The local actor named ``name``, if it is running."""
-        ref = self._actors.get(name)
-        return ref if ref is not None and ref.is_alive() else None
+        ref = self._registry.get(name)
+        return LocalRef(self, f"{self.name}/{name}", ref) if ref is not None else None
 
     def ref(self, address: str) -> Ref:
         """A reference to the actor at ``"site/actor"``, local or remote."""
         return Ref(self, address)
 
-    def watch_peers(self, actor_ref: pykka.ActorRef[Any]) -> None:
+    def watch_peers(self, actor_ref: pykka.ActorRef[Any] | LocalRef) -> None:
         """Tell ``actor_ref`` a PeerUp or PeerDown whenever a peer comes or goes."""
-        self._watchers.add(actor_ref)
+        self._watchers.add(_pykka_ref(actor_ref))
 
-    def unwatch_peers(self, actor_ref: pykka.ActorRef[Any]) -> None:
+    def unwatch_peers(self, actor_ref: pykka.ActorRef[Any] | LocalRef) -> None:
         """Stop telling ``actor_ref`` about peers (stopped actors are forgotten anyway)."""
-        self._watchers.remove(actor_ref)
+        self._watchers.remove(_pykka_ref(actor_ref))
 
     # -- messages ----------------------------------------------------------------------
 
@@ -316,7 +315,7 @@ class Site:
         return self._acting.address or self.name
 
     def _local(self, actor: str, address: str) -> pykka.ActorRef[Any]:
-        ref = self.actor(actor)
+        ref = self._registry.get(actor)
         if ref is None:
             raise UnknownActor(f"no actor at {address}")
         return ref
@@ -371,13 +370,10 @@ class Site:
 
 
 
-class _Acting(threading.local):
-    """The address the current thread sends from: its actor's, or None for app code
-    (a class default reads faster than a missing attribute's AttributeError)."""
-
-    address: str | None = None
-
-
 def _views(payload: Sequence[Any]) -> tuple[memoryview, ...]:
     return tuple(memoryview(frame) for frame in payload)
 
+
+
+def _pykka_ref(ref: pykka.ActorRef[Any] | LocalRef) -> pykka.ActorRef[Any]:
+    return ref.actor_ref if isinstance(ref, LocalRef) else ref

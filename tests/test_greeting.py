@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from actors.greeting import HelloDeadlines
+from actors.io.greeting import HelloDeadlines
 
 TIMEOUT = 10.0
 

@@ -26,7 +26,7 @@ import actors
 from actors import codec
 from actors.codec import Kind
 from actors.errors import CodecError
-from actors.handshake import valid_site_name
+from actors.addresses import valid_site_name
 from tests.support.echo import Collector, Echo
 from tests.support.rawpeer import greet, raw_dealer
 from tests.support.procs import hub_site, wait_until

@@ -11,9 +11,9 @@ import pytest
 import zmq
 
 from actors.errors import SiteClosed
-from actors.frames import recv
+from actors.io.frames import recv
 from actors.options import SiteOptions
-from actors.outbox import Outbox, read_inbox
+from actors.io.outbox import Outbox, read_inbox
 
 
 @pytest.fixture()

@@ -20,7 +20,8 @@ import pytest
 import zmq
 
 import actors
-from actors import codec, handshake
+from actors import codec
+from actors.io import handshake
 from actors.codec import Kind
 from tests.support.echo import Collector, Echo, Hanger, PeerWatcher, Silent
 from tests.support.linkemu import LinkEmulator
@@ -369,7 +370,7 @@ def test_a_site_that_spawns_an_actor_per_job_does_not_keep_the_stopped_ones(
         ref = site.spawn(PeerWatcher, f"job-{index}")  # watches peers, like a transfer
         ref.stop()
     site.spawn(PeerWatcher, "last")
-    assert len(site._actors) <= 2
+    assert len(site._registry) <= 2
     assert len(site._watchers) <= 2
 
 
@@ -715,7 +716,7 @@ def test_spawn_once_from_racing_threads_gives_one_actor(site: actors.Site) -> No
         thread.start()
     for thread in threads:
         thread.join(10)
-    assert len(refs) == 8 and len({id(ref) for ref in refs}) == 1
+    assert len(refs) == 8 and len({id(ref.actor_ref) for ref in refs}) == 1
 
 
 def test_a_refused_twin_gets_in_once_the_connected_one_is_gone(site: actors.Site) -> None:

@@ -14,7 +14,9 @@ from typing import Any, Optional
 
 import pykka
 
-from zfs.errors import SourceMissing, TransactionExpired
+import actors
+
+from zfs.errors import SourceMissing, TransactionExpired, ZfsError
 from zfs.files import check_name
 from zfs.pull_owner import (OWNER, DownloadedCallback, OwnerActor, OwnerState, TimeoutCallback,
                             _AddFile, _EndTx, _FindTx, _OpenTx, _Stats)
@@ -45,7 +47,12 @@ def _owner(site: Any) -> Any:
 
 
 def _ask_owner(site: Any, message: Any) -> Any:
-    return _owner(site).ask(message, timeout=_LOCAL_TIMEOUT)
+    try:
+        return _owner(site).ask(message, timeout=_LOCAL_TIMEOUT)
+    except actors.ActorError as err:
+        if isinstance(err.__cause__, ZfsError):  # the owner's own answer: raise it as is
+            raise err.__cause__ from None
+        raise
 
 
 class Transaction:

@@ -176,7 +176,7 @@ def ensure_supervisor(site: Any, tick_interval: float = 0.5) -> Any:
     Safe from several threads (``Site.spawn_once``).
 
     Returns:
-        The local ``pykka.ActorRef`` of ``"zfs.supervisor"``.
+        The local ref of ``"zfs.supervisor"``.
     """
     return site.spawn_once(SupervisorActor, NAME, tick_interval)
 
@@ -215,13 +215,13 @@ def watch_time(site: Any, name: str) -> None:
     ensure_supervisor(site).tell(WatchTime(name))
 
 
-def _tell_live(ref: pykka.ActorRef[Any] | None, message: Any) -> bool:
+def _tell_live(ref: pykka.ActorRef[Any] | actors.LocalRef | None, message: Any) -> bool:
     """Tell ``message`` to ``ref``; False if there is no such actor or it has stopped
     (it may stop between the lookup and the tell)."""
     if ref is None:
         return False
     try:
         ref.tell(message)
-    except pykka.ActorDeadError:
+    except (pykka.ActorDeadError, actors.UnknownActor):
         return False
     return True

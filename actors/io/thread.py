@@ -2,16 +2,16 @@
 
 It binds the ROUTER that peers connect to, owns one DEALER per peer we connect to,
 and reads an inproc PULL socket on which other threads hand it outbound messages
-(``actors.outbox``). Nothing else in the process touches these sockets.
+(``actors.io.outbox``). Nothing else in the process touches these sockets.
 
 Inbound messages are read and decoded here; what they mean for their peer link
-(hello, welcome, refusal, up and down, heartbeats) is ``actors.lifecycle``'s, which
+(hello, welcome, refusal, up and down, heartbeats) is ``actors.io.links``'s, which
 hands messages for actors to a :class:`LinkHandler` (the site's
 ``actors.dispatch.Dispatcher``); the handler runs on this thread and must not block.
 
 The poll loop, the sockets and sending live here; the rules of the handshake in
-``actors.handshake``, the peer table and backlog in ``actors.peers``, socket
-options in ``actors.sockets``, calls from other threads in ``actors.calls``.
+``actors.io.handshake``, the peer table and backlog in ``actors.io.peers``, socket
+options in ``actors.io.sockets``, calls from other threads in ``actors.io.calls``.
 """
 
 from __future__ import annotations
@@ -22,48 +22,31 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import Any
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from actors import codec, handshake, sockets
-from actors.calls import Calls
+from actors import codec
+from actors.io import handshake, sockets
+from actors.io.calls import Calls
 from actors.codec import Header, Kind
 from actors.errors import (ActorsError, CodecError, PeerLost, PeerRefused, UnknownSite,
                            VersionMismatch)
-from actors.frames import (NOBLOCK, NOBLOCK_MORE, readable, recv, recv_message, recv_rest,
+from actors.io.frames import (NOBLOCK, NOBLOCK_MORE, readable, recv, recv_message, recv_rest,
                            send_first, send_parts)
-from actors.handshake import REFUSE_VERSION
-from actors.lifecycle import LinkLifecycle
+from actors.io.handshake import REFUSE_VERSION
+from actors.io.links import LinkHandler, LinkLifecycle
 from actors.options import SiteOptions
-from actors.outbox import read_inbox
-from actors.peers import Peers, _Peer
+from actors.io.outbox import read_inbox
+from actors.io.peers import Peers, _Peer
 
-__all__ = ["IOThread", "LinkHandler"]
+__all__ = ["IOThread"]
 
 log = logging.getLogger(__name__)
 
 #: Messages read from one socket before the loop looks at the others.
 _BATCH = 256
-
-
-class LinkHandler(Protocol):
-    """What the I/O thread tells its site. Every call runs on the I/O thread."""
-
-    def on_message(self, peer: str, header: Header, payload: list[zmq.Frame]) -> None: ...
-
-    def on_peer_up(self, peer: str) -> None: ...
-
-    def on_peer_down(self, peer: str, reason: str, refused: bool) -> None: ...
-
-    def on_batch_end(self) -> None: ...
-
-    def on_undeliverable(self, peer: str, header: bytes, error: ActorsError) -> None: ...
-
-    def on_answers_lost(self, peer: str, reason: str) -> None: ...
-
-    def on_tick(self, now: float) -> None: ...
 
 
 class IOThread(threading.Thread):

@@ -9,7 +9,7 @@ Lifecycle of a peer link::
     REFUSE received (version, name, key)                  -> refused (final)
     REFUSE "busy" (our name is still connected there)      -> refused, hello again each beat
 
-The I/O thread (``actors.links``) reads and decodes; :class:`LinkLifecycle` decides
+The I/O thread (``actors.io.thread``) reads and decodes; :class:`LinkLifecycle` decides
 what a message or event does to its link, tells the site (the link handler) about
 messages and peers coming and going, and sends what the handshake and heartbeats
 need through the I/O thread (:class:`Wire`). Runs on the I/O thread only.
@@ -20,19 +20,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import zmq
 
-from actors import codec, handshake
+from actors import codec
+from actors.io import handshake
 from actors.codec import Header, Kind
-from actors.greeting import HelloDeadlines
-from actors.handshake import REFUSE_AUTH, REFUSE_BUSY, REFUSE_HELLO, REFUSE_NAME
+from actors.errors import ActorsError
+from actors.io.greeting import HelloDeadlines
+from actors.io.handshake import REFUSE_AUTH, REFUSE_BUSY, REFUSE_HELLO, REFUSE_NAME
 from actors.options import SiteOptions
-from actors.peers import Peers, _Peer
-
-if TYPE_CHECKING:
-    from actors.links import LinkHandler
+from actors.io.peers import Peers, _Peer
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +39,24 @@ log = logging.getLogger(__name__)
 _HELLO, _BYE, _REFUSE, _WELCOME = Kind.HELLO, Kind.BYE, Kind.REFUSE, Kind.WELCOME
 #: The kinds a peer's site handles (the rest are the link's own).
 _FOR_THE_SITE = frozenset((Kind.TELL, Kind.ASK, Kind.REPLY, Kind.FAIL))
+
+
+class LinkHandler(Protocol):
+    """What the I/O thread tells its site. Every call runs on the I/O thread."""
+
+    def on_message(self, peer: str, header: Header, payload: list[zmq.Frame]) -> None: ...
+
+    def on_peer_up(self, peer: str) -> None: ...
+
+    def on_peer_down(self, peer: str, reason: str, refused: bool) -> None: ...
+
+    def on_batch_end(self) -> None: ...
+
+    def on_undeliverable(self, peer: str, header: bytes, error: ActorsError) -> None: ...
+
+    def on_answers_lost(self, peer: str, reason: str) -> None: ...
+
+    def on_tick(self, now: float) -> None: ...
 
 
 class Wire(Protocol):

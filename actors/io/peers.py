@@ -16,7 +16,7 @@ from typing import Any
 
 import zmq
 
-from actors.frames import message_size
+from actors.io.frames import message_size
 
 
 @dataclass(eq=False)

@@ -21,7 +21,7 @@ from typing import Any
 import zmq
 
 from actors.errors import SiteClosed
-from actors.frames import recv_frames, send_parts
+from actors.io.frames import recv_frames, send_parts
 
 
 class _ThreadSocket(threading.local):

@@ -3,7 +3,7 @@
 The side that connects (a DEALER) says HELLO ``[name, incarnation]`` on every
 connect; the side that accepted (the ROUTER) answers WELCOME ``[name, incarnation]``
 or REFUSE ``[code, text]``. These are the rules of each step, without sockets: the
-I/O thread (``actors.links``) applies them and does the sending.
+I/O thread (``actors.io.thread``) applies them and does the sending.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from actors import codec
+from actors.addresses import valid_site_name
 from actors.codec import Kind
 from actors.options import SiteOptions
 
@@ -20,11 +21,6 @@ REFUSE_VERSION = "version"
 REFUSE_NAME = "name"
 REFUSE_BUSY = "busy"  # the name is connected: retried, as that connection may be dead
 REFUSE_AUTH = "auth"
-
-
-def valid_site_name(name: object) -> bool:
-    """Whether a site name is usable in addresses: no "/", not empty, not huge."""
-    return isinstance(name, str) and 0 < len(name) <= 200 and "/" not in name and "\0" not in name
 
 
 def hello(site_name: str, incarnation: str) -> bytes:
@@ -54,7 +50,7 @@ def hello_refusal(site_name: str, options: SiteOptions, known: Any, name: str,
                   incarnation: str, routing_id: bytes, head: Any) -> tuple[str, str]:
     """The refusal code and reason for a hello, or ("", "") to welcome it.
 
-    ``known`` is what this site knows of a peer of that name (an ``actors.peers``
+    ``known`` is what this site knows of a peer of that name (an ``actors.io.peers``
     record), or None.
     """
     if name == site_name:

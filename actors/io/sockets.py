@@ -1,6 +1,6 @@
 """Making and configuring a site's ZeroMQ sockets.
 
-Only the I/O thread (``actors.links``) calls these: it owns every socket they make.
+Only the I/O thread (``actors.io.thread``) calls these: it owns every socket they make.
 Every peer-facing socket gets the same limits (message size, high-water marks),
 ZeroMQ heartbeats, and CURVE when the site is secure.
 """
