@@ -2,7 +2,7 @@
 
 For each number of recipients (``--targets 1,4``): one owner process and that many
 recipient processes over tcp on 127.0.0.1, downloading at once; first the raw TCP
-baseline (the same as push's), then :func:`zfs.pull.share` + :func:`zfs.pull.download`
+baseline (the same as push's), then :func:`zfs.share` + :func:`zfs.download`
 (see :mod:`benchmarks.pull_parties`), same file, same run. With ``--curve``, zfs
 pull over plain links is the baseline and the same pull with CurveZMQ on every link
 is ours (see :mod:`benchmarks.curve`).
@@ -24,7 +24,7 @@ SOURCE = "owner"
 
 def run(options: Options) -> Report:
     """Measure both sides for every width, ``options.runs`` times, and return the table."""
-    missing = unavailable("zfs.pull", "share", "download")
+    missing = unavailable("zfs", "share", "download")
     scenario = Scenario("pull", "zfs pull", SOURCE, "recipient", _title(options),
                         params(options), _pull, _notes(options, missing))
     return curve.run(options, scenario, missing)
@@ -72,8 +72,8 @@ def _title(options: Options) -> str:
 def _notes(options: Options, missing: str | None) -> list[str]:
     notes = [f"ours: not available: {missing}; baseline only"] if missing else []
     notes.append(
-        "ours: the owner site shares the file (zfs.pull.share, one transaction, add_file) "
-        "before the clock starts; on go every recipient site calls zfs.pull.download into its "
+        "ours: the owner site shares the file (zfs.share, one transaction, add_file) "
+        "before the clock starts; on go every recipient site calls zfs.download into its "
         "own folder at once; a recipient is done when download returns (file verified and "
         "renamed)."
     )

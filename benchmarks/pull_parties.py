@@ -1,7 +1,7 @@
 """Our side of the pull benchmark: an owner site and recipient sites, one process each.
 
 The owner shares the file in one transaction and tells the parent its RID; each
-recipient connects, waits for "go", downloads with :func:`zfs.pull.download` into
+recipient connects, waits for "go", downloads with :func:`zfs.download` into
 its own folder, and reports its start and end times. With ``"keys"`` in the params
 (``--curve``) every site speaks CURVE with the keypairs in that folder and the
 recipients download with ``secure=True``.
@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import actors
-from zfs.pull import download, share
+from zfs import download, share
 
 from benchmarks.curve import site_options
 from benchmarks.worker import Link
@@ -42,7 +42,7 @@ def recipient(params: dict[str, Any], link: Link) -> None:
         start = time.monotonic()
         path = download(site, OWNER, params["rid"], location=params["dest_dir"],
                         window_chunks=params["window"], chunk_size=params["chunk_size"],
-                        per_request_timeout=30.0, secure=bool(options))
+                        request_timeout=30.0, secure=bool(options)).path
         end = time.monotonic()
         size = os.path.getsize(path)
         os.unlink(path)

@@ -2,7 +2,7 @@
 
 For each fan-out width (``--targets 1,4``): one sender process and that many receiver
 processes over tcp on 127.0.0.1, first the raw TCP baseline, then
-:func:`zfs.push.push_file` (see :mod:`benchmarks.push_parties`), same file, same run.
+:func:`zfs.push_file` (see :mod:`benchmarks.push_parties`), same file, same run.
 With ``--curve``, zfs push over plain links is the baseline and the same push with
 CurveZMQ on every link is ours (see :mod:`benchmarks.curve`).
 """
@@ -23,7 +23,7 @@ SOURCE = "sender"
 
 def run(options: Options) -> Report:
     """Measure both sides for every width, ``options.runs`` times, and return the table."""
-    missing = unavailable("zfs.push", "push_file", "register_receiver")
+    missing = unavailable("zfs", "push_file", "register_receiver")
     scenario = Scenario("push", "zfs push", SOURCE, "target", _title(options),
                         params(options), _push, _notes(options, missing))
     return curve.run(options, scenario, missing)
@@ -70,8 +70,8 @@ def _title(options: Options) -> str:
 def _notes(options: Options, missing: str | None) -> list[str]:
     notes = [f"ours: not available: {missing}; baseline only"] if missing else []
     notes.append(
-        "ours: zfs.push.push_file from the sender site to receiver sites registered with "
-        "zfs.push.register_receiver (each its own destination folder); a receiver is done when "
+        "ours: zfs.push_file from the sender site to receiver sites registered with "
+        "zfs.register_receiver (each its own destination folder); a receiver is done when "
         "its completion callback runs (file renamed into place after its size and digest check)."
     )
     return notes + common_notes(options, SOURCE)

@@ -2,7 +2,7 @@
 
 Each receiver registers for the benchmark's channel/topic with its own destination
 folder and reports the monotonic time its completion callback ran; the sender pushes
-the file to all of them with :func:`zfs.push.push_file` when the parent says go.
+the file to all of them with :func:`zfs.push_file` when the parent says go.
 With ``"keys"`` in the params (``--curve``) every site speaks CURVE with the keypairs
 in that folder and the sender pushes with ``secure=True``.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import actors
-from zfs.push import ReceivedFile, push_file, register_receiver
+from zfs import ReceivedFile, push_file, register_receiver
 
 from benchmarks.curve import site_options
 from benchmarks.worker import Link

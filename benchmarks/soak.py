@@ -43,8 +43,7 @@ except ImportError:  # run from elsewhere than the repository's root
     from tests.support.procs import SiteProcess
 
 from zfs.files import PARTIAL_SUFFIX, file_digest
-from zfs.pull import download, share
-from zfs.push import push_file, register_receiver
+from zfs import download, push_file, register_receiver, share
 
 CHANNEL = TOPIC = "soak"
 SIZES = (0, 1, 64 << 10, MiB + 3, 5 * MiB + 7, 24 * MiB + 1)   # the pool's file sizes
@@ -104,7 +103,7 @@ def child_share(site: actors.Site, path: str) -> str:
 
 def child_download(site: actors.Site, owner: str, rid: str, location: str) -> str:
     site.wait_for(owner, timeout=10)
-    return download(site, owner, rid, location, per_request_timeout=5.0, retries=2)
+    return download(site, owner, rid, location, request_timeout=5.0, retries=2).path
 
 
 # ---- the parent -------------------------------------------------------------------------

@@ -6,9 +6,9 @@ party connects to its peer through the relay, which delays each direction by hal
 the RTT. For each RTT and each window (1, 4, 8, 16 chunks of 1 MiB), a fresh pair of
 processes moves one file:
 
-- push: :func:`zfs.push.push_file` from a sender site to a receiver site
+- push: :func:`zfs.push_file` from a sender site to a receiver site
   (the parties of :mod:`benchmarks.push_parties`);
-- pull: :func:`zfs.pull.download` by a recipient site from an owner site
+- pull: :func:`zfs.download` by a recipient site from an owner site
   (the parties of :mod:`benchmarks.pull_parties`);
 - raw: a bare pyzmq DEALER sends 1 MiB frames to a ROUTER that acks each one, with
   1 and 8 frames in flight (the baseline of what the link allows).
@@ -182,8 +182,8 @@ def run(size: int = 64 * MiB, rtts_ms: tuple[int, ...] = RTTS_MS,
     """
     windows = tuple(sorted(set(windows) | {1}))
     raw_windows = tuple(sorted(set(raw_windows) | {1}))
-    missing = {"push": unavailable("zfs.push", "push_file", "register_receiver"),
-               "pull": unavailable("zfs.pull", "download", "share"), "raw": None}
+    missing = {"push": unavailable("zfs", "push_file", "register_receiver"),
+               "pull": unavailable("zfs", "download", "share"), "raw": None}
     figures: dict[tuple[str, int, int], Optional[float]] = {}
     with workdir(base_dir) as work:
         source = work / "source.bin"

@@ -10,7 +10,7 @@ import os
 import tempfile
 
 import actors
-from zfs.push import push_file, register_receiver
+from zfs import push_file, register_receiver
 
 with tempfile.TemporaryDirectory() as tmp:
     source = os.path.join(tmp, "report.bin")

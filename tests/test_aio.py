@@ -20,11 +20,9 @@ import pytest
 
 import actors
 from tests.support.echo import Collector, Echo, Hanger
-from zfs import aio
+from zfs import aio, register_receiver, share
 from zfs.errors import UnknownReference
 from zfs.files import file_digest
-from zfs.pull import share
-from zfs.push import register_receiver
 
 TICKS_TO_OPEN = 20
 
@@ -114,11 +112,11 @@ def test_download_is_awaited_while_the_loop_keeps_running(
     tx = share(beta, timeout=30)
     rid = tx.add_file(source)
     gate = Gate()
-    path, ticker = asyncio.run(while_ticking(aio.download(
+    result, ticker = asyncio.run(while_ticking(aio.download(
         site, "beta", rid, str(tmp_path / "got"), chunk_size=256 << 10, window_chunks=2,
         on_progress=gate.wait), gate))
     tx.close()
-    assert file_digest(path) == file_digest(source)
+    assert file_digest(result.path) == file_digest(source)
     assert gate.waits >= 1 and not gate.timed_out, "the loop was blocked during the download"
     assert ticker.ticks >= TICKS_TO_OPEN
 

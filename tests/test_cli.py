@@ -21,11 +21,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from tests.support.procs import REPO_ROOT, wait_until
-from zfs import settings as config
-from zfs.cli import main
-from zfs.demo import Party
+from zfs.cli import settings as config
+from zfs.cli.main import main
+from zfs.cli.demo import Party
 from zfs.files import file_digest
-from zfs.progress import Bars, Report, wanted
+from zfs.cli.bars import Bars, Report, wanted
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> Result:
@@ -205,7 +205,7 @@ def test_site_with_a_malformed_receive_fails_in_one_line() -> None:
 
 def test_keys_says_when_it_is_not_available() -> None:
     try:
-        import zfs.keys_cli  # noqa: F401
+        import zfs.cli.keys  # noqa: F401
     except ImportError:
         assert_one_line_error(cli("keys", "list"), "not available")
     else:

@@ -11,7 +11,7 @@ import pytest
 
 import actors
 from tests.support.procs import start_sites, wait_until
-from zfs.compat.flare_downloader import FileDownloader, Signal, download_file
+from zfs.compat.flare import FileDownloader, Signal, download_file
 from zfs.errors import TransactionExpired
 from zfs.files import file_digest
 

@@ -13,7 +13,7 @@ import pytest
 import actors
 from tests.support.faults import make_file
 from tests.support.procs import SiteProcess, start_sites, wait_until
-from zfs.compat.flare_streamer import FileStreamer, ReturnCode
+from zfs.compat.flare import FileStreamer, ReturnCode
 from zfs.compat.nanite import broadcast_data, broadcast_file
 from zfs.errors import StreamRefused, UnsafeName
 from zfs.files import file_digest

@@ -26,8 +26,7 @@ from tests.support.faults import (CHANNEL, CHUNK, MiB, Throttle, assert_clean, a
 from tests.support.procs import SiteProcess, wait_until
 from zfs.errors import TransferAborted
 from zfs.files import file_digest
-from zfs.pull import download
-from zfs.push import push_file_async
+from zfs import download, push_file_async
 
 __all__ = ["network", "sites", "via_relay"]   # fixtures, used by name
 
@@ -88,10 +87,10 @@ def _download_across_a_cut(hub: actors.Site, sites: Any, via_relay: Any, tmp_pat
 def test_download_retries_and_resumes_by_itself_across_a_short_cut(
         hub: actors.Site, sites: Any, via_relay: Any, tmp_path: Path) -> None:
     run, _, _, source = _download_across_a_cut(hub, sites, via_relay, tmp_path, "far2",
-                                               per_request_timeout=2.0, retries=5)
+                                               request_timeout=2.0, retries=5)
     run["thread"].join(30)
     assert "result" in run, run.get("error")
-    assert file_digest(run["result"]) == file_digest(source)
+    assert file_digest(run["result"].path) == file_digest(source)
 
 
 @pytest.mark.timeout(60)
@@ -104,10 +103,10 @@ def test_download_cut_mid_way_fails_naming_the_owner_and_the_next_one_resumes(
         assert isinstance(run["error"], TransferAborted) and run["error"].site == "far3"
         assert not (dest / "d.bin").exists() and len(partials(dest)) == 1
         before = owner_bytes(hub, far)
-        path = download(hub, "far3", rid, str(dest), chunk_size=CHUNK)
+        path = download(hub, "far3", rid, str(dest), chunk_size=CHUNK).path
         assert owner_bytes(hub, far) - before < source.stat().st_size, "did not resume"
     else:
-        path = run["result"]
+        path = run["result"].path
     assert file_digest(path) == file_digest(source)
     assert partials(dest) == []
     assert_serving(hub, [far], tmp_path)
@@ -164,7 +163,8 @@ def _push_across_veth_down(hub: actors.Site, network: netns.Network, na: SitePro
     assert_clean(dest, "victim")
     src = make_file(tmp_path / "after.bin", MiB)
     job = na.start_job(hub, "tests.support.faults:child_push_file", "nb", "veth", str(src))
-    assert na.wait_job(hub, job, timeout=30)["state"] == "done"
+    after = na.wait_job(hub, job, timeout=30)
+    assert after["state"] == "done", after
     assert file_digest(dest / "after.bin") == file_digest(src)
 
 

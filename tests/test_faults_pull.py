@@ -18,7 +18,7 @@ from tests.support.faults import (CHUNK, MiB, Throttle, assert_serving, in_threa
 from tests.support.procs import wait_until
 from zfs.errors import TransferAborted, UnknownReference
 from zfs.files import file_digest
-from zfs.pull import download
+from zfs import download
 
 __all__ = ["sites"]   # a fixture, used by name
 
@@ -38,7 +38,7 @@ def test_owner_killed_mid_pull_then_restarted_fails_clearly_then_serves_again(
     throttle, other_throttle = Throttle(0.02, MiB), Throttle(0.01, 0)
     # A lost owner is waited for up to per_request_timeout x retries (here 4 s).
     run = in_thread(download, hub, "owner", rid, str(dest), chunk_size=CHUNK, window_chunks=2,
-                    on_progress=throttle, per_request_timeout=2.0, retries=2)
+                    on_progress=throttle, request_timeout=2.0, retries=2)
     bystander = in_thread(download, hub, "owner2", other_rid, str(dest), chunk_size=CHUNK,
                           window_chunks=2, on_progress=other_throttle)
     assert throttle.under_way.wait(20)
@@ -49,12 +49,12 @@ def test_owner_killed_mid_pull_then_restarted_fails_clearly_then_serves_again(
     assert run["error"].site == "owner" and run["at"] - killed < 10
     assert not (dest / "o.bin").exists()
     bystander["thread"].join(30)
-    assert file_digest(bystander["result"]) == file_digest(other)
+    assert file_digest(bystander["result"].path) == file_digest(other)
     (restarted,) = sites("owner")
     new_rid = restarted.call(hub, "tests.support.faults:child_share", [str(source)])[0]
     with pytest.raises(UnknownReference):          # the old RID: a clear refusal
-        download(hub, "owner", rid, str(dest), per_request_timeout=5)
-    path = download(hub, "owner", new_rid, str(dest), chunk_size=CHUNK)
+        download(hub, "owner", rid, str(dest), request_timeout=5)
+    path = download(hub, "owner", new_rid, str(dest), chunk_size=CHUNK).path
     assert file_digest(path) == file_digest(source)
     assert_serving(hub, [restarted, owner2], tmp_path)
 
@@ -70,7 +70,7 @@ def test_an_old_rid_at_a_restarted_owner_that_shares_nothing_fails_fast_and_clea
     sites("owner3")
     started = time.monotonic()
     with pytest.raises(UnknownReference):
-        download(hub, "owner3", rid, str(tmp_path / "in"), per_request_timeout=1.0, retries=1)
+        download(hub, "owner3", rid, str(tmp_path / "in"), request_timeout=1.0, retries=1)
     assert time.monotonic() - started < 1.0
 
 
@@ -84,14 +84,14 @@ def test_download_after_the_owner_restarted_and_shared_again_resumes(
     dest = tmp_path / "in"
     throttle = Throttle(0.02, size // 2)
     run = in_thread(download, hub, "owner", rid, str(dest), chunk_size=CHUNK, window_chunks=2,
-                    on_progress=throttle, per_request_timeout=2.0, retries=2)
+                    on_progress=throttle, request_timeout=2.0, retries=2)
     assert throttle.under_way.wait(20)
     owner.kill()
     run["thread"].join(15)
     assert isinstance(run.get("error"), TransferAborted), run
     (restarted,) = sites("owner")
     new_rid = restarted.call(hub, "tests.support.faults:child_share", [str(source)])[0]
-    path = download(hub, "owner", new_rid, str(dest), chunk_size=CHUNK)
+    path = download(hub, "owner", new_rid, str(dest), chunk_size=CHUNK).path
     assert file_digest(path) == file_digest(source)
     assert owner_bytes(hub, restarted) <= size - size // 2 + 2 * CHUNK, "did not resume"
     assert partials(dest) == []

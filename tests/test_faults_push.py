@@ -21,7 +21,7 @@ from tests.support.faults import (CHANNEL, CHUNK, MiB, assert_clean, assert_serv
 from tests.support.procs import wait_until
 from zfs.errors import TransferAborted
 from zfs.files import file_digest
-from zfs.push import push_file, push_file_async, register_receiver
+from zfs import push_file, push_file_async, register_receiver
 
 __all__ = ["sites"]   # a fixture, used by name
 

@@ -21,8 +21,7 @@ from tests.support.faults import (CHANNEL, CHUNK, MiB, assert_clean, assert_serv
 from tests.support.procs import wait_until
 from zfs.errors import TransferAborted, ZfsError
 from zfs.files import file_digest
-from zfs.pull import download, share
-from zfs.push import push_file, push_file_async, register_receiver
+from zfs import download, push_file, push_file_async, register_receiver, share
 
 __all__ = ["mounted", "sites"]   # fixtures, used by name
 

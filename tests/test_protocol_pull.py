@@ -10,12 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zfs.protocol.pull import (
-    Commit, DigestPrefix, DlState, Download, Downloaded, Failure, Finish, LocalProtocolError,
-    OpenPartial, Refusal, Refuse, Released, ReportMark, RequestChunk, RequestDigest, RequestInfo,
-    RequestPrefix, SendChunk, SendDigest, SendInfo, SendPrefixDigest, Shares, StartOver, Status,
-    TimedOut, TxState, TX_TRANSITIONS, WriteChunk,
-)
+from zfs.protocol.errors import Failure, LocalProtocolError
+from zfs.protocol.pull.download import (
+    Commit, DigestPrefix, DlState, Download, Finish, OpenPartial, ReportMark, RequestChunk,
+    RequestDigest, RequestInfo, RequestPrefix, StartOver, WriteChunk)
+from zfs.protocol.pull.owner import (
+    TX_TRANSITIONS, Downloaded, Refuse, Released, SendChunk, SendDigest, SendInfo,
+    SendPrefixDigest, Shares, TimedOut, TxState)
+from zfs.protocol.wire import Status
 
 A = "beta/zfs.dl.1"
 
@@ -32,7 +34,7 @@ def shares_with(size: int = 100, timeout: float = 5.0, rid: str = "r1") -> Share
 def test_unknown_rid_is_refused_as_unknown() -> None:
     shares = shares_with()
     assert shares.chunk_requested("nope", "beta", A, 0, 10, 0, 1.0) == [
-        Refuse("nope", A, Refusal.UNKNOWN)]
+        Refuse("nope", A, Failure.UNKNOWN)]
 
 
 def test_chunk_request_is_clamped_to_the_file_and_to_max_chunk() -> None:
@@ -45,7 +47,7 @@ def test_chunk_request_is_clamped_to_the_file_and_to_max_chunk() -> None:
 def test_chunk_request_out_of_the_file_is_a_bad_request(offset: int, length: int) -> None:
     shares = shares_with(size=100)
     assert shares.chunk_requested("r1", "beta", A, offset, length, 0, 1.0) == [
-        Refuse("r1", A, Refusal.BAD_REQUEST)]
+        Refuse("r1", A, Failure.PROTOCOL)]
 
 
 def test_prefix_digest_only_for_a_prefix_within_the_file() -> None:
@@ -54,7 +56,7 @@ def test_prefix_digest_only_for_a_prefix_within_the_file() -> None:
         SendInfo("r1", A, "data.bin", 100, "r1")]
     assert shares.prefix_requested("r1", "beta", A, 40, 1.0) == [SendPrefixDigest("r1", A, 40)]
     assert shares.prefix_requested("r1", "beta", A, 400, 1.0) == [
-        Refuse("r1", A, Refusal.BAD_REQUEST)]
+        Refuse("r1", A, Failure.PROTOCOL)]
 
 
 def test_idle_transaction_expires_once_with_its_file_names() -> None:
@@ -66,7 +68,7 @@ def test_idle_transaction_expires_once_with_its_file_names() -> None:
     assert {c.rid for c in out if isinstance(c, Released)} == {"r1", "r2"}
     assert shares.time_passed(100.0) == []
     assert shares.chunk_requested("r1", "beta", A, 0, 1, 0, 101.0) == [
-        Refuse("r1", A, Refusal.EXPIRED)]
+        Refuse("r1", A, Failure.EXPIRED)]
 
 
 def test_activity_on_any_file_keeps_the_transaction_alive() -> None:
@@ -96,16 +98,16 @@ def test_explicit_end_reports_pending_as_aborted_without_timeout_callback() -> N
     out = shares.transaction_ended("t1", 2.0)
     assert Downloaded("t1", "r1", "beta", Status.ABORTED, "data.bin") in out
     assert not any(isinstance(c, TimedOut) for c in out)
-    assert shares.digest_requested("r1", "beta", A, 3.0) == [Refuse("r1", A, Refusal.EXPIRED)]
+    assert shares.digest_requested("r1", "beta", A, 3.0) == [Refuse("r1", A, Failure.EXPIRED)]
     with pytest.raises(LocalProtocolError):
         shares.file_added("t1", "r9", "x", 1, 3.0)
 
 
 def test_changed_source_is_refused_from_then_on() -> None:
     shares = shares_with()
-    assert shares.source_changed("r1", A) == [Refuse("r1", A, Refusal.CHANGED)]
+    assert shares.source_changed("r1", A) == [Refuse("r1", A, Failure.CHANGED)]
     assert shares.chunk_requested("r1", "beta", A, 0, 1, 0, 1.0) == [
-        Refuse("r1", A, Refusal.CHANGED)]
+        Refuse("r1", A, Failure.CHANGED)]
 
 
 def test_requests_past_the_budget_wait_and_are_served_as_chunks_arrive() -> None:
@@ -155,7 +157,7 @@ def test_waiting_request_of_an_ended_transaction_is_refused() -> None:
     shares.chunk_requested("r1", "b", "b/one", 0, 10, 0, 1.0)
     assert shares.chunk_requested("r2", "b", A, 20, 10, 0, 1.0) == []
     out = shares.transaction_ended("t2", 2.0)
-    assert Refuse("r2", A, Refusal.EXPIRED) in out
+    assert Refuse("r2", A, Failure.EXPIRED) in out
 
 
 def test_expired_memory_is_bounded() -> None:
@@ -164,8 +166,8 @@ def test_expired_memory_is_bounded() -> None:
         shares.transaction_opened(f"t{i}", 1.0, 0.0)
         shares.file_added(f"t{i}", f"r{i}", "f", 1, 0.0)
     shares.time_passed(10.0)
-    assert shares.digest_requested("r0", "b", A, 11.0) == [Refuse("r0", A, Refusal.UNKNOWN)]
-    assert shares.digest_requested("r3", "b", A, 11.0) == [Refuse("r3", A, Refusal.EXPIRED)]
+    assert shares.digest_requested("r0", "b", A, 11.0) == [Refuse("r0", A, Failure.UNKNOWN)]
+    assert shares.digest_requested("r3", "b", A, 11.0) == [Refuse("r3", A, Failure.EXPIRED)]
 
 
 def test_transaction_transitions_are_one_way() -> None:
@@ -205,7 +207,7 @@ def test_timed_out_request_is_resent_then_fails_after_retries() -> None:
     assert dl.time_passed(1.0) == [RequestChunk(0, 10, 0)]
     assert dl.time_passed(2.0) == [RequestChunk(0, 10, 0)]
     out = dl.time_passed(3.0)
-    assert len(out) == 1 and isinstance(out[0], Finish) and out[0].failure is Failure.NO_ANSWER
+    assert len(out) == 1 and isinstance(out[0], Finish) and out[0].failure is Failure.TIMEOUT
     assert dl.state is DlState.FAILED
 
 
@@ -261,7 +263,7 @@ def test_unsafe_name_from_the_owner_fails_the_download() -> None:
 def test_refusal_maps_to_failure_and_later_events_are_ignored() -> None:
     dl = Download()
     dl.started(0.0)
-    out = dl.refused("expired")
+    out = dl.refused(Failure.EXPIRED)
     assert out[0].failure is Failure.EXPIRED  # type: ignore[union-attr]
     assert dl.info_received("f", 10, "k", 1.0) == []
     assert dl.abort_requested() == [] and dl.owner_lost() == []
@@ -283,7 +285,7 @@ def test_chunk_of_the_wrong_length_is_a_bad_reply() -> None:
     dl = Download(chunk_size=10)
     opened(dl, 30)
     out = dl.chunk_received(0, 3, 0.1)
-    assert out[0].failure is Failure.BAD_REPLY  # type: ignore[union-attr]
+    assert out[0].failure is Failure.PROTOCOL  # type: ignore[union-attr]
 
 
 # ---- the two joined through a lossy link ----------------------------------------
@@ -354,7 +356,7 @@ class Recipient:
         elif isinstance(msg, SendDigest):
             self.run(dl.digest_received(repr(hash(data))), now)
         elif isinstance(msg, Refuse):
-            self.run(dl.refused(msg.refusal.value), now)
+            self.run(dl.refused(msg.failure), now)
 
 
 def owner_answers(shares: Shares, to: str, msg: Any, now: float) -> list[Any]:

@@ -11,7 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zfs.protocol import push as p
+from zfs.protocol.errors import Failure, LocalProtocolError
+from zfs.protocol.push import receiver as rx
+from zfs.protocol.push import sender as tx
 
 # ------------------------------------------------------------------ a fake world
 
@@ -25,7 +27,7 @@ class Receiver:
     """A receiver core with a fake shell: files in memory, commits recorded."""
 
     site: str
-    core: p.PushReceiver = field(default_factory=p.PushReceiver)
+    core: rx.PushReceiver = field(default_factory=rx.PushReceiver)
     files: Dict[Any, bytearray] = field(default_factory=dict)
     names: Dict[Any, str] = field(default_factory=dict)
     committed: List[Tuple[str, bytes]] = field(default_factory=list)
@@ -33,23 +35,23 @@ class Receiver:
     def run(self, cmds: List[Any], world: "World", payload: bytes = b"") -> None:
         while cmds:
             cmd = cmds.pop(0)
-            if isinstance(cmd, p.CreateFile):
+            if isinstance(cmd, rx.CreateFile):
                 self.files[cmd.key] = bytearray()
                 self.names[cmd.key] = cmd.name
                 cmds += self.core.file_created(cmd.key, world.now)
-            elif isinstance(cmd, p.WriteChunk):
+            elif isinstance(cmd, rx.WriteChunk):
                 buf = self.files[cmd.key]
                 assert len(buf) == cmd.offset
                 buf += payload
                 cmds += self.core.chunk_written(cmd.key, cmd.offset, len(payload), world.now)
-            elif isinstance(cmd, p.CommitFile):
+            elif isinstance(cmd, rx.CommitFile):
                 data = bytes(self.files.pop(cmd.key))
                 if len(data) == cmd.size and digest(data) == cmd.digest:
                     self.committed.append((self.names[cmd.key], data))
                     cmds += self.core.committed(cmd.key, world.now)
                 else:
                     cmds += self.core.commit_failed(cmd.key, "mismatch", world.now)
-            elif isinstance(cmd, p.Discard):
+            elif isinstance(cmd, rx.Discard):
                 self.files.pop(cmd.key, None)
             else:
                 world.to_sender(self.site, cmd)
@@ -76,12 +78,12 @@ class World:
     """A sender core, receiver cores and the link between them."""
 
     data: bytes
-    sender: p.PushSender
+    sender: tx.PushSender
     receivers: Dict[str, Receiver]
     name: str = "f.bin"
     now: float = 0.0
     link: List[Tuple[str, Tuple[Any, ...]]] = field(default_factory=list)  # (to, msg)
-    finished: Optional[p.Finished] = None
+    finished: Optional[tx.Finished] = None
     chunk: bytes = b""
 
     def to_sender(self, site: str, cmd: Any) -> None:
@@ -90,38 +92,38 @@ class World:
     def run_sender(self, cmds: List[Any]) -> None:
         while cmds:
             cmd = cmds.pop(0)
-            if isinstance(cmd, p.SendOpen):
+            if isinstance(cmd, tx.SendOpen):
                 for t in cmd.targets:
                     self.link.append((t, ("open", self.name, cmd.size, cmd.chunk_size)))
-            elif isinstance(cmd, p.ReadChunk):
+            elif isinstance(cmd, tx.ReadChunk):
                 self.chunk = self.data[cmd.offset:cmd.offset + cmd.length]
                 cmds += self.sender.chunk_read(cmd.offset, len(self.chunk), self.now)
-            elif isinstance(cmd, p.SendChunk):
+            elif isinstance(cmd, tx.SendChunk):
                 assert len(self.chunk) == cmd.length
                 for t in cmd.targets:
                     self.link.append((t, ("chunk", cmd.offset, self.chunk)))
-            elif isinstance(cmd, p.SendEnd):
+            elif isinstance(cmd, tx.SendEnd):
                 for t in cmd.targets:
                     self.link.append((t, ("end", cmd.size, digest(self.data[:cmd.size]))))
-            elif isinstance(cmd, p.SendAbort):
+            elif isinstance(cmd, tx.SendAbort):
                 for t in cmd.targets:
                     self.link.append((t, ("abort", cmd.reason)))
-            elif isinstance(cmd, p.Finished):
+            elif isinstance(cmd, tx.Finished):
                 assert self.finished is None
                 self.finished = cmd
 
     def deliver_to_sender(self, site: str, cmd: Any) -> None:
         s, now = self.sender, self.now
-        if isinstance(cmd, p.Accept):
+        if isinstance(cmd, rx.Accept):
             self.run_sender(s.accepted(site, now))
-        elif isinstance(cmd, p.Refuse):
+        elif isinstance(cmd, rx.Refuse):
             self.run_sender(s.refused(site, cmd.reason, now))
-        elif isinstance(cmd, p.SendAck):
+        elif isinstance(cmd, rx.SendAck):
             self.run_sender(s.ack_received(site, cmd.received, now))
-        elif isinstance(cmd, p.SendDone):
+        elif isinstance(cmd, rx.SendDone):
             self.run_sender(s.done_received(site, now))
-        elif isinstance(cmd, p.SendError):
-            self.run_sender(s.error_received(site, cmd.kind, cmd.reason, now))
+        elif isinstance(cmd, rx.SendError):
+            self.run_sender(s.failure_received(site, cmd.failure, cmd.reason, now))
 
     def deliver(self, index: int) -> None:
         to, msg = self.link.pop(index)
@@ -151,12 +153,12 @@ class World:
 def make_world(data: bytes, n_targets: int, chunk_size: int, window: int,
                known_size: bool = True, max_size: int = 1 << 40) -> World:
     names = [f"t{i}" for i in range(n_targets)]
-    sender = p.PushSender(names, chunk_size=chunk_size, window_chunks=window, chunk_timeout=10.0,
+    sender = tx.PushSender(names, chunk_size=chunk_size, window_chunks=window, chunk_timeout=10.0,
                           size=len(data) if known_size else None)
     receivers = {}
     for n in names:
         r = Receiver(n)
-        r.core.registration_added("ch", "tp", p.Limits(max_size=max_size, max_chunk_size=64,
+        r.core.registration_added("ch", "tp", rx.Limits(max_size=max_size, max_chunk_size=64,
                                                        inactivity_timeout=20.0))
         receivers[n] = r
     world = World(data, sender, receivers)
@@ -255,7 +257,7 @@ def test_unregistered_topic_is_refused_and_fails_naming_the_target() -> None:
     world = make_world(b"abc", 2, 8, 2)
     world.receivers["t1"].core.registration_removed("ch", "tp")
     world.settle()
-    assert world.finished == p.Finished(False, "t1", p.REFUSED,
+    assert world.finished == tx.Finished(False, "t1", Failure.REFUSED,
                                         "no receiver registered for this channel/topic")
     assert world.receivers["t0"].committed == []
 
@@ -266,19 +268,19 @@ def test_hostile_names_are_refused(name: str) -> None:
     world.name = name
     world.link = [(to, ("open", name, *m[2:])) for to, m in world.link]
     world.settle()
-    assert world.finished is not None and world.finished.kind == p.REFUSED
+    assert world.finished is not None and world.finished.failure == Failure.REFUSED
 
 
 def test_declared_size_over_the_limit_is_refused() -> None:
     world = make_world(bytes(50), 1, 8, 2, max_size=49)
     world.settle()
-    assert world.finished.kind == p.REFUSED
+    assert world.finished.failure == Failure.REFUSED
 
 
 def test_unknown_size_stream_over_the_limit_is_stopped() -> None:
     world = make_world(bytes(50), 1, 8, 2, known_size=False, max_size=40)
     world.settle()
-    assert world.finished.kind == p.PROTOCOL and world.receivers["t0"].files == {}
+    assert world.finished.failure == Failure.PROTOCOL and world.receivers["t0"].files == {}
 
 
 def test_lost_target_aborts_the_others_at_once() -> None:
@@ -286,7 +288,7 @@ def test_lost_target_aborts_the_others_at_once() -> None:
     for _ in range(6):
         world.deliver(0)
     world.run_sender(world.sender.target_lost("t1", "heartbeat", world.now))
-    assert world.finished == p.Finished(False, "t1", p.LOST, "heartbeat")
+    assert world.finished == tx.Finished(False, "t1", Failure.LOST, "heartbeat")
     aborts = [to for to, m in world.link if m[0] == "abort"]
     assert sorted(aborts) == ["t0", "t2"]
 
@@ -297,80 +299,80 @@ def test_silent_target_times_out_after_chunk_timeout_only() -> None:
     world.tick(9.0)
     assert world.finished is None
     world.tick(1.5)
-    assert world.finished == p.Finished(False, "t0", p.TIMEOUT, "no answer within 10 s")
+    assert world.finished == tx.Finished(False, "t0", Failure.TIMEOUT, "no answer within 10 s")
 
 
 def test_receiver_expires_an_idle_stream() -> None:
-    r = p.PushReceiver()
-    r.registration_added("c", "t", p.Limits(inactivity_timeout=5.0))
+    r = rx.PushReceiver()
+    r.registration_added("c", "t", rx.Limits(inactivity_timeout=5.0))
     key = ("s/a", "1")
     cmds = r.open_received(key, "f", 10, 4, "c", "t", 0.0)
-    assert cmds == [p.CreateFile(key, "f", ("c", "t"))]
-    assert r.file_created(key, 0.0) == [p.Accept(key)]
+    assert cmds == [rx.CreateFile(key, "f", ("c", "t"))]
+    assert r.file_created(key, 0.0) == [rx.Accept(key)]
     assert r.time_passed(4.0) == []
-    assert r.time_passed(6.0) == [p.SendError(key, p.EXPIRED, "no activity for 6.0 s"),
-                                  p.Discard(key, "no activity for 6.0 s")]
+    assert r.time_passed(6.0) == [rx.SendError(key, Failure.TIMEOUT, "no activity for 6.0 s"),
+                                  rx.Discard(key, "no activity for 6.0 s")]
     assert r.streams == ()
 
 
 def test_chunk_after_abort_gets_an_unknown_stream_error() -> None:
-    r = p.PushReceiver()
-    r.registration_added("c", "t", p.Limits())
+    r = rx.PushReceiver()
+    r.registration_added("c", "t", rx.Limits())
     key = ("s/a", "1")
     r.open_received(key, "f", 10, 4, "c", "t", 0.0)
     r.file_created(key, 0.0)
-    assert r.abort_received(key, "bye", 0.0) == [p.Discard(key, "aborted by sender: bye")]
-    assert r.chunk_received(key, 0, 4, 0.0) == [p.SendError(key, p.PROTOCOL, "unknown stream")]
+    assert r.abort_received(key, "bye", 0.0) == [rx.Discard(key, "aborted by sender: bye")]
+    assert r.chunk_received(key, 0, 4, 0.0) == [rx.SendError(key, Failure.PROTOCOL, "unknown stream")]
 
 
 def test_too_many_streams_are_refused() -> None:
-    r = p.PushReceiver(max_streams=1)
-    r.registration_added("c", "t", p.Limits())
+    r = rx.PushReceiver(max_streams=1)
+    r.registration_added("c", "t", rx.Limits())
     r.open_received(("a", "1"), "f", 1, 1, "c", "t", 0.0)
-    assert isinstance(r.open_received(("a", "2"), "g", 1, 1, "c", "t", 0.0)[0], p.Refuse)
+    assert isinstance(r.open_received(("a", "2"), "g", 1, 1, "c", "t", 0.0)[0], rx.Refuse)
 
 
 def test_one_site_gets_only_its_share_of_streams() -> None:
-    r = p.PushReceiver(max_streams=10, max_streams_per_site=2)
-    r.registration_added("c", "t", p.Limits())
+    r = rx.PushReceiver(max_streams=10, max_streams_per_site=2)
+    r.registration_added("c", "t", rx.Limits())
     for sid in ("1", "2"):
         r.open_received(("greedy/sender", sid), f"f{sid}", 1, 1, "c", "t", 0.0)
     (refusal,) = r.open_received(("greedy/other", "3"), "g", 1, 1, "c", "t", 0.0)
-    assert isinstance(refusal, p.Refuse) and "from site greedy" in refusal.reason
+    assert isinstance(refusal, rx.Refuse) and "from site greedy" in refusal.reason
     assert isinstance(r.open_received(("polite/sender", "1"), "h", 1, 1, "c", "t", 0.0)[0],
-                      p.CreateFile)
+                      rx.CreateFile)
 
 
 def test_misuse_by_the_shell_raises_locally() -> None:
-    s = p.PushSender(["a"], chunk_size=4, window_chunks=1, chunk_timeout=1.0, size=8)
+    s = tx.PushSender(["a"], chunk_size=4, window_chunks=1, chunk_timeout=1.0, size=8)
     s.start(0.0)
-    with pytest.raises(p.ProtocolMisuse):
+    with pytest.raises(LocalProtocolError):
         s.chunk_read(0, 4, 0.0)            # no ReadChunk was asked for
-    with pytest.raises(p.ProtocolMisuse):
-        p.PushSender(["a", "a"], chunk_size=4, window_chunks=1, chunk_timeout=1.0)
+    with pytest.raises(LocalProtocolError):
+        tx.PushSender(["a", "a"], chunk_size=4, window_chunks=1, chunk_timeout=1.0)
 
 
 def test_source_that_shrinks_fails_the_send() -> None:
-    s = p.PushSender(["a"], chunk_size=4, window_chunks=2, chunk_timeout=1.0, size=8)
+    s = tx.PushSender(["a"], chunk_size=4, window_chunks=2, chunk_timeout=1.0, size=8)
     s.start(0.0)
-    assert s.accepted("a", 0.0) == [p.ReadChunk(0, 4)]
+    assert s.accepted("a", 0.0) == [tx.ReadChunk(0, 4)]
     cmds = s.chunk_read(0, 2, 0.0)
-    assert cmds[-1] == p.Finished(False, None, p.SOURCE,
+    assert cmds[-1] == tx.Finished(False, None, Failure.CHANGED,
                                   "source shrank: 2 bytes at 0, 4 expected")
 
 
 def test_zero_byte_file_sends_only_the_end() -> None:
-    s = p.PushSender(["a"], chunk_size=4, window_chunks=2, chunk_timeout=1.0, size=0)
+    s = tx.PushSender(["a"], chunk_size=4, window_chunks=2, chunk_timeout=1.0, size=0)
     s.start(0.0)
-    assert s.accepted("a", 0.0) == [p.SendEnd(("a",), 0)]
-    assert s.done_received("a", 0.0) == [p.Finished(True)]
+    assert s.accepted("a", 0.0) == [tx.SendEnd(("a",), 0)]
+    assert s.done_received("a", 0.0) == [tx.Finished(True)]
 
 
 def test_streams_of_a_lost_sender_site_are_discarded() -> None:
-    r = p.PushReceiver()
-    r.registration_added("c", "t", p.Limits())
+    r = rx.PushReceiver()
+    r.registration_added("c", "t", rx.Limits())
     for key in [("a/s1", "1"), ("a/s2", "2"), ("ab/s", "3")]:
         r.open_received(key, "f" + key[1], 10, 4, "c", "t", 0.0)
-    assert r.site_lost("a", 1.0) == [p.Discard(("a/s1", "1"), "sender site a lost"),
-                                     p.Discard(("a/s2", "2"), "sender site a lost")]
+    assert r.site_lost("a", 1.0) == [rx.Discard(("a/s1", "1"), "sender site a lost"),
+                                     rx.Discard(("a/s2", "2"), "sender site a lost")]
     assert r.streams == (("ab/s", "3"),)

@@ -21,7 +21,8 @@ from tests.support.procs import SiteProcess, start_sites, wait_until
 from zfs.errors import (FileChanged, InsecureLink, TransactionExpired, TransferAborted,
                         UnknownReference)
 from zfs.files import file_digest
-from zfs.pull import Transaction, download, owner_stats, share
+from zfs import Transaction, download, share
+from zfs.pull.transaction import owner_stats
 
 MiB = 1 << 20
 
@@ -117,7 +118,7 @@ def test_slow_recipient_that_progresses_outlives_the_timeout(
                         on_timeout={"$recorder": "timeout"}, on_downloaded={"$recorder": "done"})
     started = time.monotonic()
     path = download(site, "owner", shared["rids"][0], str(tmp_path / "in"), window_chunks=1,
-                    chunk_size=64 * 1024, on_progress=Throttle(0.15, 0))
+                    chunk_size=64 * 1024, on_progress=Throttle(0.15, 0)).path
     assert time.monotonic() - started > 2.0          # twice the transaction's timeout
     assert file_digest(path) == file_digest(source)
     assert owner.events(site, "timeout") == []
@@ -222,7 +223,7 @@ def test_in_process_owner_serves_and_reports_stats(site: actors.Site, tmp_path: 
 
 
 def test_owner_keeps_open_file_handles_bounded(site: actors.Site, tmp_path: Path) -> None:
-    from zfs.pull import OWNER, OwnerActor
+    from zfs.pull.owner import OWNER, OwnerActor
     site.spawn(OwnerActor, OWNER, None, 2)            # an owner allowed 2 open files
     sources = [make_file(tmp_path / f"f{i}", 1000 + i) for i in range(5)]
     with actors.Site("near", connect={"test": str(site.endpoint)}) as near:
@@ -230,7 +231,7 @@ def test_owner_keeps_open_file_handles_bounded(site: actors.Site, tmp_path: Path
         with share(site, timeout=30) as tx:
             rids = [tx.add_file(s) for s in sources]
             for rid, source in zip(rids, sources):
-                path = download(near, "test", rid, str(tmp_path / "in"))
+                path = download(near, "test", rid, str(tmp_path / "in")).path
                 assert file_digest(path) == file_digest(source)
             assert owner_stats(site)["open_files"] == 2
     assert owner_stats(site)["open_files"] == 0 and owner_stats(site)["shared_files"] == 0
@@ -238,7 +239,7 @@ def test_owner_keeps_open_file_handles_bounded(site: actors.Site, tmp_path: Path
 
 def test_crashed_owner_is_restarted_and_keeps_serving_its_rids(site: actors.Site,
                                                                tmp_path: Path) -> None:
-    from zfs.pull_owner import OWNER, _AddFile
+    from zfs.pull.owner import OWNER, _AddFile
     source = make_file(tmp_path / "kept.bin", 100_000)
     with actors.Site("near", connect={"test": str(site.endpoint)}) as near:
         near.wait_for("test", timeout=10)
@@ -249,13 +250,13 @@ def test_crashed_owner_is_restarted_and_keeps_serving_its_rids(site: actors.Site
         # told through pykka itself, not the site: an exception in it crashes the actor
         first.actor_ref.tell(_AddFile("no-such-tx", "r", source, "x", 1, 0, None))
         wait_until(lambda: (ref := site.actor(OWNER)) is not None and ref != first, timeout=5)
-        path = download(near, "test", rid, str(tmp_path / "in"))
+        path = download(near, "test", rid, str(tmp_path / "in")).path
         assert file_digest(path) == file_digest(source)
         tx.close()
 
 
 def test_references_never_look_like_command_line_options() -> None:
-    from zfs.pull_transaction import new_reference
+    from zfs.pull.transaction import new_reference
     ids = {new_reference() for _ in range(2000)}
     assert len(ids) == 2000
     assert all(rid[0].isalnum() and len(rid) >= 32 for rid in ids)

@@ -22,7 +22,9 @@ from tests.support.procs import SiteProcess, start_sites, wait_until
 from zfs.errors import (InsecureLink, SourceMissing, StreamRefused, TransferAborted,
                         UnsafeName)
 from zfs.files import file_digest
-from zfs.push import Progress, push_file, push_file_async, register_receiver
+from zfs.protocol import wire
+from zfs.protocol.errors import Failure
+from zfs import Progress, push_file, push_file_async, register_receiver
 
 CHUNK = 64 << 10
 
@@ -41,7 +43,7 @@ def trio(hub: actors.Site) -> Iterator[list[SiteProcess]]:
 
 def register(hub: actors.Site, proc: SiteProcess, dest: Path, topic: str, **options: Any) -> None:
     dest.mkdir(parents=True, exist_ok=True)
-    proc.call(hub, "zfs.push:register_receiver", channel="test", topic=topic,
+    proc.call(hub, "zfs:register_receiver", channel="test", topic=topic,
               dest_dir=str(dest), on_done={"$recorder": f"done-{topic}"}, **options)
 
 
@@ -198,15 +200,15 @@ def test_hostile_names_are_refused_and_nothing_lands_outside(
     beta = trio[0]
     dest = tmp_path / "deep" / "dest"
     register(hub, beta, dest, "hostile")
-    replies = _probe(hub, [{"op": "open", "sid": f"s{i}", "name": name, "size": 1,
-                            "chunk_size": 1, "channel": "test", "topic": "hostile",
-                            "context": None} for i, name in enumerate(HOSTILE)])
-    assert {r["op"] for r in replies} == {"refuse"}
+    replies = _probe(hub, [["open", f"s{i}", name, 1, 1, "test", "hostile", None]
+                           for i, name in enumerate(HOSTILE)])
+    assert {type(r) for r in replies} == {wire.Failed}
+    assert {r.failure for r in replies} == {Failure.REFUSED}
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["deep", "dest"]
 
 
-def _probe(hub: actors.Site, opens: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Send raw open messages to beta's receiver; return its answers."""
+def _probe(hub: actors.Site, opens: list[Any]) -> list[Any]:
+    """Send raw open messages to beta's receiver; return its answers, decoded."""
     prober = hub.spawn(Prober, "prober")
     try:
         for msg in opens:
@@ -214,15 +216,14 @@ def _probe(hub: actors.Site, opens: list[dict[str, Any]]) -> list[dict[str, Any]
 
         def all_replies() -> Any:
             got = hub.ask("test/prober", "replies", timeout=5)
-            return got if len(got) == len(opens) else None
+            return [wire.decode(body) for body in got] if len(got) == len(opens) else None
         return wait_until(all_replies, 10)
     finally:
         prober.stop()
 
 
-def _open(sid: str, size: int, topic: str) -> dict[str, Any]:
-    return {"op": "open", "sid": sid, "name": f"{sid}.bin", "size": size, "chunk_size": 1,
-            "channel": "test", "topic": topic, "context": None}
+def _open(sid: str, size: int, topic: str) -> list[Any]:
+    return wire.encode(wire.Open(sid, f"{sid}.bin", size, 1, "test", topic, None))
 
 
 def test_a_declared_size_over_the_free_disk_is_refused_before_writing(
@@ -231,7 +232,7 @@ def test_a_declared_size_over_the_free_disk_is_refused_before_writing(
     register(hub, trio[0], dest, "huge", max_size=1 << 62)
     free = shutil.disk_usage(tmp_path).free
     (reply,) = _probe(hub, [_open("huge", free * 4, "huge")])
-    assert reply["op"] == "refuse" and "free" in reply["reason"]
+    assert reply.failure is Failure.REFUSED and "free" in reply.reason
     assert list(dest.iterdir()) == []
 
 
@@ -240,9 +241,9 @@ def test_one_site_cannot_open_more_than_its_share_of_streams(
     dest = tmp_path / "dest"
     register(hub, trio[0], dest, "flood")
     replies = _probe(hub, [_open(f"f{i}", 10, "flood") for i in range(40)])
-    refused = [r for r in replies if r["op"] == "refuse"]
+    refused = [r for r in replies if isinstance(r, wire.Failed)]
     assert len(refused) == 40 - 32
-    assert all("too many streams from site test" in r["reason"] for r in refused)
+    assert all("too many streams from site test" in r.reason for r in refused)
 
 
 @pytest.mark.timeout(60)

@@ -109,7 +109,7 @@ def test_one_key_cannot_be_registered_for_two_sites(keys: Path) -> None:
 
 
 def test_keys_cli_new_show_trust_list(tmp_path: Path) -> None:
-    from zfs.cli import main
+    from zfs.cli.main import main
     runner = CliRunner()
     made = runner.invoke(main, ["keys", "new", "alpha", "--dir", str(tmp_path / "a")])
     assert made.exit_code == 0, made.output

@@ -1,15 +1,14 @@
 """An asyncio facade: ``await`` a push, a download, a tell or an ask without blocking the loop.
 
-Same names and arguments as the synchronous API (:func:`zfs.push.push_file`,
-:func:`zfs.pull.download`, ``Site.tell``, ``Site.ask``). The work happens where it
-always does, in the site's threads and actors; this module only turns the
-``concurrent.futures.Future`` those calls return into something a coroutine awaits.
-Even starting a call may briefly wait (opening a file, a full send queue under
-backpressure), so every call into the site is made on the loop's default executor,
-never on the loop's own thread.
+Same names and arguments as the synchronous API (:func:`zfs.push_file`,
+:func:`zfs.download`, ``Site.tell``, ``Site.ask``). The work happens where it always
+does, in the site's threads and actors; this module only turns the future those calls
+return into something a coroutine awaits. Even starting a call may briefly wait
+(opening a file, a full send queue under backpressure), so every call into the site is
+made on the loop's default executor, never on the loop's own thread.
 
-Cancelling the awaiting task stops waiting; a transfer already under way runs to its
-end (or its own timeout) in the background.
+Cancelling the task that awaits a push or a download aborts that transfer (its
+targets discard their partial files; a download keeps nothing it did not verify).
 """
 
 from __future__ import annotations
@@ -20,7 +19,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from zfs import pull, push
+import actors
+from zfs.pull.download import download_async
+from zfs.push.sender import push_file_async
+from zfs.results import DownloadResult, PushResult
+from zfs.shell import Transfer
 
 T = TypeVar("T")
 
@@ -36,29 +39,34 @@ async def _off_loop(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 async def _settle(start: Callable[..., Future[T]], *args: Any, **kwargs: Any) -> T:
     """Start a call that returns a concurrent future, then await that future."""
     future = await _off_loop(start, *args, **kwargs)
-    return await asyncio.wrap_future(future)
+    try:
+        return await asyncio.wrap_future(future)
+    except asyncio.CancelledError:
+        if isinstance(future, Transfer):
+            future.abort()
+        raise
 
 
-async def push_file(site: Any, targets: str | Sequence[str], source: Any,
-                    **kwargs: Any) -> push.PushResult:
-    """Push ``source`` to ``targets``; see :func:`zfs.push.push_file` for the arguments.
+async def push_file(site: actors.Site, targets: str | Sequence[str], source: Any,
+                    **kwargs: Any) -> PushResult:
+    """Push ``source`` to ``targets``; see :func:`zfs.push_file` for the arguments.
 
     Raises:
-        The errors of :func:`zfs.push.push_file` (TransferAborted naming the site, ...).
+        The errors of :func:`zfs.push_file` (TransferAborted naming the site, ...).
     """
-    return await _settle(push.push_file_async, site, targets, source, **kwargs)
+    return await _settle(push_file_async, site, targets, source, **kwargs)
 
 
-async def download(site: Any, owner: str, rid: str, location: str | None = None,
-                   **kwargs: Any) -> str:
-    """Download ``rid`` from ``owner`` into ``location``; return the final path.
+async def download(site: actors.Site, owner: str, rid: str, location: str | None = None,
+                   **kwargs: Any) -> DownloadResult:
+    """Download ``rid`` from ``owner`` into ``location``.
 
-    See :func:`zfs.pull.download` for the keyword arguments and errors.
+    See :func:`zfs.download` for the keyword arguments, the result and the errors.
     """
-    return await _settle(pull.download_async, site, owner, rid, location, **kwargs)
+    return await _settle(download_async, site, owner, rid, location, **kwargs)
 
 
-async def tell(site: Any, address: str, message: Any, payload: Sequence[Any] = ()) -> None:
+async def tell(site: actors.Site, address: str, message: Any, payload: Sequence[Any] = ()) -> None:
     """Send ``message`` to the actor at ``address`` without waiting for an answer.
 
     Two tells awaited one after the other arrive in that order; tells started
@@ -67,7 +75,7 @@ async def tell(site: Any, address: str, message: Any, payload: Sequence[Any] = (
     await _off_loop(site.tell, address, message, payload=payload)
 
 
-async def ask(site: Any, address: str, message: Any, *, timeout: float | None = None,
+async def ask(site: actors.Site, address: str, message: Any, *, timeout: float | None = None,
               payload: Sequence[Any] = ()) -> Any:
     """Send ``message`` to the actor at ``address`` and return its answer.
 

@@ -50,8 +50,8 @@ class TransactionExpired(ZfsError):
     """The transaction that shared this RID timed out or was ended by its owner."""
 
 
-class FileChanged(ZfsError):
-    """The shared file was changed or removed after it was added."""
+class FileChanged(TransferAborted):
+    """The file being sent or shared was changed or removed meanwhile."""
 
 
 class InsecureLink(ZfsError):

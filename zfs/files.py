@@ -21,7 +21,7 @@ from typing import Optional, Type, Union
 import xxhash
 
 from zfs.errors import FileChanged, IntegrityError, SourceMissing, UnsafeName
-from zfs.protocol import name_problem
+from zfs.protocol.names import name_problem
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """A control actor that lets a test drive a site living in another process.
 
 The test asks ``"<site>/ctl"`` to call a function of that process with its Site as the
-first argument: ``{"call": "zfs.push:register_receiver", "args": [...], "kwargs": {...}}``.
+first argument: ``{"call": "zfs:register_receiver", "args": [...], "kwargs": {...}}``.
 A keyword value ``{"$recorder": "done"}`` becomes a callback recording its arguments,
 read back with ``{"events": "done"}``. ``{"start": ...}`` (same fields as "call") runs
 the call on a thread and returns a job id; ``{"job": id}`` says how it went.

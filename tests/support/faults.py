@@ -40,8 +40,7 @@ from tests.support import netns
 from tests.support.linkemu import LinkEmulator
 from tests.support.procs import SiteProcess, start_sites, wait_until
 from zfs.files import PARTIAL_SUFFIX, Digest, file_digest
-from zfs.pull import download, share
-from zfs.push import push_file, register_receiver
+from zfs import download, push_file, register_receiver, share
 
 KiB, MiB = 1 << 10, 1 << 20
 CHUNK = 64 * KiB
@@ -186,7 +185,7 @@ def sites(hub: actors.Site) -> Iterator[Any]:
 
 def register(hub: actors.Site, proc: SiteProcess, dest: Path, topic: str, **options: Any) -> None:
     dest.mkdir(parents=True, exist_ok=True)
-    proc.call(hub, "zfs.push:register_receiver", channel=CHANNEL, topic=topic,
+    proc.call(hub, "zfs:register_receiver", channel=CHANNEL, topic=topic,
               dest_dir=str(dest), **options)
 
 
@@ -204,7 +203,7 @@ def assert_serving(hub: actors.Site, procs: list[SiteProcess], tmp_path: Path) -
 
 
 def owner_bytes(hub: actors.Site, owner: SiteProcess) -> int:
-    return int(owner.call(hub, "zfs.pull:owner_stats")["bytes_sent"])
+    return int(owner.call(hub, "zfs.pull.transaction:owner_stats")["bytes_sent"])
 
 
 # ---------------------------------------------------------------- links cut
@@ -295,7 +294,7 @@ def child_share(site: actors.Site, paths: list[str], timeout: float = 60.0,
 def child_download(site: actors.Site, owner: str, rid: str, location: str,
                    delay: float = 0.0, **kwargs: Any) -> str:
     slow = (lambda progress: time.sleep(delay)) if delay else None
-    return download(site, owner, rid, location, on_progress=slow, **kwargs)
+    return download(site, owner, rid, location, on_progress=slow, **kwargs).path
 
 
 def child_register_blocking(site: actors.Site, channel: str, topic: str, dest: str,

@@ -1,7 +1,7 @@
 """The command group ``main``: the options of the whole command, logging, one-line errors.
 
 Its subcommands live in their own modules and are attached in :mod:`zfs.cli`; ``keys``
-is loaded only when used (from :mod:`zfs.keys_cli`, if installed).
+is loaded only when used (from :mod:`zfs.cli.keys`, if installed).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class _Group(click.Group):
 def _keys_command() -> click.Command:
     """The security issue's ``keys`` group if it is installed, else a clear refusal."""
     try:
-        from zfs.keys_cli import keys
+        from zfs.cli.keys import keys
     except ImportError as err:
         reason = str(err)
 
@@ -88,7 +88,7 @@ def _keys_command() -> click.Command:
 @click.option("-q", "--quiet", is_flag=True, default=None, help="No progress bars [ZFS_QUIET].")
 @click.pass_context
 def main(ctx: click.Context, verbose: bool, quiet: bool | None) -> None:
-    """Move large files between sites over ZeroMQ. Settings: ZFS_* (see zfs.settings)."""
+    """Move large files between sites over ZeroMQ. Settings: ZFS_* (see zfs.cli.settings)."""
     tune_malloc()  # this process exists to run a site (see actors.process)
     base = _settings(None)
     ctx.obj = Common(verbose=verbose, quiet=base.quiet if quiet is None else quiet)

@@ -1,7 +1,7 @@
 """Turning a command's arguments into settings: options, peers and files given on the line.
 
 Each option that fills a setting shows its ``ZFS_*`` variable in the help; values are
-checked by :mod:`zfs.settings`, and a bad one ends the command with one line.
+checked by :mod:`zfs.cli.settings`, and a bad one ends the command with one line.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from zfs import settings as config
+from zfs.cli import settings as config
 
 
 @dataclass(frozen=True, slots=True)

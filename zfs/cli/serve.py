@@ -36,7 +36,7 @@ def _announce(s: actors.Site, files: Sequence[str], timeout: float,
     Returns the transaction and a list that receives the file names if it times out
     (``stop`` is then set too).
     """
-    from zfs.pull import share as open_share
+    from zfs.pull.transaction import share as open_share
 
     expired: list[str] = []
 
@@ -99,7 +99,7 @@ def site(common: Common, name: str, connects: Sequence[str], receives: Sequence[
 
     Prints 'READY NAME ENDPOINT' once it is up (then the RIDs of any --share).
     """
-    from zfs.push import register_receiver
+    from zfs.push.receiver import register_receiver
 
     settings = _settings(common, **options)
     plan = _receivers(receives, dests, settings.dest_dir)

@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 import actors
-from zfs import settings as config
+from zfs.cli import settings as config
 from zfs.cli.errors import Interrupted
 
 

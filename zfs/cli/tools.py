@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import click
 
-from zfs import settings as config
+from zfs.cli import settings as config
 from zfs.cli.options import Common
 
 
@@ -18,7 +18,7 @@ from zfs.cli.options import Common
 @click.pass_obj
 def demo(common: Common, size: str, workdir: str | None) -> None:
     """Start an owner and two recipient sites, push and pull a test file, show a table."""
-    from zfs import demo as demo_module
+    from zfs.cli import demo as demo_module
 
     try:
         nbytes = config.parse_size(size)

@@ -1,7 +1,7 @@
 """The commands that move one file and exit: ``push`` (to sites at once) and ``pull`` (by RID).
 
 Each starts its own short-lived site, waits for its peers, draws progress
-(:mod:`zfs.progress`) and prints one result line (or JSON); Ctrl-C aborts a push and
+(:mod:`zfs.cli.bars`) and prints one result line (or JSON); Ctrl-C aborts a push and
 leaves a pull resumable.
 """
 
@@ -16,12 +16,12 @@ from typing import Any
 
 import click
 
-from zfs import settings as config
+from zfs.cli import settings as config
 from zfs.cli.errors import Interrupted
 from zfs.cli.options import (_CONNECT_TIMEOUT, _JSON, _KEYS, Common, _check_file, _peers,
                              _setting, _settings)
 from zfs.cli.session import _await, _site, _until_signal, _wait_for
-from zfs.progress import Bars, wanted
+from zfs.cli.bars import Bars, wanted
 
 
 def _report(as_json: bool, record: dict[str, Any], text: str) -> None:
@@ -50,7 +50,7 @@ def _report(as_json: bool, record: dict[str, Any], text: str) -> None:
 def push(common: Common, file: str, to: str, connects: Sequence[str], name: str | None,
          as_json: bool, **options: Any) -> None:
     """Push FILE to every site of --to at once; all of them get it, or none does."""
-    from zfs.push import push_file_async
+    from zfs.push.sender import push_file_async
 
     settings = _settings(common, **options)
     targets = list(dict.fromkeys(t.strip() for t in to.split(",") if t.strip()))
@@ -101,7 +101,7 @@ def push(common: Common, file: str, to: str, connects: Sequence[str], name: str 
 def pull(common: Common, rid: str, source: str, name: str | None, as_json: bool,
          **options: Any) -> None:
     """Download the file RID from its owner; run it again after an interruption to resume."""
-    from zfs.pull import download_async
+    from zfs.pull.download import download_async
 
     settings = _settings(common, **options)
     owner, endpoint = next(iter(_peers([source]).items()))
@@ -111,15 +111,15 @@ def pull(common: Common, rid: str, source: str, name: str | None, as_json: bool,
         who = f"{name}: " if name else ""
         with Bars(wanted(settings.quiet), who + "pull {name} <-") as bars:
             started = time.monotonic()
-            path = _await(download_async(
+            result = _await(download_async(
                 s, owner, rid, settings.out_dir, window_chunks=settings.window_chunks,
-                chunk_size=settings.chunk_size, per_request_timeout=settings.request_timeout,
+                chunk_size=settings.chunk_size, request_timeout=settings.request_timeout,
                 retries=settings.retries, on_progress=bars.update,
                 secure=settings.keys_dir is not None), stop)
             seconds = time.monotonic() - started
-            if path is None:
+            if result is None:
                 # Stopping the site (not an abort) keeps the partial file for a resume.
                 raise Interrupted("interrupted: run the same command again to resume")
-    _report(as_json, {"op": "pull", "path": path, "size": os.path.getsize(path),
+    _report(as_json, {"op": "pull", "path": result.path, "size": result.size,
                       "owner": owner, "seconds": seconds},
-            f"downloaded {path} from {owner}")
+            f"downloaded {result.path} from {owner}")

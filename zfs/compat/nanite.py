@@ -25,7 +25,9 @@ from typing import Any, BinaryIO, Callable, Dict, List, Optional, Tuple, Union
 
 import actors
 from zfs.files import check_name
-from zfs.push import ReceivedFile, push_file, register_receiver
+from zfs.push.receiver import register_receiver
+from zfs.push.sender import push_file
+from zfs.results import ReceivedFile
 
 log = logging.getLogger(__name__)
 

@@ -1,33 +1,8 @@
 """Pure protocol cores of file streaming: no I/O, no clocks, time passed as ``now``.
 
-The rule for names that arrive from the network lives here, so that the cores can
-refuse a stream by its name without touching the file system;
-:func:`zfs.files.check_name` raises with the same rule.
+Standard library only. ``wire`` is the typed messages sites exchange (one ``decode``
+that refuses a malformed peer message, one ``encode``); ``push`` and ``pull`` hold the
+cores their shells in ``zfs.push`` and ``zfs.pull`` drive; ``errors`` is the one
+vocabulary of failure; ``states`` the one shape of a lifecycle; ``names`` the rule
+for file names that arrive from the network.
 """
-
-from __future__ import annotations
-
-from typing import Optional
-
-MAX_NAME_BYTES = 255
-
-
-def name_problem(name: object) -> Optional[str]:
-    """Return why ``name`` is not a plain file name, or None if it is one.
-
-    A plain name is a non-empty str, not ``.`` or ``..``, without ``/``, ``\\`` or
-    NUL, and at most 255 bytes in UTF-8: safe to join to a folder.
-    """
-    if not isinstance(name, str):
-        return f"file name must be a str, not {type(name).__name__}"
-    if name in ("", ".", ".."):
-        return f"not a file name: {name!r}"
-    if "/" in name or "\\" in name or "\0" in name:
-        return f"file name has a path part or NUL: {name!r}"
-    try:
-        encoded = name.encode("utf-8")
-    except UnicodeEncodeError:
-        return f"file name is not valid UTF-8: {name!r}"
-    if len(encoded) > MAX_NAME_BYTES:
-        return f"file name longer than {MAX_NAME_BYTES} bytes"
-    return None

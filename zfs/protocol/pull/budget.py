@@ -1,6 +1,6 @@
 """The owner's budget of chunk bytes in flight to all its recipients together.
 
-Pure like the rest of :mod:`zfs.protocol`: :class:`~zfs.protocol.pull_owner.Shares` asks
+Pure like the rest of :mod:`zfs.protocol`: :class:`~zfs.protocol.pull.owner.Shares` asks
 it whether a chunk request may be served now and tells it what was served and what
 ended, so the owner's memory does not grow with the number of recipients.
 """

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from zfs.protocol.push_failures import LOST, PROTOCOL, REFUSED, SOURCE, TIMEOUT, ProtocolMisuse
+from zfs.protocol.errors import Failure, LocalProtocolError
+from zfs.protocol.states import Transitions, move
 
 
 class SenderState(enum.Enum):
@@ -30,12 +31,12 @@ class SenderState(enum.Enum):
     FAILED = "failed"
 
 
-SENDER_TRANSITIONS: Dict[SenderState, Tuple[SenderState, ...]] = {
-    SenderState.OPENING: (SenderState.STREAMING, SenderState.FAILED),
-    SenderState.STREAMING: (SenderState.ENDING, SenderState.FAILED),
-    SenderState.ENDING: (SenderState.DONE, SenderState.FAILED),
-    SenderState.DONE: (),
-    SenderState.FAILED: (),
+SENDER_TRANSITIONS: Transitions[SenderState] = {
+    SenderState.OPENING: frozenset({SenderState.STREAMING, SenderState.FAILED}),
+    SenderState.STREAMING: frozenset({SenderState.ENDING, SenderState.FAILED}),
+    SenderState.ENDING: frozenset({SenderState.DONE, SenderState.FAILED}),
+    SenderState.DONE: frozenset(),
+    SenderState.FAILED: frozenset(),
 }
 
 
@@ -95,11 +96,11 @@ class Finished:
 
     ok: bool
     culprit: Optional[str] = None
-    kind: str = ""
+    failure: Optional[Failure] = None
     reason: str = ""
 
 
-SenderCommand = object
+SenderCommand = Union[SendOpen, ReadChunk, SendChunk, SendEnd, SendAbort, Progressed, Finished]
 
 
 class PushSender:
@@ -116,11 +117,11 @@ class PushSender:
     def __init__(self, targets: Sequence[str], *, chunk_size: int, window_chunks: int,
                  chunk_timeout: float, size: Optional[int] = None) -> None:
         if not targets or len(set(targets)) != len(targets):
-            raise ProtocolMisuse("targets must be distinct and at least one")
+            raise LocalProtocolError("targets must be distinct and at least one")
         if chunk_size < 1 or window_chunks < 1 or chunk_timeout <= 0:
-            raise ProtocolMisuse("chunk_size, window_chunks and chunk_timeout must be positive")
+            raise LocalProtocolError("chunk_size, window_chunks and chunk_timeout must be positive")
         if size is not None and size < 0:
-            raise ProtocolMisuse("size must be >= 0")
+            raise LocalProtocolError("size must be >= 0")
         self.targets = tuple(targets)
         self.chunk_size = chunk_size
         self.window_chunks = window_chunks
@@ -143,7 +144,7 @@ class PushSender:
     def start(self, now: float) -> List[SenderCommand]:
         """Begin: open the stream at every target."""
         if self._started:
-            raise ProtocolMisuse("start() called twice")
+            raise LocalProtocolError("start() called twice")
         self._started = True
         self._progress_at = {t: now for t in self.targets}
         return [SendOpen(self.targets, self.size, self.chunk_size)]
@@ -155,7 +156,7 @@ class PushSender:
         if self.finished or target not in self._acked or target in self._accepted:
             return []
         if self.state is not SenderState.OPENING:
-            return self._fail(target, PROTOCOL, "accept after the stream began")
+            return self._fail(target, Failure.PROTOCOL, "accept after the stream began")
         self._accepted.add(target)
         self._progress_at[target] = now
         if len(self._accepted) < len(self.targets):
@@ -167,14 +168,14 @@ class PushSender:
 
     def refused(self, target: str, reason: str, now: float) -> List[SenderCommand]:
         """A target refused the stream."""
-        return self.error_received(target, REFUSED, reason, now)
+        return self.failure_received(target, Failure.REFUSED, reason, now)
 
-    def error_received(self, target: str, kind: str, reason: str,
-                       now: float) -> List[SenderCommand]:
+    def failure_received(self, target: str, failure: Failure, reason: str,
+                         now: float) -> List[SenderCommand]:
         """A target reported that its side of the stream failed."""
         if self.finished or target not in self._acked:
             return []
-        return self._fail(target, kind, reason)
+        return self._fail(target, failure, reason)
 
     def ack_received(self, target: str, received: object, now: float) -> List[SenderCommand]:
         """A target has written ``received`` bytes (cumulative)."""
@@ -182,7 +183,7 @@ class PushSender:
             return []
         if target not in self._accepted or type(received) is not int \
                 or received > self.sent_end:
-            return self._fail(target, PROTOCOL, f"ack of {received!r} bytes, "
+            return self._fail(target, Failure.PROTOCOL, f"ack of {received!r} bytes, "
                               f"{self.sent_end} sent")
         if received <= self._acked[target]:
             return []                           # a late or repeated cumulative ack
@@ -195,7 +196,7 @@ class PushSender:
         if self.finished or target not in self._acked or target in self._done:
             return []
         if self.state is not SenderState.ENDING:
-            return self._fail(target, PROTOCOL, "done before the stream ended")
+            return self._fail(target, Failure.PROTOCOL, "done before the stream ended")
         self._done.add(target)
         self._progress_at[target] = now
         if len(self._done) < len(self.targets):
@@ -207,7 +208,7 @@ class PushSender:
         """The runtime reports a target site down."""
         if self.finished or target not in self._acked:
             return []
-        return self._fail(target, LOST, reason or "site lost")
+        return self._fail(target, Failure.LOST, reason or "site lost")
 
     # -- events from our own side
 
@@ -216,13 +217,13 @@ class PushSender:
         if self.finished:
             return []
         if not self._reading or offset != self.sent_end:
-            raise ProtocolMisuse(f"chunk_read({offset}) without a matching ReadChunk")
+            raise LocalProtocolError(f"chunk_read({offset}) without a matching ReadChunk")
         self._reading = False
         wanted = self._next_length()
         if length > wanted or length < 0:
-            raise ProtocolMisuse(f"read {length} bytes, asked for {wanted}")
+            raise LocalProtocolError(f"read {length} bytes, asked for {wanted}")
         if self.size is not None and length != wanted:
-            return self._fail(None, SOURCE, f"source shrank: {length} bytes at {offset}, "
+            return self._fail(None, Failure.CHANGED, f"source shrank: {length} bytes at {offset}, "
                               f"{wanted} expected")
         cmds: List[SenderCommand] = []
         if length:
@@ -234,11 +235,13 @@ class PushSender:
             return cmds + self._end(now)
         return cmds + self._fill()
 
-    def source_failed(self, reason: str, now: float) -> List[SenderCommand]:
-        """Our source could not be read or changed under us."""
+    def source_failed(self, reason: str, now: float,
+                      failure: Failure = Failure.LOCAL) -> List[SenderCommand]:
+        """Our own side failed: the source could not be read (or ``failure``: changed,
+        aborted by our caller)."""
         if self.finished:
             return []
-        return self._fail(None, SOURCE, reason)
+        return self._fail(None, failure, reason)
 
     def time_passed(self, now: float) -> List[SenderCommand]:
         """Fail the send if a target owes an answer for longer than chunk_timeout."""
@@ -246,7 +249,7 @@ class PushSender:
             return []
         for target in self.targets:
             if self._owes(target) and now - self._progress_at[target] > self.chunk_timeout:
-                return self._fail(target, TIMEOUT, f"no answer within {self.chunk_timeout:g} s")
+                return self._fail(target, Failure.TIMEOUT, f"no answer within {self.chunk_timeout:g} s")
         return []
 
     # -- internals
@@ -284,17 +287,15 @@ class PushSender:
             if not self._owes(target):
                 self._progress_at[target] = now
 
-    def _fail(self, culprit: Optional[str], kind: str, reason: str) -> List[SenderCommand]:
+    def _fail(self, culprit: Optional[str], failure: Failure, reason: str) -> List[SenderCommand]:
         self._move(SenderState.FAILED)
-        others = tuple(t for t in self.targets if not (t == culprit and kind == LOST))
+        others = tuple(t for t in self.targets if not (t == culprit and failure is Failure.LOST))
         cmds: List[SenderCommand] = []
         if others:
             cmds.append(SendAbort(others, f"{culprit or 'sender'}: {reason}"))
-        cmds.append(Finished(False, culprit, kind, reason))
+        cmds.append(Finished(False, culprit, failure, reason))
         return cmds
 
     def _move(self, new: SenderState) -> None:
-        if new not in SENDER_TRANSITIONS[self.state]:
-            raise ProtocolMisuse(f"sender cannot go from {self.state.name} to {new.name}")
-        self.state = new
+        self.state = move(SENDER_TRANSITIONS, self.state, new, "sender")
 

@@ -1,7 +1,7 @@
 """The sending side of a push: :func:`push_file` and the actor that streams one file.
 
-:class:`SenderActor` (``"zfs.send.<hex>"``, one per send) is a thin shell around
-:class:`zfs.protocol.push_sender.PushSender`. It reads each chunk once and tells it to
+:class:`SenderActor` (``"zfs.send.<hex>"``, one per send) drives
+:class:`zfs.protocol.push.sender.PushSender`. It reads each chunk once and tells it to
 every target as one raw payload frame (the same bytes object to each), computing the
 digest as it reads; a window of un-acked chunks bounds its memory.
 """
@@ -11,19 +11,20 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Deque, Dict, List, Optional, Sequence, Union
+from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Union
 
 import actors
-from zfs.errors import InsecureLink, IntegrityError, StreamRefused, TransferAborted, ZfsError
+from zfs.errors import InsecureLink, TransferAborted
 from zfs.files import ChunkSource, Digest
-from zfs.protocol import push_sender as core
-from zfs.protocol.push_failures import INTEGRITY, REFUSED, ProtocolMisuse
-from zfs.callbacks import run_callback
-from zfs.push_common import RECEIVER, Progress, PushResult
-from zfs.push_source import Source, open_source, read_stream
+from zfs.protocol import wire
+from zfs.protocol.errors import Failure, LocalProtocolError
+from zfs.protocol.push import sender as core
+from zfs.push.receiver import RECEIVER
+from zfs.push.source import Source, open_source, read_stream
+from zfs.results import Progress, PushResult
+from zfs.shell import AbortRequested, Shell, Transfer, failure_error, run_callback
 from zfs.supervisor import Tick, ensure_supervisor, watch_time
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 0.1      # seconds between two on_progress calls for one target
 
 
+@dataclass(frozen=True, slots=True)
 class _Begin:
     """Told once after spawn: start sending (from the actor's thread, as the actor)."""
 
@@ -55,11 +57,11 @@ class _SendSpec:
     on_progress: Optional[Callable[[Progress], Any]]
 
 
-class SenderActor(actors.Actor):
+class SenderActor(Shell):
     """Streams one file to its targets, then stops; the outcome resolves ``future``."""
 
     def __init__(self, spec: _SendSpec, sender: core.PushSender,
-                 future: "Future[PushResult]") -> None:
+                 future: Future[PushResult]) -> None:
         super().__init__()
         self._spec = spec
         self._core = sender
@@ -68,6 +70,25 @@ class SenderActor(actors.Actor):
         self._chunk: Any = b""
         self._started = 0.0
         self._progress_at: Dict[str, float] = {}
+        self.receives = {
+            wire.Accepted: lambda m: self._from_target(m, self._core.accepted),
+            wire.Acked: lambda m: self._from_target(m, self._core.ack_received, m.received),
+            wire.Committed: lambda m: self._from_target(m, self._core.done_received),
+            wire.Failed: lambda m: self._from_target(m, self._core.failure_received,
+                                                     m.failure, m.reason),
+            Tick: lambda tick: self.run(self._core.time_passed(tick.now)),
+            actors.PeerDown: lambda event: self.run(self._core.target_lost(
+                event.name, event.reason, time.monotonic())),
+            _OpenFailed: self._open_failed,
+            AbortRequested: lambda _: self.run(self._core.source_failed(
+                "aborted by the caller", time.monotonic(), Failure.ABORTED)),
+            _Begin: self._begin,
+        }
+        self.carries_out = {
+            core.ReadChunk: self._read, core.SendChunk: self._send_chunk,
+            core.Progressed: self._progress, core.SendOpen: self._open,
+            core.SendEnd: self._end, core.SendAbort: self._abort, core.Finished: self._finish,
+        }
 
     def on_start(self) -> None:
         self.site.watch_peers(self.actor_ref)
@@ -75,7 +96,7 @@ class SenderActor(actors.Actor):
 
     def on_stop(self) -> None:
         if not self._core.finished:
-            self._run(self._core.source_failed("the sending site stopped", time.monotonic()))
+            self.run(self._core.source_failed("the sending site stopped", time.monotonic()))
         self._close()
 
     def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -88,80 +109,44 @@ class SenderActor(actors.Actor):
             self._spec.source.close()
 
     def on_receive(self, message: Any) -> Any:
-        now = time.monotonic()
         try:
-            if isinstance(message, dict):
-                self._run(self._on_reply(message, now))
-            elif isinstance(message, Tick):
-                self._run(self._core.time_passed(message.now))
-            elif isinstance(message, actors.PeerDown):
-                self._run(self._core.target_lost(message.name, message.reason, now))
-            elif isinstance(message, _OpenFailed):
-                self._run(self._open_failed(message, now))
-            elif isinstance(message, _Begin):
-                self._started = now
-                self._run(self._core.start(now))
+            return super().on_receive(message)
         except Exception as err:  # noqa: BLE001 - fail this send, never hang its caller
             log.exception("push %s failed inside the sender", self._spec.name)
-            self._run(self._core.source_failed(f"internal error: {err!r}", now))
-        return None
+            self.run(self._core.source_failed(f"internal error: {err!r}", time.monotonic()))
+            return None
 
-    def _open_failed(self, msg: "_OpenFailed", now: float) -> List[Any]:
+    # -- what arrives
+
+    def _begin(self, _message: _Begin) -> None:
+        self._started = time.monotonic()
+        self.run(self._core.start(self._started))
+
+    def _from_target(self, message: Any, event: Callable[..., List[Any]], *args: Any) -> None:
+        """Hand a target's answer to the core, if it is about our stream."""
+        if message.sid == self._spec.sid:
+            target = (self.sender or "").partition("/")[0]
+            self.run(event(target, *args, time.monotonic()))
+
+    def _open_failed(self, msg: _OpenFailed) -> None:
+        now = time.monotonic()
         if msg.no_receiver:
-            return self._core.refused(msg.target, "no receiver on this site", now)
-        return self._core.target_lost(msg.target, msg.reason, now)
+            self.run(self._core.refused(msg.target, "no receiver on this site", now))
+        else:
+            self.run(self._core.target_lost(msg.target, msg.reason, now))
 
-    def _on_reply(self, msg: Dict[str, Any], now: float) -> List[Any]:
-        target = (self.sender or "").partition("/")[0]
-        if msg.get("sid") != self._spec.sid:
-            return []
-        op, c = msg.get("op"), self._core
-        if op == "ack":
-            return c.ack_received(target, msg.get("received"), now)
-        if op == "accept":
-            return c.accepted(target, now)
-        if op == "done":
-            return c.done_received(target, now)
-        if op == "refuse":
-            return c.refused(target, str(msg.get("reason")), now)
-        if op == "error":
-            return c.error_received(target, str(msg.get("kind")), str(msg.get("reason")), now)
-        return []
+    # -- what the core asks for
 
-    def _run(self, cmds: List[Any]) -> None:
-        """Carry out the core's commands, feeding back what they cause, in order."""
-        queue: Deque[Any] = deque(cmds)
-        while queue:
-            cmd = queue.popleft()
-            now = time.monotonic()
-            if isinstance(cmd, core.SendChunk):
-                queue.extend(self._send(cmd.targets, {"op": "chunk", "offset": cmd.offset},
-                                        (self._chunk,), now))
-                self._chunk = b""
-            elif isinstance(cmd, core.ReadChunk):
-                queue.extend(self._read(cmd, now))
-            elif isinstance(cmd, core.Progressed):
-                self._progress(cmd, now)
-            elif isinstance(cmd, core.SendOpen):
-                queue.extend(self._open(cmd, now))
-            elif isinstance(cmd, core.SendEnd):
-                queue.extend(self._end(cmd, now))
-            elif isinstance(cmd, core.SendAbort):
-                self._send(cmd.targets, {"op": "abort", "reason": cmd.reason}, (), now)
-            elif isinstance(cmd, core.Finished):
-                self._finish(cmd, now)
-
-    def _open(self, cmd: core.SendOpen, now: float) -> List[Any]:
+    def _open(self, cmd: core.SendOpen) -> List[Any]:
         """Open the stream at every target by an ask, so that a site with no receiver
-        at all fails the send at once; its answer comes as a tell (accept or refuse)."""
-        spec = self._spec
-        msg = {"op": "open", "sid": spec.sid, "name": spec.name, "size": cmd.size,
-               "chunk_size": cmd.chunk_size, "channel": spec.channel, "topic": spec.topic,
-               "context": spec.context}
+        at all fails the send at once; its answer comes as a tell (accepted or failed)."""
+        spec, now = self._spec, time.monotonic()
+        body = wire.encode(wire.Open(spec.sid, spec.name, cmd.size, cmd.chunk_size,
+                                     spec.channel, spec.topic, spec.context))
         caused: List[Any] = []
         for target in cmd.targets:
             try:
-                answer = self.site.ask(f"{target}/{RECEIVER}", msg, block=False,
+                answer = self.site.ask(f"{target}/{RECEIVER}", body, block=False,
                                        timeout=self._core.chunk_timeout)
             except actors.CodecError as err:
                 return self._core.source_failed(f"cannot encode the message: {err}", now)
@@ -171,33 +156,19 @@ class SenderActor(actors.Actor):
             answer.add_done_callback(lambda f, t=target: self._open_answered(t, f))
         return caused
 
-    def _open_answered(self, target: str, answer: "Future[Any]") -> None:
+    def _open_answered(self, target: str, answer: Future[Any]) -> None:
         """(Any thread.) Tell ourselves if the open could not be delivered."""
         error = answer.exception()
         if error is None or isinstance(error, actors.AskTimeout):
-            return              # accept/refuse come by tell; a silence is chunk_timeout's
+            return              # accepted/failed come by tell; a silence is chunk_timeout's
         try:
             self.actor_ref.tell(_OpenFailed(target, isinstance(error, actors.UnknownActor),
                                             str(error)))
         except Exception:  # noqa: BLE001 - we stopped meanwhile: nothing left to fail
             pass
 
-    def _send(self, targets: Sequence[str], msg: Dict[str, Any], payload: Any,
-              now: float) -> List[Any]:
-        msg["sid"] = self._spec.sid
-        caused: List[Any] = []
-        for target in targets:
-            try:
-                self.site.tell(f"{target}/{RECEIVER}", msg, payload=payload)
-            except actors.CodecError as err:
-                return self._core.source_failed(f"cannot encode the message: {err}", now)
-            except actors.ActorsError as err:
-                if msg["op"] != "abort":
-                    caused += self._core.target_lost(target, f"cannot reach: {err}", now)
-        return caused
-
-    def _read(self, cmd: core.ReadChunk, now: float) -> List[Any]:
-        source = self._spec.source
+    def _read(self, cmd: core.ReadChunk) -> List[Any]:
+        source, now = self._spec.source, time.monotonic()
         try:
             if isinstance(source, ChunkSource):
                 data: Any = source.read(cmd.offset, cmd.length)
@@ -209,54 +180,65 @@ class SenderActor(actors.Actor):
         self._chunk = data
         return self._core.chunk_read(cmd.offset, len(data), now)
 
-    def _end(self, cmd: core.SendEnd, now: float) -> List[Any]:
+    def _send_chunk(self, cmd: core.SendChunk) -> List[Any]:
+        chunk, self._chunk = self._chunk, b""
+        return self._send(cmd.targets, wire.Chunk(self._spec.sid, cmd.offset), (chunk,))
+
+    def _end(self, cmd: core.SendEnd) -> List[Any]:
         if isinstance(self._spec.source, ChunkSource):
             try:
                 self._spec.source.check_unchanged()
-            except ZfsError as err:
-                return self._core.source_failed(str(err), now)
-        end = {"op": "end", "size": cmd.size, "digest": self._digest.hexdigest()}
-        return self._send(cmd.targets, end, (), now)
+            except TransferAborted as err:
+                return self._core.source_failed(str(err), time.monotonic(), Failure.CHANGED)
+        end = wire.End(self._spec.sid, cmd.size, self._digest.hexdigest())
+        return self._send(cmd.targets, end, ())
 
-    def _progress(self, cmd: core.Progressed, now: float) -> None:
-        callback = self._spec.on_progress
-        total = self._core.size
+    def _abort(self, cmd: core.SendAbort) -> None:
+        self._send(cmd.targets, wire.Abort(self._spec.sid, cmd.reason), ())
+
+    def _send(self, targets: Sequence[str], message: wire.Message, payload: Any) -> List[Any]:
+        body, now = wire.encode(message), time.monotonic()
+        caused: List[Any] = []
+        for target in targets:
+            try:
+                self.site.tell(f"{target}/{RECEIVER}", body, payload=payload)
+            except actors.CodecError as err:
+                return self._core.source_failed(f"cannot encode the message: {err}", now)
+            except actors.ActorsError as err:
+                if not isinstance(message, wire.Abort):
+                    caused += self._core.target_lost(target, f"cannot reach: {err}", now)
+        return caused
+
+    def _progress(self, cmd: core.Progressed) -> None:
+        callback, now, total = self._spec.on_progress, time.monotonic(), self._core.size
         if callback is None or (now - self._progress_at.get(cmd.target, -1.0) < PROGRESS_INTERVAL
                                 and cmd.bytes_done != total):
             return
         self._progress_at[cmd.target] = now
         run_callback(callback, Progress(self._spec.name, cmd.bytes_done, total, cmd.target))
 
-    def _finish(self, cmd: core.Finished, now: float) -> None:
+    def _finish(self, cmd: core.Finished) -> None:
         if not self._future.done():
             if cmd.ok:
                 self._future.set_result(PushResult(
                     self._spec.name, self._core.sent_end, self._digest.hexdigest(),
-                    list(self._core.targets), now - self._started))
+                    list(self._core.targets), time.monotonic() - self._started))
             else:
-                self._future.set_exception(_error(cmd, self.site.name))
+                assert cmd.failure is not None
+                self._future.set_exception(failure_error(
+                    cmd.failure, cmd.reason, cmd.culprit or self.site.name))
         if self.actor_ref.is_alive():
             self.actor_ref.stop(block=False)
 
 
-def _error(cmd: core.Finished, own_site: str) -> TransferAborted:
-    site = cmd.culprit or own_site
-    reason = f"{cmd.kind}: {cmd.reason}"
-    if cmd.kind == REFUSED:
-        return StreamRefused(reason, site)
-    if cmd.kind == INTEGRITY:
-        return IntegrityError(reason, site)
-    return TransferAborted(reason, site)
-
-
-def push_file_async(site: Any, targets: Union[str, Sequence[str]], source: Source, *,
+def push_file_async(site: actors.Site, targets: Union[str, Sequence[str]], source: Source, *,
                     channel: str = "default", topic: str = "default",
                     name: Optional[str] = None, context: Any = None,
                     chunk_size: int = 1 << 20, window_chunks: int = 8,
                     chunk_timeout: float = 30.0,
                     on_progress: Optional[Callable[[Progress], Any]] = None,
-                    secure: bool = False) -> "Future[PushResult]":
-    """Start pushing ``source`` to ``targets``; the future gives the outcome.
+                    secure: bool = False) -> Transfer[PushResult]:
+    """Start pushing ``source`` to ``targets``; the handle gives the outcome, or aborts it.
 
     Args:
         site: the sending :class:`actors.Site`.
@@ -267,8 +249,10 @@ def push_file_async(site: Any, targets: Union[str, Sequence[str]], source: Sourc
             from the sender actor's thread.
 
     Returns:
-        A future of :class:`PushResult`; on failure it raises :class:`TransferAborted`
-        (or :class:`StreamRefused` / :class:`IntegrityError`) naming the culprit site.
+        A :class:`~zfs.shell.Transfer` (a future) of :class:`PushResult`; on failure it
+        raises :class:`TransferAborted` (or :class:`StreamRefused` /
+        :class:`IntegrityError` / :class:`FileChanged`) naming the culprit site.
+        ``abort()`` on it aborts the push at every target.
 
     Raises:
         SourceMissing: the path cannot be opened (nothing was sent).
@@ -285,20 +269,21 @@ def push_file_async(site: Any, targets: Union[str, Sequence[str]], source: Sourc
     try:
         sender = core.PushSender(targets, chunk_size=chunk_size, window_chunks=window_chunks,
                                  chunk_timeout=chunk_timeout, size=size)
-    except ProtocolMisuse as err:
+    except LocalProtocolError as err:
         if isinstance(opened, ChunkSource):
             opened.close()
         raise ValueError(str(err)) from None
     sid = secrets.token_hex(16)
     spec = _SendSpec(sid, name, channel, topic, context, opened, on_progress)
-    future: "Future[PushResult]" = Future()
+    transfer: Transfer[PushResult] = Transfer()
     ensure_supervisor(site)
-    ref = site.spawn(SenderActor, f"zfs.send.{sid[:16]}", spec, sender, future)
+    ref = site.spawn(SenderActor, f"zfs.send.{sid[:16]}", spec, sender, transfer)
+    transfer.started(ref)
     ref.tell(_Begin())
-    return future
+    return transfer
 
 
-def push_file(site: Any, targets: Union[str, Sequence[str]], source: Source, *,
+def push_file(site: actors.Site, targets: Union[str, Sequence[str]], source: Source, *,
               channel: str = "default", topic: str = "default", name: Optional[str] = None,
               context: Any = None, chunk_size: int = 1 << 20, window_chunks: int = 8,
               chunk_timeout: float = 30.0,
@@ -314,4 +299,3 @@ def push_file(site: Any, targets: Union[str, Sequence[str]], source: Source, *,
         site, targets, source, channel=channel, topic=topic, name=name, context=context,
         chunk_size=chunk_size, window_chunks=window_chunks, chunk_timeout=chunk_timeout,
         on_progress=on_progress, secure=secure).result()
-

@@ -1,7 +1,7 @@
 """The receiving side of a push: :func:`register_receiver` and the site's receiver actor.
 
-:class:`ReceiverActor` (``"zfs.receiver"``, one per site) is a thin shell around
-:class:`zfs.protocol.push_receiver.PushReceiver`. It holds every inbound stream, keyed
+:class:`ReceiverActor` (``"zfs.receiver"``, one per site) drives
+:class:`zfs.protocol.push.receiver.PushReceiver`. It holds every inbound stream, keyed
 by (sender address, stream id), writes chunks into a :class:`~zfs.files.PartialFile`,
 acks each by a tiny tell, checks and renames at the end.
 """
@@ -14,22 +14,24 @@ import os
 import shutil
 import tempfile
 import time
-from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import actors
 from zfs.errors import IntegrityError, ZfsError
 from zfs.files import PartialFile, sweep_stale_partials
-from zfs.protocol import push_receiver as core
-from zfs.callbacks import run_callback
-from zfs.push_common import RECEIVER, Progress, ReceivedFile
+from zfs.protocol import wire
+from zfs.protocol.errors import Failure, RemoteProtocolError
+from zfs.protocol.push import receiver as core
+from zfs.results import Progress, ReceivedFile
+from zfs.shell import Shell, run_callback
 from zfs.supervisor import Tick, watch_time
 
 log = logging.getLogger(__name__)
 
-_OPTIONS = ("inactivity_timeout", "max_size", "max_chunk_size")
+RECEIVER = "zfs.receiver"    # every site's receiver actor; senders address "<site>/zfs.receiver"
 
+_OPTIONS = ("inactivity_timeout", "max_size", "max_chunk_size")
 
 #: How often the receiver looks for partial files left by a killed predecessor.
 _SWEEP_INTERVAL = 1.0
@@ -59,7 +61,7 @@ class _Inbound:
     sender_site: str
 
 
-class ReceiverActor(actors.Actor):
+class ReceiverActor(Shell):
     """Every inbound push of this site: writes, acks, checks, renames, calls back.
 
     Args:
@@ -71,7 +73,26 @@ class ReceiverActor(actors.Actor):
         self._core = core.PushReceiver(max_streams)
         self._registrations: Dict[Any, _Registration] = {}
         self._files: Dict[core.Key, _Inbound] = {}
+        self._opening: Optional[wire.Open] = None  # the Open being carried out
         self._next_sweep = 0.0
+        self.receives = {
+            wire.Open: self._on_open, wire.Chunk: self._on_chunk, wire.End: self._on_end,
+            wire.Abort: lambda m: self._stream(m, self._core.abort_received, m.reason),
+            Tick: self._on_tick,
+            actors.PeerDown: lambda event: self.run(self._core.site_lost(
+                event.name, time.monotonic())),
+            _Registration: self._register, _Unregister: self._unregister,
+        }
+        self.carries_out = {
+            core.WriteChunk: self._write, core.SendAck: self._ack,
+            core.CreateFile: self._create, core.CommitFile: self._commit,
+            core.Accept: lambda cmd: self._reply(cmd.key, wire.Accepted(cmd.key[1])),
+            core.Refuse: self._refuse, core.SendDone: lambda cmd: self._reply(
+                cmd.key, wire.Committed(cmd.key[1])),
+            core.SendError: lambda cmd: self._reply(cmd.key, wire.Failed(
+                cmd.key[1], cmd.failure, cmd.reason)),
+            core.Discard: self._discard,
+        }
 
     def on_start(self) -> None:
         self.site.watch_peers(self.actor_ref)
@@ -82,24 +103,58 @@ class ReceiverActor(actors.Actor):
             inbound.partial.discard()
         self._files.clear()
 
-    def on_receive(self, message: Any) -> Any:
-        now = time.monotonic()
-        if isinstance(message, dict):
-            sid = message.get("sid")
-            if self.sender and "/" in self.sender and isinstance(sid, str):
-                self._on_stream(message, (self.sender, sid), now)
-        elif isinstance(message, Tick):
-            self._run(self._core.time_passed(message.now), None)
-            self._sweep(message.now)
-        elif isinstance(message, actors.PeerDown):
-            self._run(self._core.site_lost(message.name, now), None)
-        elif isinstance(message, _Registration):
-            self._registrations[(message.channel, message.topic)] = message
-            self._core.registration_added(message.channel, message.topic, message.limits)
-        elif isinstance(message, _Unregister):
-            self._registrations.pop((message.channel, message.topic), None)
-            self._core.registration_removed(message.channel, message.topic)
-        return None
+    # -- what arrives
+
+    def _key(self, sid: str) -> Optional[core.Key]:
+        """The stream's key, if the message came from a peer's actor (not app code)."""
+        sender = self.sender
+        return (sender, sid) if sender and "/" in sender else None
+
+    def _stream(self, message: Any, event: Callable[..., List[Any]], *args: Any) -> None:
+        key = self._key(message.sid)
+        if key is not None:
+            self.run(event(key, *args, time.monotonic()))
+
+    def _on_open(self, message: wire.Open) -> None:
+        self._opening = message
+        try:
+            self._stream(message, self._core.open_received, message.name, message.size,
+                         message.chunk_size, message.channel, message.topic)
+        finally:
+            self._opening = None
+
+    def _on_chunk(self, message: wire.Chunk) -> None:
+        payload = self.payload
+        length = len(payload[0]) if len(payload) == 1 else 0
+        self._stream(message, self._core.chunk_received, message.offset, length)
+
+    def _on_end(self, message: wire.End) -> None:
+        self._stream(message, self._core.end_received, message.size, message.digest)
+
+    def on_bad_message(self, body: Any, error: RemoteProtocolError) -> None:
+        """A malformed message ends its stream (if it names one of the sender's), not the
+        site; a malformed open is refused, saying why."""
+        super().on_bad_message(body, error)
+        sid = body[1] if type(body) is list and len(body) > 1 else None
+        key = self._key(sid) if isinstance(sid, str) else None
+        if key is None:
+            return
+        if key in self._core.streams:
+            self.run(self._core.protocol_broken(key, str(error), time.monotonic()))
+        elif body[0] == "open":
+            self._reply(key, wire.Failed(key[1], Failure.REFUSED, f"bad open: {error}"))
+
+    def _on_tick(self, tick: Tick) -> None:
+        self.run(self._core.time_passed(tick.now))
+        self._sweep(tick.now)
+
+    def _register(self, message: _Registration) -> None:
+        self._registrations[(message.channel, message.topic)] = message
+        self._core.registration_added(message.channel, message.topic, message.limits)
+
+    def _unregister(self, message: _Unregister) -> None:
+        self._registrations.pop((message.channel, message.topic), None)
+        self._core.registration_removed(message.channel, message.topic)
 
     def _sweep(self, now: float) -> None:
         """Now and then, delete partial files that no stream has written for a while.
@@ -120,86 +175,54 @@ class ReceiverActor(actors.Actor):
                 log.warning("removed %s: no stream wrote it for %g s", path,
                             reg.limits.inactivity_timeout)
 
-    def _on_stream(self, msg: Dict[str, Any], key: core.Key, now: float) -> None:
-        op, c = msg.get("op"), self._core
-        if op == "chunk":
-            payload = self.payload
-            length = len(payload[0]) if len(payload) == 1 else 0
-            self._run(c.chunk_received(key, msg.get("offset"), length, now), msg)
-        elif op == "open":
-            self._run(c.open_received(key, msg.get("name"), msg.get("size"),
-                                      msg.get("chunk_size"), msg.get("channel"),
-                                      msg.get("topic"), now), msg)
-        elif op == "end":
-            self._run(c.end_received(key, msg.get("size"), msg.get("digest"), now), msg)
-        elif op == "abort":
-            self._run(c.abort_received(key, str(msg.get("reason")), now), msg)
+    # -- what the core asks for
 
-    def _run(self, cmds: List[Any], msg: Optional[Dict[str, Any]]) -> None:
-        """Carry out the core's commands, feeding back what they cause, in order."""
-        queue: Deque[Any] = deque(cmds)
-        while queue:
-            cmd = queue.popleft()
-            now = time.monotonic()
-            if isinstance(cmd, core.WriteChunk):
-                queue.extend(self._write(cmd, now))
-            elif isinstance(cmd, core.SendAck):
-                self._reply(cmd.key, {"op": "ack", "received": cmd.received})
-                self._chunk_done(cmd)
-            elif isinstance(cmd, core.CreateFile):
-                queue.extend(self._create(cmd, msg or {}, now))
-            elif isinstance(cmd, core.CommitFile):
-                queue.extend(self._commit(cmd, now))
-            elif isinstance(cmd, core.Accept):
-                self._reply(cmd.key, {"op": "accept"})
-            elif isinstance(cmd, core.Refuse):
-                log.info("push %s refused: %s", cmd.key, cmd.reason)
-                self._reply(cmd.key, {"op": "refuse", "reason": cmd.reason})
-            elif isinstance(cmd, core.SendDone):
-                self._reply(cmd.key, {"op": "done"})
-            elif isinstance(cmd, core.SendError):
-                self._reply(cmd.key, {"op": "error", "kind": cmd.kind, "reason": cmd.reason})
-            elif isinstance(cmd, core.Discard):
-                inbound = self._files.pop(cmd.key, None)
-                if inbound is not None:
-                    log.info("push %s discarded: %s", cmd.key, cmd.reason)
-                    inbound.partial.discard()
-
-    def _reply(self, key: core.Key, msg: Dict[str, Any]) -> None:
-        msg["sid"] = key[1]
+    def _reply(self, key: core.Key, message: wire.Message) -> None:
         try:
-            self.site.tell(key[0], msg)
+            self.site.tell(key[0], wire.encode(message))
         except actors.ActorsError as err:
-            log.debug("push reply %s to %s not sent: %s", msg["op"], key[0], err)
+            log.debug("push reply %s to %s not sent: %s", type(message).__name__, key[0], err)
 
-    def _create(self, cmd: core.CreateFile, msg: Dict[str, Any], now: float) -> List[Any]:
-        reg = self._registrations[cmd.registration]
+    def _refuse(self, cmd: core.Refuse) -> None:
+        log.info("push %s refused: %s", cmd.key, cmd.reason)
+        self._reply(cmd.key, wire.Failed(cmd.key[1], Failure.REFUSED, cmd.reason))
+
+    def _discard(self, cmd: core.Discard) -> None:
+        inbound = self._files.pop(cmd.key, None)
+        if inbound is not None:
+            log.info("push %s discarded: %s", cmd.key, cmd.reason)
+            inbound.partial.discard()
+
+    def _create(self, cmd: core.CreateFile) -> List[Any]:
+        reg, opening, now = self._registrations[cmd.registration], self._opening, time.monotonic()
+        assert opening is not None
         try:
-            _check_room(reg.dest_dir, msg.get("size"))
+            _check_room(reg.dest_dir, opening.size)
             partial = PartialFile(reg.dest_dir, cmd.name)
         except (OSError, ZfsError) as err:
             return self._core.io_failed(cmd.key, f"cannot create the file: {err}", now)
         sender_site = cmd.key[0].partition("/")[0]
-        self._files[cmd.key] = _Inbound(partial, reg, msg.get("context"), sender_site)
+        self._files[cmd.key] = _Inbound(partial, reg, opening.context, sender_site)
         return self._core.file_created(cmd.key, now)
 
-    def _write(self, cmd: core.WriteChunk, now: float) -> List[Any]:
-        data = self.payload[0]
+    def _write(self, cmd: core.WriteChunk) -> List[Any]:
+        data, now = self.payload[0], time.monotonic()
         try:
             self._files[cmd.key].partial.write_at(cmd.offset, data)
         except OSError as err:
             return self._core.io_failed(cmd.key, f"cannot write: {err}", now)
         return self._core.chunk_written(cmd.key, cmd.offset, len(data), now)
 
-    def _chunk_done(self, cmd: core.SendAck) -> None:
+    def _ack(self, cmd: core.SendAck) -> None:
+        self._reply(cmd.key, wire.Acked(cmd.key[1], cmd.received))
         inbound = self._files[cmd.key]
         if inbound.registration.on_chunk is not None:
             run_callback(inbound.registration.on_chunk, Progress(
                 inbound.partial.name, cmd.received, cmd.size, inbound.sender_site,
                 inbound.context))
 
-    def _commit(self, cmd: core.CommitFile, now: float) -> List[Any]:
-        inbound = self._files[cmd.key]
+    def _commit(self, cmd: core.CommitFile) -> List[Any]:
+        inbound, now = self._files[cmd.key], time.monotonic()
         try:
             location = inbound.partial.commit(cmd.size, cmd.digest)
         except IntegrityError as err:
@@ -215,13 +238,13 @@ class ReceiverActor(actors.Actor):
         return self._core.committed(cmd.key, now)
 
 
-def _check_room(dest_dir: str, size: object) -> None:
+def _check_room(dest_dir: str, size: Optional[int]) -> None:
     """Refuse a declared size the folder's disk cannot hold, before writing a byte.
 
     Raises:
         OSError: ENOSPC, naming the sizes.
     """
-    if type(size) is not int:
+    if size is None:
         return
     free = shutil.disk_usage(dest_dir).free
     if size > free:
@@ -229,12 +252,7 @@ def _check_room(dest_dir: str, size: object) -> None:
                       f"free in {dest_dir}")
 
 
-def _receiver(site: Any) -> Any:
-    """The site's receiver actor, spawned on first use (safe if two threads race)."""
-    return site.spawn_once(ReceiverActor, RECEIVER)
-
-
-def register_receiver(site: Any, channel: str = "default", topic: str = "default",
+def register_receiver(site: actors.Site, channel: str = "default", topic: str = "default",
                       dest_dir: Optional[str] = None,
                       on_done: Optional[Callable[[ReceivedFile], Any]] = None,
                       on_chunk: Optional[Callable[[Progress], Any]] = None,
@@ -262,11 +280,13 @@ def register_receiver(site: Any, channel: str = "default", topic: str = "default
     if not os.path.isdir(dest):
         raise NotADirectoryError(f"not a folder: {dest!r}")
     limits = core.Limits(**options)
-    _receiver(site).tell(_Registration(channel, topic, dest, on_done, on_chunk, limits))
+    receiver = site.spawn_once(ReceiverActor, RECEIVER)
+    receiver.tell(_Registration(channel, topic, dest, on_done, on_chunk, limits))
 
 
-def unregister_receiver(site: Any, channel: str = "default", topic: str = "default") -> None:
+def unregister_receiver(site: actors.Site, channel: str = "default",
+                        topic: str = "default") -> None:
     """Refuse new pushes for (channel, topic); streams in progress finish."""
-    ref = site.actor(RECEIVER)
-    if ref is not None:
-        ref.tell(_Unregister(channel, topic))
+    receiver = site.actor(RECEIVER)
+    if receiver is not None:
+        receiver.tell(_Unregister(channel, topic))

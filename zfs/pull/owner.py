@@ -1,16 +1,12 @@
 """The owner's actor shell of pull: serves shared files to any site that holds their RIDs.
 
-:class:`OwnerActor` (``"zfs.owner"``, one per site, supervised) is a thin shell around
-:class:`zfs.protocol.pull.Shares`. It answers requests from any site by a tell back to
-the requesting actor: the chunk's bytes travel as one raw payload frame, read with
-``os.pread``. Digests are computed on a small thread pool and sent from there when
-ready, so the actor never waits for the disk beyond a chunk.
-
-Requests are small msgpack dicts with an ``op``: ``info`` (an ask, answered by the
-return value), then tells ``prefix``, ``chunk`` (with ``mark``, the recipient's lowest
-missing byte), ``digest``, ``report``; answered by tells ``prefix``, ``chunk`` (+ the
-bytes as one payload frame), ``digest``, ``refused``. The app's calls reach it through
-:mod:`zfs.pull_transaction`.
+:class:`OwnerActor` (``"zfs.owner"``, one per site, supervised) drives
+:class:`zfs.protocol.pull.owner.Shares`. It answers requests from any site by a tell
+back to the requesting actor (an ``InfoRequest`` is an ask, answered by the return
+value): a chunk's bytes travel as one raw payload frame, read with ``os.pread``.
+Digests are computed on a small thread pool and sent from there when ready, so the
+actor never waits for the disk beyond a chunk. The app's calls reach it through
+:mod:`zfs.pull.transaction`.
 """
 
 from __future__ import annotations
@@ -25,10 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import actors
-from zfs.callbacks import run_callback
 from zfs.errors import FileChanged, SourceMissing, TransactionExpired, ZfsError
 from zfs.files import ChunkSource, Digest, digest_range
-from zfs.protocol import pull as core
+from zfs.protocol import wire
+from zfs.protocol.errors import Failure, LocalProtocolError
+from zfs.protocol.pull import owner as core
+from zfs.shell import Shell, run_callback
 from zfs.supervisor import Tick, report_crash, unsupervise, watch_time
 
 log = logging.getLogger(__name__)
@@ -141,7 +139,7 @@ def _check_same(path: str, size: int, mtime_ns: int) -> None:
         raise FileChanged(f"{path!r} changed since it was shared")
 
 
-class OwnerActor(actors.Actor):
+class OwnerActor(Shell):
     """Serves the files of this site's transactions to any site that holds their RIDs.
 
     Args:
@@ -156,6 +154,28 @@ class OwnerActor(actors.Actor):
         self._max_open = max_open_files
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="zfs.owner.digest",
                                         initializer=_in_the_background)
+        shares = self._state.shares
+        self.receives = {
+            wire.InfoRequest: self._on_info,
+            wire.PrefixRequest: lambda m: self._request(m, shares.prefix_requested, m.length),
+            wire.ChunkRequest: lambda m: self._request(m, shares.chunk_requested, m.offset,
+                                                       m.length, m.mark),
+            wire.MarkReport: lambda m: self._request(m, shares.mark_reported, m.mark),
+            wire.DigestRequest: lambda m: self._request(m, shares.digest_requested),
+            wire.DoneReport: lambda m: self._request(m, shares.download_reported, m.status),
+            Tick: lambda tick: self.run(shares.time_passed(tick.now)),
+            actors.PeerDown: lambda event: self.run(shares.recipient_lost(event.name)),
+            _OpenTx: self._on_open_tx, _AddFile: self._add, _EndTx: self._on_end_tx,
+            _FindTx: self._on_find_tx, _Stats: self._on_stats,
+        }
+        self.carries_out = {
+            core.SendChunk: self._send_chunk,
+            core.SendInfo: lambda cmd: self._tell(cmd.to, _answer(cmd)),
+            core.Refuse: lambda cmd: self._tell(cmd.to, _answer(cmd)),
+            core.SendPrefixDigest: self._send_prefix, core.SendDigest: self._send_digest,
+            core.Downloaded: self._downloaded, core.TimedOut: self._timed_out,
+            core.Released: self._released,
+        }
 
     def on_start(self) -> None:
         watch_time(self.site, self.name)
@@ -175,103 +195,88 @@ class OwnerActor(actors.Actor):
         self._sources.clear()
         self._pool.shutdown(wait=False)
 
-    def on_receive(self, message: Any) -> Any:
-        if type(message) is dict:
-            return self._on_request(message)
+    def _on_open_tx(self, message: _OpenTx) -> None:
+        self._state.shares.transaction_opened(message.tx_id, message.timeout, time.monotonic())
+        self._state.on_timeout[message.tx_id] = message.on_timeout
+
+    def _on_end_tx(self, message: _EndTx) -> None:
+        self.run(self._state.shares.transaction_ended(message.tx_id, time.monotonic()))
+        self._state.on_timeout.pop(message.tx_id, None)
+
+    def _on_find_tx(self, message: _FindTx) -> Optional[actors.Site]:
+        return self.site if self._state.shares.transaction_files(message.tx_id) is not None \
+            else None
+
+    def _on_stats(self, _message: _Stats) -> dict[str, int]:
         state = self._state
-        if isinstance(message, Tick):
-            self._run(state.shares.time_passed(message.now))
-        elif isinstance(message, actors.PeerDown):
-            self._run(state.shares.recipient_lost(message.name))
-        elif isinstance(message, _OpenTx):
-            state.shares.transaction_opened(message.tx_id, message.timeout, time.monotonic())
-            state.on_timeout[message.tx_id] = message.on_timeout
-        elif isinstance(message, _AddFile):
-            return self._add(message)
-        elif isinstance(message, _EndTx):
-            self._run(state.shares.transaction_ended(message.tx_id, time.monotonic()))
-            state.on_timeout.pop(message.tx_id, None)
-        elif isinstance(message, _FindTx):
-            return self.site if state.shares.transaction_files(message.tx_id) is not None else None
-        elif isinstance(message, _Stats):
-            return {"bytes_sent": state.bytes_sent, "chunks_sent": state.chunks_sent,
-                    "bytes_in_flight": state.shares.in_flight.bytes,
-                    "open_files": len(self._sources), "shared_files": len(state.files)}
-        return None
+        return {"bytes_sent": state.bytes_sent, "chunks_sent": state.chunks_sent,
+                "bytes_in_flight": state.shares.in_flight.bytes,
+                "open_files": len(self._sources), "shared_files": len(state.files)}
 
     def _add(self, msg: _AddFile) -> str:
         try:
             self._state.shares.file_added(msg.tx_id, msg.rid, msg.name, msg.size,
                                           time.monotonic(), _resume_key(msg))
-        except core.LocalProtocolError as err:
+        except LocalProtocolError as err:
             raise TransactionExpired(str(err)) from None
         digest = self._pool.submit(_digest_of, msg.path, msg.size, msg.mtime_ns, msg.size)
         self._state.files[msg.rid] = _Shared(msg.path, msg.size, msg.mtime_ns, digest,
                                              msg.on_downloaded)
         return msg.rid
 
-    def _on_request(self, msg: dict[str, Any]) -> Optional[dict[str, Any]]:
-        """Answer a recipient's request; "info" (an ask) is answered by the return value."""
-        to, rid, op = self.sender, msg.get("rid"), msg.get("op")
-        if to is None or "/" not in to or type(rid) is not str:
+    def _recipient(self) -> Optional[tuple[str, str]]:
+        """(site, actor address) of the recipient that sent the request being handled."""
+        to = self.sender
+        if to is None or "/" not in to:
             log.warning("pull request without an actor to answer (from %s) dropped", to)
             return None
-        site, now, shares = to.partition("/")[0], time.monotonic(), self._state.shares
-        try:
-            if op == "chunk":
-                cmds = shares.chunk_requested(rid, site, to, int(msg["offset"]),
-                                              int(msg["length"]), int(msg["mark"]), now)
-            elif op == "info":
-                return _body(shares.info_requested(rid, site, to, now)[0])
-            elif op == "prefix":
-                cmds = shares.prefix_requested(rid, site, to, int(msg["length"]), now)
-            elif op == "digest":
-                cmds = shares.digest_requested(rid, site, to, now)
-            elif op == "mark":
-                cmds = shares.mark_reported(rid, site, to, int(msg["mark"]), now)
-            elif op == "report":
-                cmds = shares.download_reported(rid, site, to, core.Status(msg["status"]), now)
-            else:
-                raise ValueError(f"unknown op {op!r}")
-        except (KeyError, TypeError, ValueError) as err:
-            log.warning("bad pull request from %s: %s", to, err)
+        return to.partition("/")[0], to
+
+    def _request(self, message: Any, event: Callable[..., list[core.OwnerCommand]],
+                 *args: Any) -> None:
+        """Hand a recipient's request to the core and carry out its answer."""
+        who = self._recipient()
+        if who is not None:
+            site, to = who
+            self.run(event(message.rid, site, to, *args, time.monotonic()))
+
+    def _on_info(self, message: wire.InfoRequest) -> Optional[list[Any]]:
+        """An ask: answered by the return value (the file's info, or a refusal)."""
+        who = self._recipient()
+        if who is None:
             return None
-        self._run(cmds)
-        return None
+        site, to = who
+        answer = self._state.shares.info_requested(message.rid, site, to, time.monotonic())[0]
+        return wire.encode(_answer(answer))
 
-    def _run(self, cmds: list[core.OwnerCommand]) -> None:
-        for cmd in cmds:
-            if isinstance(cmd, core.SendChunk):
-                self._send_chunk(cmd)
-            elif isinstance(cmd, (core.SendInfo, core.Refuse)):
-                self._tell(cmd.to, _body(cmd))
-            elif isinstance(cmd, core.SendPrefixDigest):
-                shared = self._state.files[cmd.rid]
-                future = self._pool.submit(_digest_of, shared.path, shared.size,
-                                           shared.mtime_ns, cmd.length)
-                self._reply_when_done(future, cmd.to, {"op": "prefix", "rid": cmd.rid,
-                                                       "length": cmd.length})
-            elif isinstance(cmd, core.SendDigest):
-                self._reply_when_done(self._state.files[cmd.rid].digest, cmd.to,
-                                      {"op": "digest", "rid": cmd.rid})
-            else:
-                self._run_local(cmd)
+    # -- what the core asks for
 
-    def _run_local(self, cmd: core.OwnerCommand) -> None:
-        state = self._state
-        if isinstance(cmd, core.Downloaded):
-            shared = state.files.get(cmd.rid)
-            if shared is not None and shared.on_downloaded is not None:
-                run_callback(shared.on_downloaded, cmd.rid, cmd.site, cmd.status.value, cmd.name)
-        elif isinstance(cmd, core.TimedOut):
-            callback = state.on_timeout.pop(cmd.tx_id, None)
-            if callback is not None:
-                run_callback(callback, cmd.tx_id, list(cmd.names))
-        elif isinstance(cmd, core.Released):
-            state.files.pop(cmd.rid, None)
-            source = self._sources.pop(cmd.rid, None)
-            if source is not None:
-                source.close()
+    def _send_prefix(self, cmd: core.SendPrefixDigest) -> None:
+        shared = self._state.files[cmd.rid]
+        future = self._pool.submit(_digest_of, shared.path, shared.size, shared.mtime_ns,
+                                   cmd.length)
+        self._reply_when_done(future, cmd.to, cmd.rid,
+                              lambda digest: wire.PrefixDigest(cmd.rid, cmd.length, digest))
+
+    def _send_digest(self, cmd: core.SendDigest) -> None:
+        self._reply_when_done(self._state.files[cmd.rid].digest, cmd.to, cmd.rid,
+                              lambda digest: wire.FileDigest(cmd.rid, digest))
+
+    def _downloaded(self, cmd: core.Downloaded) -> None:
+        shared = self._state.files.get(cmd.rid)
+        if shared is not None and shared.on_downloaded is not None:
+            run_callback(shared.on_downloaded, cmd.rid, cmd.site, cmd.status.value, cmd.name)
+
+    def _timed_out(self, cmd: core.TimedOut) -> None:
+        callback = self._state.on_timeout.pop(cmd.tx_id, None)
+        if callback is not None:
+            run_callback(callback, cmd.tx_id, list(cmd.names))
+
+    def _released(self, cmd: core.Released) -> None:
+        self._state.files.pop(cmd.rid, None)
+        source = self._sources.pop(cmd.rid, None)
+        if source is not None:
+            source.close()
 
     def _send_chunk(self, cmd: core.SendChunk) -> None:
         try:
@@ -283,11 +288,11 @@ class OwnerActor(actors.Actor):
             bad = self._sources.pop(cmd.rid, None)
             if bad is not None:
                 bad.close()
-            self._run(self._state.shares.source_changed(cmd.rid, cmd.to))
+            self.run(self._state.shares.source_changed(cmd.rid, cmd.to))
             return
         self._state.bytes_sent += len(data)
         self._state.chunks_sent += 1
-        self._tell(cmd.to, {"op": "chunk", "rid": cmd.rid, "offset": cmd.offset}, (data,))
+        self._tell(cmd.to, wire.ChunkData(cmd.rid, cmd.offset), (data,))
 
     def _source(self, rid: str) -> ChunkSource:
         source = self._sources.get(rid)
@@ -307,29 +312,30 @@ class OwnerActor(actors.Actor):
             self._sources.popitem(last=False)[1].close()
         return source
 
-    def _reply_when_done(self, future: Future[str], to: str, body: dict[str, Any]) -> None:
+    def _reply_when_done(self, future: Future[str], to: str, rid: str,
+                         answer: Callable[[str], wire.Message]) -> None:
+        """Send ``answer(digest)`` once the digest thread has it (from that thread)."""
         def reply(done: Future[str]) -> None:
             try:
-                self._tell(to, dict(body, digest=done.result()))
+                message = answer(done.result())
             except FileChanged:
-                self._tell(to, {"op": "refused", "rid": body["rid"], "refusal": "changed"})
+                message = wire.Refusal(rid, Failure.CHANGED)
             except Exception:  # noqa: BLE001 - a pool thread must not die silently
-                log.exception("digest for %s failed", body["rid"])
-                self._tell(to, {"op": "refused", "rid": body["rid"], "refusal": "changed"})
+                log.exception("digest for %s failed", rid)
+                message = wire.Refusal(rid, Failure.CHANGED)
+            self._tell(to, message)
         future.add_done_callback(reply)
 
-    def _tell(self, to: str, body: dict[str, Any], payload: tuple[Any, ...] = ()) -> None:
+    def _tell(self, to: str, message: wire.Message, payload: tuple[Any, ...] = ()) -> None:
         try:
-            self.site.tell(to, body, payload=payload)
+            self.site.tell(to, wire.encode(message), payload=payload)
         except actors.ActorsError as err:
             log.debug("pull reply to %s not sent: %s", to, err)
 
 
-def _body(cmd: core.OwnerCommand) -> dict[str, Any]:
-    """The wire body of an info answer or a refusal."""
+def _answer(cmd: core.OwnerCommand) -> wire.Message:
+    """The wire message of an info answer or a refusal."""
     if isinstance(cmd, core.SendInfo):
-        return {"op": "info", "rid": cmd.rid, "name": cmd.name, "size": cmd.size,
-                "key": cmd.key}
+        return wire.FileInfo(cmd.rid, cmd.name, cmd.size, cmd.key)
     assert isinstance(cmd, core.Refuse), cmd
-    return {"op": "refused", "rid": cmd.rid, "refusal": cmd.refusal.value}
-
+    return wire.Refusal(cmd.rid, cmd.failure)

@@ -2,7 +2,7 @@
 
 No I/O, clocks or threads here: events are method calls named for what happened, time
 is the ``now`` argument (monotonic seconds), and the answers are small frozen commands
-that the download's actor shell (``zfs.pull_download``) carries out (request, write,
+that the download's actor shell (``zfs.pull.download``) carries out (request, write,
 commit, call back)::
 
     OPENING --info_received, partial_opened(have > 0)--> RESUMING
@@ -24,8 +24,9 @@ import enum
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from zfs.protocol import name_problem
-from zfs.protocol.pull_errors import LocalProtocolError
+from zfs.protocol.names import name_problem
+from zfs.protocol.errors import Failure, LocalProtocolError
+from zfs.protocol.states import Transitions, move
 
 class DlState(enum.Enum):
     """Lifecycle of one download at the recipient."""
@@ -41,7 +42,7 @@ class DlState(enum.Enum):
 
 _ENDS = frozenset({DlState.DONE, DlState.FAILED, DlState.ABORTED})
 _BAD_ENDS = frozenset({DlState.FAILED, DlState.ABORTED})
-DL_TRANSITIONS: dict[DlState, frozenset[DlState]] = {
+DL_TRANSITIONS: Transitions[DlState] = {
     DlState.OPENING: frozenset({DlState.RESUMING, DlState.FETCHING, DlState.VERIFYING})
     | _BAD_ENDS,
     DlState.RESUMING: frozenset({DlState.FETCHING, DlState.VERIFYING}) | _BAD_ENDS,
@@ -51,22 +52,6 @@ DL_TRANSITIONS: dict[DlState, frozenset[DlState]] = {
     DlState.FAILED: frozenset(),
     DlState.ABORTED: frozenset(),
 }
-
-
-class Failure(str, enum.Enum):
-    """Why a download ended without a file."""
-
-    UNKNOWN = "unknown"
-    EXPIRED = "expired"
-    CHANGED = "changed"
-    BAD_REQUEST = "bad_request"
-    NO_ANSWER = "no_answer"
-    OWNER_LOST = "owner_lost"
-    BAD_REPLY = "bad_reply"
-    UNSAFE_NAME = "unsafe_name"
-    INTEGRITY = "integrity"
-    LOCAL_ERROR = "local_error"
-    ABORTED = "aborted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +201,7 @@ class Download:
         if self.state is not DlState.OPENING or self._pending.pop(_INFO, None) is None:
             return []
         if type(size) is not int or size < 0:
-            return self._fail(Failure.BAD_REPLY, f"bad size {size!r}")
+            return self._fail(Failure.PROTOCOL, f"bad size {size!r}")
         problem = name_problem(name) or name_problem(key)
         if problem is not None:
             return self._fail(Failure.UNSAFE_NAME, problem)
@@ -257,7 +242,7 @@ class Download:
         if self.state is not DlState.FETCHING or want is None:
             return []                        # late, duplicate, or never asked: ignore
         if length != want.length:
-            return self._fail(Failure.BAD_REPLY,
+            return self._fail(Failure.PROTOCOL,
                               f"chunk at {offset}: {length} bytes, asked {want.length}")
         mark_before = self._mark()
         del self._pending[offset]
@@ -291,19 +276,15 @@ class Download:
 
     def local_error(self, detail: str) -> list[DownloadCommand]:
         """Our own side failed (disk full, temp file not creatable)."""
-        return self._fail(Failure.LOCAL_ERROR, detail)
+        return self._fail(Failure.LOCAL, detail)
 
-    def refused(self, refusal: str, detail: str = "") -> list[DownloadCommand]:
-        """The owner refused a request: the download cannot go on."""
-        try:
-            failure = Failure(refusal)
-        except ValueError:
-            failure = Failure.BAD_REPLY
-        return self._fail(failure, detail or refusal)
+    def refused(self, failure: Failure, detail: str = "") -> list[DownloadCommand]:
+        """The owner refused a request (or answered one wrongly): the download cannot go on."""
+        return self._fail(failure, detail or failure.value)
 
     def owner_lost(self, detail: str = "") -> list[DownloadCommand]:
         """The owner cannot be reached at all (unknown site): fail now."""
-        return self._fail(Failure.OWNER_LOST, detail or "owner lost")
+        return self._fail(Failure.LOST, detail or "owner lost")
 
     def owner_gone(self, now: float, detail: str = "") -> list[DownloadCommand]:
         """The owner's site went away: wait for it as long as the retries would, then fail.
@@ -343,7 +324,7 @@ class Download:
         """Resend every request past its deadline, or fail once one ran out of retries."""
         if self._away_since is not None:     # nothing can be sent; wait or give up
             if not self.finished and now - self._away_since >= self.away_budget:
-                return self._fail(Failure.OWNER_LOST, f"{self._away_detail}; not back "
+                return self._fail(Failure.LOST, f"{self._away_detail}; not back "
                                   f"within {self.away_budget:g} s")
             return []
         out: list[DownloadCommand] = []
@@ -351,7 +332,7 @@ class Download:
             if want.deadline > now:
                 continue
             if want.sends > self._retries:
-                return self._fail(Failure.NO_ANSWER, f"no answer after {want.sends} requests")
+                return self._fail(Failure.TIMEOUT, f"no answer after {want.sends} requests")
             want.sends += 1
             want.deadline = now + self._timeout
             out.append(self._request(key, want))
@@ -406,6 +387,4 @@ class Download:
         return [Finish(DlState.FAILED, failure, detail)]
 
     def _move(self, new: DlState) -> None:
-        if new not in DL_TRANSITIONS[self.state]:
-            raise LocalProtocolError(f"download cannot go from {self.state.name} to {new.name}")
-        self.state = new
+        self.state = move(DL_TRANSITIONS, self.state, new, "download")

@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 from zfs.errors import TransferAborted
 from zfs.files import Digest, file_digest
-from zfs.settings import format_size
+from zfs.cli.settings import format_size
 
 log = logging.getLogger(__name__)
 

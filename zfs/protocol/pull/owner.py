@@ -2,7 +2,7 @@
 
 No I/O, clocks or threads here: events are method calls named for what happened, time
 is the ``now`` argument (monotonic seconds), and the answers are small frozen commands
-that the owner's actor shell (``zfs.pull_owner``) carries out (read a chunk, tell a
+that the owner's actor shell (``zfs.pull.owner``) carries out (read a chunk, tell a
 reply, call back).
 
 One :class:`Shares` per site. A transaction holds files; each file has a RID. A
@@ -16,7 +16,7 @@ After either, its RIDs are forgotten but remembered (boundedly) as expired, so a
 request is refused with ``expired`` rather than ``unknown``. The per-file callback fires
 once per (RID, recipient site): on its report, or at the transaction's end for a
 recipient that started and never reported. Chunk bytes in flight to all recipients
-together are held to a budget (:class:`~zfs.protocol.pull_inflight.InFlight`), so the
+together are held to a budget (:class:`~zfs.protocol.pull.budget.InFlight`), so the
 owner's memory does not grow with the number of recipients.
 """
 
@@ -27,16 +27,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from zfs.protocol.pull_errors import LocalProtocolError, Refusal
-from zfs.protocol.pull_inflight import InFlight
-
-class Status(str, enum.Enum):
-    """A recipient's outcome for one file, as the owner's per-file callback gets it."""
-
-    SUCCESS = "success"
-    FAILED = "failed"
-    ABORTED = "aborted"
-
+from zfs.protocol.errors import Failure, LocalProtocolError
+from zfs.protocol.states import Transitions, move
+from zfs.protocol.wire import Status
+from zfs.protocol.pull.budget import InFlight
 
 class TxState(enum.Enum):
     """Lifecycle of a transaction at its owner."""
@@ -46,7 +40,7 @@ class TxState(enum.Enum):
     EXPIRED = "expired"
 
 
-TX_TRANSITIONS: dict[TxState, frozenset[TxState]] = {
+TX_TRANSITIONS: Transitions[TxState] = {
     TxState.OPEN: frozenset({TxState.ENDED, TxState.EXPIRED}),
     TxState.ENDED: frozenset(),
     TxState.EXPIRED: frozenset(),
@@ -99,7 +93,7 @@ class Refuse:
 
     rid: str
     to: str
-    refusal: Refusal
+    failure: Failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +145,7 @@ class _Tx:
     rids: list[str] = field(default_factory=list)
 
     def move(self, new: TxState) -> None:
-        if new not in TX_TRANSITIONS[self.state]:
-            raise LocalProtocolError(f"transaction cannot go from {self.state.name} to {new.name}")
-        self.state = new
+        self.state = move(TX_TRANSITIONS, self.state, new, "transaction")
 
 
 class Shares:
@@ -197,7 +189,7 @@ class Shares:
         """
         tx = self._txs.get(tx_id)
         if tx is None:
-            raise LocalProtocolError(f"transaction {tx_id} is not open", Refusal.EXPIRED)
+            raise LocalProtocolError(f"transaction {tx_id} is not open")
         if rid in self._files or rid in self._expired:
             raise LocalProtocolError(f"RID {rid} already used")
         self._files[rid] = _File(tx_id, name, size, key or rid)
@@ -234,7 +226,7 @@ class Shares:
         file = self._files.get(rid)
         if file is not None:
             file.changed = True
-        return [Refuse(rid, to, Refusal.CHANGED)]
+        return [Refuse(rid, to, Failure.CHANGED)]
 
     def transaction_files(self, tx_id: str) -> Optional[tuple[str, ...]]:
         """Return the RIDs of an open transaction, or None if it is not open."""
@@ -246,7 +238,7 @@ class Shares:
     def info_requested(self, rid: str, site: str, to: str, now: float) -> list[OwnerCommand]:
         """A recipient starts (or resumes) a download and wants name and size."""
         file = self._touch(rid, site, now)
-        if isinstance(file, Refusal):
+        if isinstance(file, Failure):
             return [Refuse(rid, to, file)]
         return [SendInfo(rid, to, file.name, file.size, file.key)]
 
@@ -254,10 +246,10 @@ class Shares:
                          now: float) -> list[OwnerCommand]:
         """A recipient holding ``length`` bytes wants to check them before resuming."""
         file = self._touch(rid, site, now)
-        if isinstance(file, Refusal):
+        if isinstance(file, Failure):
             return [Refuse(rid, to, file)]
         if not 0 < length <= file.size:
-            return [Refuse(rid, to, Refusal.BAD_REQUEST)]
+            return [Refuse(rid, to, Failure.PROTOCOL)]
         return [SendPrefixDigest(rid, to, length)]
 
     def chunk_requested(self, rid: str, site: str, to: str, offset: int, length: int,
@@ -267,10 +259,10 @@ class Shares:
         The chunk is sent now, or once the in-flight budget allows (see :class:`InFlight`).
         """
         file = self._touch(rid, site, now)
-        if isinstance(file, Refusal):
+        if isinstance(file, Failure):
             return [Refuse(rid, to, file)]
         if not (0 <= offset < file.size and length > 0):
-            return [Refuse(rid, to, Refusal.BAD_REQUEST)]
+            return [Refuse(rid, to, Failure.PROTOCOL)]
         length = min(length, self._max_chunk, file.size - offset)
         now_ok = self.in_flight.requested(rid, site, to, offset, length, mark, now)
         out = self._release()
@@ -282,7 +274,7 @@ class Shares:
     def mark_reported(self, rid: str, site: str, to: str, mark: int,
                       now: float) -> list[OwnerCommand]:
         """A recipient holds every byte below ``mark``: free that much of the budget."""
-        if isinstance(self._touch(rid, site, now), Refusal):
+        if isinstance(self._touch(rid, site, now), Failure):
             return []
         self.in_flight.marked(to, mark, now)
         return self._release()
@@ -292,7 +284,7 @@ class Shares:
         self.in_flight.ended(to)
         out = self._release()
         file = self._touch(rid, site, now)
-        return out + [Refuse(rid, to, file) if isinstance(file, Refusal) else SendDigest(rid, to)]
+        return out + [Refuse(rid, to, file) if isinstance(file, Failure) else SendDigest(rid, to)]
 
     def download_reported(self, rid: str, site: str, to: str, status: Status,
                           now: float) -> list[OwnerCommand]:
@@ -309,14 +301,14 @@ class Shares:
 
     # -- internals --
 
-    def _refusal(self, rid: str) -> Optional[Refusal]:
+    def _refusal(self, rid: str) -> Optional[Failure]:
         """Why ``rid`` cannot be served now, or None when it can."""
         file = self._files.get(rid)
         if file is None:
-            return Refusal.EXPIRED if rid in self._expired else Refusal.UNKNOWN
-        return Refusal.CHANGED if file.changed else None
+            return Failure.EXPIRED if rid in self._expired else Failure.UNKNOWN
+        return Failure.CHANGED if file.changed else None
 
-    def _touch(self, rid: str, site: str, now: float) -> Union[_File, Refusal]:
+    def _touch(self, rid: str, site: str, now: float) -> Union[_File, Failure]:
         """The file ``rid``, its transaction marked active and ``site`` a pending recipient;
         or the refusal."""
         refusal = self._refusal(rid)

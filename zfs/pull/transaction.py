@@ -1,7 +1,7 @@
 """Sharing files for pull: :func:`share` opens a :class:`Transaction`, files are added to it.
 
 The app's side of the owner: each call is an ask to the site's
-:class:`~zfs.pull_owner.OwnerActor`, which is spawned (with the supervisor) on first use
+:class:`~zfs.pull.owner.OwnerActor`, which is spawned (with the supervisor) on first use
 and, after a crash, revived with its predecessor's state.
 """
 
@@ -18,7 +18,7 @@ import actors
 
 from zfs.errors import SourceMissing, TransactionExpired, ZfsError
 from zfs.files import check_name
-from zfs.pull_owner import (OWNER, DownloadedCallback, OwnerActor, OwnerState, TimeoutCallback,
+from zfs.pull.owner import (OWNER, DownloadedCallback, OwnerActor, OwnerState, TimeoutCallback,
                             _AddFile, _EndTx, _FindTx, _OpenTx, _Stats)
 from zfs.supervisor import revive, supervise
 

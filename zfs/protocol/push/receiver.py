@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
-from zfs.protocol import name_problem
-from zfs.protocol.push_failures import EXPIRED, INTEGRITY, IO, PROTOCOL, ProtocolMisuse
+from zfs.protocol.names import name_problem
+from zfs.protocol.errors import Failure, LocalProtocolError
+from zfs.protocol.states import Transitions, move
 
 
 class StreamState(enum.Enum):
@@ -28,10 +29,10 @@ class StreamState(enum.Enum):
     COMMITTING = "committing"
 
 
-STREAM_TRANSITIONS: Dict[StreamState, Tuple[StreamState, ...]] = {
-    StreamState.CREATING: (StreamState.RECEIVING,),
-    StreamState.RECEIVING: (StreamState.COMMITTING,),
-    StreamState.COMMITTING: (),
+STREAM_TRANSITIONS: Transitions[StreamState] = {
+    StreamState.CREATING: frozenset({StreamState.RECEIVING}),
+    StreamState.RECEIVING: frozenset({StreamState.COMMITTING}),
+    StreamState.COMMITTING: frozenset(),
 }
 
 Key = Tuple[str, str]   # (sender address, stream id)
@@ -108,7 +109,7 @@ class SendError:
     """Tell the sender its stream failed here."""
 
     key: Key
-    kind: str
+    failure: Failure
     reason: str
 
 
@@ -120,7 +121,8 @@ class Discard:
     reason: str
 
 
-ReceiverCommand = object
+ReceiverCommand = Union[CreateFile, Accept, Refuse, WriteChunk, SendAck, CommitFile, SendDone,
+                        SendError, Discard]
 
 
 @dataclass(slots=True)
@@ -165,7 +167,7 @@ class PushReceiver:
                       channel: object, topic: object, now: float) -> List[ReceiverCommand]:
         """A sender opens a stream."""
         if key in self._streams:
-            return self._error(key, PROTOCOL, "stream opened twice")
+            return self._error(key, Failure.PROTOCOL, "stream opened twice")
         limits = None
         if isinstance(channel, str) and isinstance(topic, str):
             limits = self._registrations.get((channel, topic))
@@ -204,17 +206,17 @@ class PushReceiver:
         if self._streams[key].state is StreamState.CREATING:
             del self._streams[key]
             return [Refuse(key, reason), Discard(key, reason)]
-        return self._error(key, IO, reason)
+        return self._error(key, Failure.IO, reason)
 
     def chunk_received(self, key: Key, offset: object, length: int,
                        now: float) -> List[ReceiverCommand]:
         """A chunk of ``length`` bytes for ``offset`` arrived."""
         stream = self._streams.get(key)
         if stream is None:
-            return [SendError(key, PROTOCOL, "unknown stream")]
+            return [SendError(key, Failure.PROTOCOL, "unknown stream")]
         problem = _chunk_problem(stream, offset, length)
         if problem is not None:
-            return self._error(key, PROTOCOL, problem)
+            return self._error(key, Failure.PROTOCOL, problem)
         stream.active_at = now
         return [WriteChunk(key, stream.received)]
 
@@ -223,7 +225,7 @@ class PushReceiver:
         """The shell wrote the chunk that WriteChunk named."""
         stream = self._expect(key, StreamState.RECEIVING)
         if offset != stream.received:
-            raise ProtocolMisuse(f"chunk_written({offset}), expected {stream.received}")
+            raise LocalProtocolError(f"chunk_written({offset}), expected {stream.received}")
         stream.received += length
         stream.active_at = now
         return [SendAck(key, stream.received, stream.size)]
@@ -233,12 +235,12 @@ class PushReceiver:
         """The sender says the stream ended at ``size`` with ``digest``."""
         stream = self._streams.get(key)
         if stream is None:
-            return [SendError(key, PROTOCOL, "unknown stream")]
+            return [SendError(key, Failure.PROTOCOL, "unknown stream")]
         if stream.state is not StreamState.RECEIVING:
-            return self._error(key, PROTOCOL, f"end while {stream.state.value}")
+            return self._error(key, Failure.PROTOCOL, f"end while {stream.state.value}")
         if not isinstance(digest, str) or size != stream.received \
                 or (stream.size is not None and size != stream.size):
-            return self._error(key, INTEGRITY, f"ended at {size!r} bytes, "
+            return self._error(key, Failure.INTEGRITY, f"ended at {size!r} bytes, "
                                f"{stream.received} received of {stream.size}")
         self._move(stream, StreamState.COMMITTING)
         stream.active_at = now
@@ -253,7 +255,13 @@ class PushReceiver:
     def commit_failed(self, key: Key, reason: str, now: float) -> List[ReceiverCommand]:
         """The file did not match the sender's size or digest (the shell deleted it)."""
         self._expect(key, StreamState.COMMITTING)
-        return self._error(key, INTEGRITY, reason)
+        return self._error(key, Failure.INTEGRITY, reason)
+
+    def protocol_broken(self, key: Key, reason: str, now: float) -> List[ReceiverCommand]:
+        """The sender sent a malformed message for this stream: it ends here."""
+        if key not in self._streams:
+            return []
+        return self._error(key, Failure.PROTOCOL, reason)
 
     def abort_received(self, key: Key, reason: str, now: float) -> List[ReceiverCommand]:
         """The sender aborted the stream."""
@@ -275,24 +283,22 @@ class PushReceiver:
         for key, stream in list(self._streams.items()):
             idle = now - stream.active_at
             if idle > stream.limits.inactivity_timeout:
-                cmds += self._error(key, EXPIRED, f"no activity for {idle:.1f} s")
+                cmds += self._error(key, Failure.TIMEOUT, f"no activity for {idle:.1f} s")
         return cmds
 
-    def _error(self, key: Key, kind: str, reason: str) -> List[ReceiverCommand]:
+    def _error(self, key: Key, failure: Failure, reason: str) -> List[ReceiverCommand]:
         self._streams.pop(key, None)
-        return [SendError(key, kind, reason), Discard(key, reason)]
+        return [SendError(key, failure, reason), Discard(key, reason)]
 
     def _expect(self, key: Key, state: StreamState) -> _Stream:
         stream = self._streams.get(key)
         if stream is None or stream.state is not state:
-            raise ProtocolMisuse(f"stream {key!r} is not {state.value}")
+            raise LocalProtocolError(f"stream {key!r} is not {state.value}")
         return stream
 
     @staticmethod
     def _move(stream: _Stream, new: StreamState) -> None:
-        if new not in STREAM_TRANSITIONS[stream.state]:
-            raise ProtocolMisuse(f"stream cannot go from {stream.state.name} to {new.name}")
-        stream.state = new
+        stream.state = move(STREAM_TRANSITIONS, stream.state, new, "stream")
 
 
 def _open_problem(limits: Optional[Limits], name: object, size: object,

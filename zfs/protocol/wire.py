@@ -1,0 +1,315 @@
+"""The messages sites exchange to push and pull files, typed, with one decode and one encode.
+
+A message travels as the body of an actor message: a msgpack array whose first item
+names its kind, the rest its fields in order (``["chunk", sid, offset]``), and bulk
+bytes as the message's raw payload frames, never inside the array. :func:`decode`
+is the one place that reads what a peer sent: it checks the kind, the number of
+fields and each field's type, and raises :class:`RemoteProtocolError` for anything
+else, so cores and shells only ever see well-formed messages. :func:`encode` is its
+inverse.
+
+Push, per stream ``sid`` (sender to receiver, then back)::
+
+    Open(sid, name, size | None, chunk_size, channel, topic, context)  ->
+    Chunk(sid, offset) + one payload frame                             ->
+    End(sid, size, digest)                                             ->
+    Abort(sid, reason)                                                 ->
+                                            <-  Accepted(sid) | Failed(sid, failure, reason)
+                                            <-  Acked(sid, received)   (cumulative)
+                                            <-  Committed(sid)
+
+Pull, per RID (recipient to owner, then back)::
+
+    InfoRequest(rid)           ->  <-  FileInfo(rid, name, size, key)
+    PrefixRequest(rid, length) ->  <-  PrefixDigest(rid, length, digest)
+    ChunkRequest(rid, offset, length, mark) -> <- ChunkData(rid, offset) + one payload frame
+    MarkReport(rid, mark)      ->
+    DigestRequest(rid)         ->  <-  FileDigest(rid, digest)
+    DoneReport(rid, status)    ->
+                                   <-  Refusal(rid, failure)   (instead of any answer)
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, Optional, Union
+
+from zfs.protocol.errors import Failure, RemoteProtocolError
+
+_MAX_INT = 2**63 - 1
+
+
+class Status(str, enum.Enum):
+    """How a recipient's download of one file ended, as it reports it to the owner."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    ABORTED = "aborted"
+
+
+# ---- push -------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    """Open a stream of the file ``name`` (``size`` None: a stream of unknown length)."""
+
+    sid: str
+    name: str
+    size: Optional[int]
+    chunk_size: int
+    channel: str
+    topic: str
+    context: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """The next bytes of the stream, at ``offset``, in the message's one payload frame."""
+
+    sid: str
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """The stream ended at ``size`` bytes with whole-file ``digest``: check and commit."""
+
+    sid: str
+    size: int
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class Abort:
+    """Discard the stream (another target failed, or the sender gave up)."""
+
+    sid: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The receiver opened the stream."""
+
+    sid: str
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    """The receiver has written the first ``received`` bytes."""
+
+    sid: str
+    received: int
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """The receiver checked the file and renamed it into place."""
+
+    sid: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The stream failed at the receiver (or was refused, ``Failure.REFUSED``)."""
+
+    sid: str
+    failure: Failure
+    reason: str
+
+
+# ---- pull -------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class InfoRequest:
+    """What is the file of ``rid`` called, how big is it, and what key resumes it?"""
+
+    rid: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """The file of ``rid``: its name, size, and the key of recipients' temporary files."""
+
+    rid: str
+    name: str
+    size: int
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixRequest:
+    """What is the digest of the file's first ``length`` bytes (to check a resume)?"""
+
+    rid: str
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixDigest:
+    """The digest of the file's first ``length`` bytes."""
+
+    rid: str
+    length: int
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRequest:
+    """Send ``length`` bytes at ``offset``; the recipient holds every byte below ``mark``."""
+
+    rid: str
+    offset: int
+    length: int
+    mark: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkData:
+    """The bytes at ``offset``, in the message's one payload frame."""
+
+    rid: str
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class MarkReport:
+    """The recipient holds every byte below ``mark`` (it had no request to carry it)."""
+
+    rid: str
+    mark: int
+
+
+@dataclass(frozen=True, slots=True)
+class DigestRequest:
+    """What is the whole file's digest?"""
+
+    rid: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileDigest:
+    """The whole file's digest."""
+
+    rid: str
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class DoneReport:
+    """How the recipient's download of ``rid`` ended."""
+
+    rid: str
+    status: Status
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """The owner will not serve ``rid``: ``failure`` says why."""
+
+    rid: str
+    failure: Failure
+
+
+Message = Union[Open, Chunk, End, Abort, Accepted, Acked, Committed, Failed,
+                InfoRequest, FileInfo, PrefixRequest, PrefixDigest, ChunkRequest, ChunkData,
+                MarkReport, DigestRequest, FileDigest, DoneReport, Refusal]
+
+
+# ---- the field checks -------------------------------------------------------------
+
+def _text(value: Any) -> str:
+    if type(value) is not str:
+        raise RemoteProtocolError(f"expected a string, not {type(value).__name__}")
+    return value
+
+
+def _count(value: Any) -> int:
+    if type(value) is not int or not 0 <= value <= _MAX_INT:
+        raise RemoteProtocolError(f"expected a whole number >= 0, not {value!r}"[:200])
+    return value
+
+
+def _maybe_count(value: Any) -> Optional[int]:
+    return None if value is None else _count(value)
+
+
+def _anything(value: Any) -> Any:
+    return value
+
+
+def _failure(value: Any) -> Failure:
+    return Failure.parse(value)
+
+
+def _status(value: Any) -> Status:
+    try:
+        return Status(value)
+    except ValueError:
+        raise RemoteProtocolError(f"unknown download status {value!r}"[:200]) from None
+
+
+_Check = Callable[[Any], Any]
+
+#: Each kind's name on the wire, class and field checks, in field order.
+_KINDS: dict[str, tuple[type, tuple[_Check, ...]]] = {
+    "open": (Open, (_text, _text, _maybe_count, _count, _text, _text, _anything)),
+    "chunk": (Chunk, (_text, _count)),
+    "end": (End, (_text, _count, _text)),
+    "abort": (Abort, (_text, _text)),
+    "accepted": (Accepted, (_text,)),
+    "acked": (Acked, (_text, _count)),
+    "committed": (Committed, (_text,)),
+    "failed": (Failed, (_text, _failure, _text)),
+    "info?": (InfoRequest, (_text,)),
+    "info": (FileInfo, (_text, _text, _count, _text)),
+    "prefix?": (PrefixRequest, (_text, _count)),
+    "prefix": (PrefixDigest, (_text, _count, _text)),
+    "chunk?": (ChunkRequest, (_text, _count, _count, _count)),
+    "data": (ChunkData, (_text, _count)),
+    "mark": (MarkReport, (_text, _count)),
+    "digest?": (DigestRequest, (_text,)),
+    "digest": (FileDigest, (_text, _text)),
+    "report": (DoneReport, (_text, _status)),
+    "refusal": (Refusal, (_text, _failure)),
+}
+#: Each class's wire name and field names, for encode.
+_LAYOUT: dict[type, tuple[str, tuple[str, ...]]] = {
+    cls: (tag, tuple(f.name for f in fields(cls))) for tag, (cls, _checks) in _KINDS.items()}
+
+
+def decode(body: Any) -> Message:
+    """Read a message a peer sent.
+
+    Raises:
+        RemoteProtocolError: not a message of this protocol (kind, field count or a
+            field's type is wrong).
+    """
+    if type(body) is not list or not body or type(body[0]) is not str:
+        raise RemoteProtocolError(f"not a zfs message: {body!r}"[:200])
+    spec = _KINDS.get(body[0])
+    if spec is None:
+        raise RemoteProtocolError(f"unknown message kind {body[0]!r}"[:200])
+    cls, checks = spec
+    if len(body) != len(checks) + 1:
+        raise RemoteProtocolError(f"{body[0]} has {len(body) - 1} fields, not {len(checks)}")
+    values = [check(value) for check, value in zip(checks, body[1:])]
+    return cls(*values)  # type: ignore[no-any-return]
+
+
+def encode(message: Message) -> list[Any]:
+    """The wire body of ``message`` (msgpack-able; enums go as their values)."""
+    tag, names = _LAYOUT[type(message)]
+    return [tag, *(_plain(getattr(message, name)) for name in names)]
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+__all__ = ["Abort", "Accepted", "Acked", "ChunkData", "ChunkRequest", "Chunk", "Committed",
+           "DigestRequest", "DoneReport", "End", "Failed", "FileDigest", "FileInfo",
+           "InfoRequest", "MarkReport", "Message", "Open", "PrefixDigest", "PrefixRequest",
+           "Refusal", "Status", "decode", "encode"]

@@ -1,0 +1,360 @@
+"""The recipient's actor shell of pull: one :class:`DownloadActor` per download.
+
+:class:`DownloadActor` (``"zfs.dl.<hex>"``) drives
+:class:`zfs.protocol.pull.download.Download`. It keeps a window of chunk requests in
+flight to the owner's :class:`~zfs.pull.owner.OwnerActor`, writes into a
+:class:`~zfs.files.PartialFile` keyed by the owner's resume key (the same for the same
+file shared again, so a restarted download finds and checks its bytes even under a new
+RID), verifies and renames. ``InfoRequest`` is an ask, so a site with no owner actor
+fails the download at once; the other requests are tells. :func:`download` and
+:func:`download_async` start one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import tempfile
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import pykka
+
+import actors
+from zfs.errors import InsecureLink, IntegrityError, TransferAborted, UnsafeName
+from zfs.files import PartialFile, file_digest
+from zfs.protocol import wire
+from zfs.protocol.errors import Failure, RemoteProtocolError
+from zfs.protocol.pull import download as core
+from zfs.pull.owner import MAX_CHUNK_SIZE, OWNER
+from zfs.results import DownloadResult, Progress
+from zfs.shell import AbortRequested, Shell, Transfer, failure_error, run_callback
+from zfs.supervisor import Tick, ensure_supervisor, watch_time
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _DownloadOptions:
+    owner: str
+    rid: str
+    location: str
+    window_chunks: int
+    chunk_size: int
+    request_timeout: float
+    retries: int
+    abort_signal: Any
+    on_progress: Optional[Callable[[Progress], Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Begin:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _InfoAnswer:
+    done: Future[Any]
+
+
+# Failures after which the bytes on disk are still good for a resume (a link cut, the
+# owner gone for a while); after any other end the temporary file is deleted.
+_KEEP_PARTIAL = frozenset({Failure.LOST, Failure.TIMEOUT})
+# Endings the owner cannot (or need not) hear about.
+_NO_REPORT = frozenset({Failure.LOST, Failure.UNKNOWN, Failure.EXPIRED})
+_STATUS = {core.DlState.DONE: wire.Status.SUCCESS, core.DlState.ABORTED: wire.Status.ABORTED}
+
+
+class DownloadActor(Shell):
+    """Downloads one RID into ``location``; resolves ``future`` with the result.
+
+    Started by :func:`download_async`; it stops itself when the download ends.
+    """
+
+    def __init__(self, options: _DownloadOptions, future: Future[DownloadResult]) -> None:
+        super().__init__()
+        self._opt = options
+        self._future = future
+        self._owner = f"{options.owner}/{OWNER}"
+        self._core = core.Download(window_chunks=options.window_chunks,
+                                   chunk_size=options.chunk_size,
+                                   request_timeout=options.request_timeout,
+                                   retries=options.retries)
+        self._partial: Optional[PartialFile] = None
+        self._result: Optional[DownloadResult] = None
+        self._key = ""
+        self._started = 0.0
+        self._abort = options.abort_signal
+        dl = self._core
+        self.receives = {
+            wire.ChunkData: self._on_chunk,
+            wire.FileInfo: lambda m: self._reply(m, dl.info_received, m.name, m.size, m.key),
+            wire.PrefixDigest: lambda m: self._reply(m, dl.prefix_received, m.length, m.digest),
+            wire.FileDigest: lambda m: self._reply(m, lambda digest, _now: dl.digest_received(
+                digest), m.digest),
+            wire.Refusal: lambda m: self._reply(m, lambda failure, _now: dl.refused(failure),
+                                                m.failure),
+            Tick: self._on_tick, _InfoAnswer: self._on_info_answer, _Begin: self._begin,
+            AbortRequested: lambda _: self.run(dl.abort_requested()),
+            actors.PeerDown: self._on_peer_down, actors.PeerUp: self._on_peer_up,
+        }
+        self.carries_out = {
+            core.RequestChunk: lambda cmd: self._request(wire.ChunkRequest(
+                options.rid, cmd.offset, cmd.length, cmd.mark)),
+            core.WriteChunk: self._write, core.RequestInfo: self._ask_info,
+            core.RequestPrefix: lambda cmd: self._request(wire.PrefixRequest(
+                options.rid, cmd.length)),
+            core.ReportMark: lambda cmd: self._request(wire.MarkReport(options.rid, cmd.mark)),
+            core.RequestDigest: lambda cmd: self._request(wire.DigestRequest(options.rid)),
+            core.Finish: self._finish, core.OpenPartial: self._open_partial,
+            core.DigestPrefix: self._digest_prefix, core.StartOver: self._start_over,
+            core.Commit: self._commit,
+        }
+
+    def on_start(self) -> None:
+        self.site.watch_peers(self.actor_ref)
+        watch_time(self.site, self.name)
+
+    def on_stop(self) -> None:
+        self._give_up(TransferAborted("the download's site stopped", self.site.name))
+
+    def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._give_up(TransferAborted(f"download crashed: {exc!r}", self.site.name))
+
+    def _give_up(self, error: TransferAborted) -> None:
+        # The temporary file stays: a later run into the same folder may resume it.
+        if not self._future.done():
+            self._future.set_exception(error)
+
+    def run(self, commands: Any) -> None:
+        # Once the download ended, requests queued before (say, before a write failed)
+        # are not carried out; its Finish is.
+        super().run(cmd for cmd in commands
+                    if not self._core.finished or isinstance(cmd, core.Finish))
+
+    # -- what arrives
+
+    def _aborted(self) -> bool:
+        return self._abort is not None and bool(self._abort.is_set())
+
+    def _begin(self, _message: _Begin) -> None:
+        self._started = time.monotonic()
+        self.run(self._core.abort_requested() if self._aborted()
+                 else self._core.started(self._started))
+
+    def _on_tick(self, tick: Tick) -> None:
+        cmds = (self._core.abort_requested() if self._aborted()
+                else self._core.time_passed(tick.now))
+        if cmds:
+            log.info("download of %s, on a tick: %s", self._opt.rid, cmds)
+        self.run(cmds)
+
+    def _on_peer_down(self, event: actors.PeerDown) -> None:
+        if event.name == self._opt.owner:
+            self.run(self._core.owner_gone(time.monotonic(), f"owner lost: {event.reason}"))
+
+    def _on_peer_up(self, event: actors.PeerUp) -> None:
+        if event.name == self._opt.owner:
+            self.run(self._core.owner_back(time.monotonic()))
+
+    def _reply(self, message: Any, event: Callable[..., list[Any]], *args: Any) -> None:
+        """Hand the owner's answer to the core, if it is about our RID."""
+        if message.rid == self._opt.rid:
+            self.run(event(*args, time.monotonic()))
+
+    def _on_chunk(self, message: wire.ChunkData) -> None:
+        if message.rid != self._opt.rid:
+            return
+        dl, now = self._core, time.monotonic()
+        if self._aborted():
+            self.run(dl.abort_requested())
+        elif len(self.payload) != 1:
+            self.run(dl.refused(Failure.PROTOCOL, "chunk without exactly one payload frame"))
+        else:
+            self.run(dl.chunk_received(message.offset, len(self.payload[0]), now))
+
+    def on_bad_message(self, body: Any, error: RemoteProtocolError) -> None:
+        """A malformed answer about our RID ends the download (it cannot go on)."""
+        super().on_bad_message(body, error)
+        if type(body) is list and len(body) > 1 and body[1] == self._opt.rid:
+            self.run(self._core.refused(Failure.PROTOCOL, f"malformed answer: {error}"))
+
+    # -- what the core asks for
+
+    def _request(self, message: wire.Message) -> list[Any]:
+        try:
+            self.site.tell(self._owner, wire.encode(message))
+        except actors.PeerLost as err:       # a link down: wait for it to come back
+            return self._core.owner_gone(time.monotonic(), f"cannot reach "
+                                         f"{self._opt.owner}: {err}")
+        except actors.ActorsError as err:
+            return self._core.owner_lost(f"cannot reach {self._opt.owner}: {err}")
+        return []
+
+    def _ask_info(self, _cmd: core.RequestInfo) -> list[Any]:
+        """Ask (not tell) for the info: a site without an owner then answers at once."""
+        try:
+            answer = self.site.ask(self._owner, wire.encode(wire.InfoRequest(self._opt.rid)),
+                                   timeout=self._opt.request_timeout, block=False)
+        except actors.ActorsError as err:
+            return self._core.owner_lost(f"cannot reach {self._opt.owner}: {err}")
+        me = self.actor_ref
+
+        def forward(done: Future[Any]) -> None:
+            try:
+                me.tell(_InfoAnswer(done))
+            except pykka.ActorDeadError:
+                pass
+        answer.add_done_callback(forward)
+        return []
+
+    def _on_info_answer(self, message: _InfoAnswer) -> None:
+        dl = self._core
+        try:
+            body = message.done.result()
+        except actors.UnknownActor:
+            self.run(dl.refused(Failure.UNKNOWN, f"{self._opt.owner} shares nothing"))
+            return
+        except actors.AskTimeout:
+            return                           # the core resends on its own deadline
+        except actors.ActorsError as err:
+            self.run(dl.owner_lost(str(err)))
+            return
+        self.on_receive(body)                # a FileInfo or a Refusal, checked by decode
+
+    def _write(self, cmd: core.WriteChunk) -> list[Any]:
+        assert self._partial is not None
+        try:
+            self._partial.write_at(cmd.offset, self.payload[0])
+        except OSError as err:
+            return self._core.local_error(f"cannot write {self._partial.temp_path}: {err}")
+        if self._opt.on_progress is not None:
+            dl = self._core
+            run_callback(self._opt.on_progress, Progress(dl.name, dl.bytes_done, dl.size,
+                                                         self._opt.owner))
+        return []
+
+    def _open_partial(self, cmd: core.OpenPartial) -> list[Any]:
+        self._key = cmd.key
+        return self._on_disk(lambda: self._core.partial_opened(self._new_partial(cmd.name),
+                                                               time.monotonic()))
+
+    def _new_partial(self, name: str) -> int:
+        self._partial = PartialFile(self._opt.location, name, key=self._key)
+        return self._partial.existing_size
+
+    def _digest_prefix(self, _cmd: core.DigestPrefix) -> list[Any]:
+        assert self._partial is not None
+        path = self._partial.temp_path
+        return self._on_disk(lambda: self._core.prefix_digested(file_digest(path),
+                                                                time.monotonic()))
+
+    def _start_over(self, _cmd: core.StartOver) -> list[Any]:
+        assert self._partial is not None
+        self._partial.discard()
+
+        def reopen() -> list[Any]:
+            self._new_partial(self._core.name)
+            return []
+        return self._on_disk(reopen)
+
+    def _commit(self, cmd: core.Commit) -> list[Any]:
+        partial = self._partial
+        assert partial is not None
+        try:
+            path = partial.commit(cmd.size, cmd.digest)
+        except IntegrityError as err:
+            return self._core.commit_failed(err.reason)
+        except (OSError, UnsafeName) as err:
+            return self._core.local_error(f"temporary file in {self._opt.location}: {err}")
+        self._partial = None
+        self._result = DownloadResult(self._core.name, path, cmd.size, cmd.digest,
+                                      self._opt.owner, self._core.received,
+                                      time.monotonic() - self._started)
+        return self._core.committed()
+
+    def _on_disk(self, step: Callable[[], list[Any]]) -> list[Any]:
+        """Run a step that touches our temporary file; a disk error fails the download."""
+        try:
+            return step()
+        except (OSError, UnsafeName) as err:
+            return self._core.local_error(f"temporary file in {self._opt.location}: {err}")
+
+    def _finish(self, cmd: core.Finish) -> None:
+        if cmd.failure not in _NO_REPORT:
+            status = _STATUS.get(cmd.state, wire.Status.FAILED)
+            try:
+                self.site.tell(self._owner, wire.encode(wire.DoneReport(self._opt.rid, status)))
+            except actors.ActorsError:
+                pass
+        if self._partial is not None and cmd.failure not in _KEEP_PARTIAL:
+            self._partial.discard()
+        if self._result is not None and cmd.state is core.DlState.DONE:
+            self._future.set_result(self._result)
+        elif not self._future.done():
+            assert cmd.failure is not None
+            ours = cmd.failure in (Failure.LOCAL, Failure.ABORTED)
+            site = self.site.name if ours else self._opt.owner
+            self._future.set_exception(failure_error(cmd.failure, cmd.detail, site))
+        self.stop()
+
+
+def download_async(site: actors.Site, owner: str, rid: str, location: Optional[str] = None, *,
+                   window_chunks: int = 8, chunk_size: int = 1 << 20,
+                   request_timeout: float = 10.0, retries: int = 3,
+                   abort_signal: Any = None,
+                   on_progress: Optional[Callable[[Progress], Any]] = None,
+                   secure: bool = False) -> Transfer[DownloadResult]:
+    """Start downloading ``rid`` from site ``owner``; see :func:`download`.
+
+    Returns:
+        A :class:`~zfs.shell.Transfer` (a future) of the :class:`DownloadResult`; its
+        exception is one of :func:`download`'s errors. ``abort()`` on it stops the
+        download (what it verified stays for a resume only if the link was cut).
+    """
+    if secure and not site.is_secure:
+        raise InsecureLink(f"site {site.name} has no CURVE security configured")
+    if not 0 < chunk_size <= MAX_CHUNK_SIZE:
+        raise ValueError(f"chunk_size must be in 1..{MAX_CHUNK_SIZE}, not {chunk_size}")
+    if window_chunks < 1 or retries < 0 or not request_timeout > 0:
+        raise ValueError("window_chunks must be >= 1, retries >= 0 and request_timeout > 0")
+    location = os.fspath(location) if location is not None else tempfile.gettempdir()
+    os.makedirs(location, exist_ok=True)
+    ensure_supervisor(site)
+    transfer: Transfer[DownloadResult] = Transfer()
+    options = _DownloadOptions(owner, rid, location, window_chunks, chunk_size,
+                               request_timeout, retries, abort_signal, on_progress)
+    ref = site.spawn(DownloadActor, f"zfs.dl.{secrets.token_hex(8)}", options, transfer)
+    transfer.started(ref)
+    # Begin only once spawn has returned: before that the site may not yet know the
+    # actor's name and would drop the owner's first answer. And requests must leave
+    # from on_receive, where the site sends them as from the actor's own address.
+    ref.tell(_Begin())
+    return transfer
+
+
+def download(site: actors.Site, owner: str, rid: str, location: Optional[str] = None, *,
+             window_chunks: int = 8, chunk_size: int = 1 << 20,
+             request_timeout: float = 10.0, retries: int = 3, abort_signal: Any = None,
+             on_progress: Optional[Callable[[Progress], Any]] = None,
+             secure: bool = False) -> DownloadResult:
+    """Download the file ``rid`` shared by site ``owner`` into folder ``location``.
+
+    A download interrupted earlier into the same folder resumes after its bytes are
+    checked against the owner's. Requests that time out are sent again ``retries``
+    times; ``abort_signal.is_set()`` stops it within a tick.
+
+    Returns:
+        The :class:`DownloadResult`; its ``path`` is ``location/<owner's file name>``.
+
+    Raises:
+        UnknownReference, TransactionExpired, FileChanged, IntegrityError,
+        TransferAborted (owner lost, no answer, aborted), InsecureLink.
+    """
+    return download_async(site, owner, rid, location, window_chunks=window_chunks,
+                          chunk_size=chunk_size, request_timeout=request_timeout,
+                          retries=retries, abort_signal=abort_signal,
+                          on_progress=on_progress, secure=secure).result()
