@@ -6,6 +6,8 @@ import hashlib
 import threading
 from typing import Any
 
+import pykka
+
 import actors
 
 
@@ -88,3 +90,48 @@ def tell_payloads(site: actors.Site, address: str, count: int, size: int) -> int
     for index in range(count):
         site.tell(address, index, payload=[chunk])
     return count
+
+
+class PlainEcho(pykka.ThreadingActor):
+    """An ordinary pykka actor, no ``actors.Actor``: keeps what it is told, answers asks."""
+
+    use_daemon_thread = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.told: list[Any] = []
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "boom":
+            raise KeyError("asked to fail")
+        if message == "told":
+            return self.told
+        self.told.append(message)
+        return {"echo": message}
+
+
+class FailsToStart(actors.Actor):
+    """An actor whose ``__init__`` raises after the base class registered it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        raise RuntimeError("cannot start: no config")
+
+
+def spawn_after_a_failed_start(site: actors.Site, name: str) -> dict[str, Any]:
+    """Run in a child site: spawn a failing actor under ``name``, then an Echo under it.
+
+    Returns what the failed spawn raised, whether the name was free after it, and the
+    names of the actors the site then knows (running or not).
+    """
+    try:
+        site.spawn(FailsToStart, name)
+    except RuntimeError as err:
+        raised = f"{type(err).__name__}: {err}"
+    else:
+        raised = ""
+    free = site.actor(name) is None
+    known = len(site._registry)
+    site.spawn(Echo, name)
+    return {"raised": raised, "free": free, "known_after_failure": known,
+            "answer": site.ask(f"{site.name}/{name}", "hi", timeout=10)["got"]}

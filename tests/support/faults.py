@@ -1,4 +1,4 @@
-"""Helpers and fixtures shared by the fault tests (``tests/test_faults_*.py``).
+"""Helpers and fixtures shared by the fault tests (``tests/faults/``).
 
 The fault tests (issue 7) make one fault happen in the middle of a transfer, then
 check what the issue asks after every fault: the failure is clear and names the site

@@ -1,7 +1,7 @@
 """Push between sites in separate OS processes: sizes, fan-out, refusals, faults.
 
 The test process hosts the site "test"; targets are child processes driven through
-their "ctl" actor. Targets and senders killed mid-push are in test_faults_push.py.
+their "ctl" actor. Targets and senders killed mid-push are in tests/faults/test_push.py.
 """
 
 from __future__ import annotations
@@ -251,7 +251,7 @@ def test_receivers_drop_the_partial_file_of_a_sender_stalled_mid_stream(
         hub: actors.Site, tmp_path: Path) -> None:
     """The sender is alive but silent: the receiver's inactivity timeout drops the file.
 
-    A sender killed mid-stream is test_faults_push.py's
+    A sender killed mid-stream is tests/faults/test_push.py's
     test_sender_killed_mid_push_leaves_no_partial_after_the_inactivity_timeout.
     """
     dest = tmp_path / "in"

@@ -1,7 +1,7 @@
 """Pull across OS processes: owners and recipients as separate sites on loopback.
 
 The ``child_*`` functions run inside child sites (called through their "ctl" actor). An
-owner killed mid-download is in test_faults_pull.py.
+owner killed mid-download is in tests/faults/test_pull.py.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def test_recipients_download_the_same_files_at_once(site: actors.Site, owner: Si
                                                     tmp_path: Path, recipients: int) -> None:
     sources = [make_file(tmp_path / "big.bin", 3 * MiB + 17), make_file(tmp_path / "b.txt", 1000),
                make_file(tmp_path / "empty", 0)]
-    shared = owner.call(site, "tests.test_pull:child_share", sources, 30.0,
+    shared = owner.call(site, "tests.zfs.pull.test_pull:child_share", sources, 30.0,
                         on_downloaded={"$recorder": "done"})
     procs = start_sites(site, *(f"r{i}" for i in range(recipients)), owner=owner.endpoint)
     try:
@@ -83,7 +83,7 @@ def test_recipients_download_the_same_files_at_once(site: actors.Site, owner: Si
 
 
 def test_unknown_rid_fails_clearly(site: actors.Site, owner: SiteProcess, tmp_path: Path) -> None:
-    owner.call(site, "tests.test_pull:child_share", [], 30.0)
+    owner.call(site, "tests.zfs.pull.test_pull:child_share", [], 30.0)
     with pytest.raises(UnknownReference):
         download(site, "owner", "no-such-rid-" + "x" * 20, str(tmp_path))
 
@@ -91,7 +91,7 @@ def test_unknown_rid_fails_clearly(site: actors.Site, owner: SiteProcess, tmp_pa
 def test_expired_transaction_calls_back_once_then_the_rid_is_expired(
         site: actors.Site, owner: SiteProcess, tmp_path: Path) -> None:
     sources = [make_file(tmp_path / "a.bin", 1000), make_file(tmp_path / "b.bin", 10)]
-    shared = owner.call(site, "tests.test_pull:child_share", sources, 1.0,
+    shared = owner.call(site, "tests.zfs.pull.test_pull:child_share", sources, 1.0,
                         on_timeout={"$recorder": "timeout"})
     events = wait_until(lambda: owner.events(site, "timeout"), timeout=10)
     assert events == [[shared["tx_id"], ["a.bin", "b.bin"]]]
@@ -103,9 +103,9 @@ def test_expired_transaction_calls_back_once_then_the_rid_is_expired(
 
 def test_closed_transaction_refuses_its_rids_as_expired(site: actors.Site, owner: SiteProcess,
                                                         tmp_path: Path) -> None:
-    shared = owner.call(site, "tests.test_pull:child_share", [make_file(tmp_path / "a", 10)],
+    shared = owner.call(site, "tests.zfs.pull.test_pull:child_share", [make_file(tmp_path / "a", 10)],
                         30.0, on_timeout={"$recorder": "timeout"})
-    owner.call(site, "tests.test_pull:child_close", shared["tx_id"])
+    owner.call(site, "tests.zfs.pull.test_pull:child_close", shared["tx_id"])
     with pytest.raises(TransactionExpired):
         download(site, "owner", shared["rids"][0], str(tmp_path / "in"))
     assert owner.events(site, "timeout") == []
@@ -114,7 +114,7 @@ def test_closed_transaction_refuses_its_rids_as_expired(site: actors.Site, owner
 def test_slow_recipient_that_progresses_outlives_the_timeout(
         site: actors.Site, owner: SiteProcess, tmp_path: Path) -> None:
     source = make_file(tmp_path / "slow.bin", MiB)
-    shared = owner.call(site, "tests.test_pull:child_share", [source], 1.0,
+    shared = owner.call(site, "tests.zfs.pull.test_pull:child_share", [source], 1.0,
                         on_timeout={"$recorder": "timeout"}, on_downloaded={"$recorder": "done"})
     started = time.monotonic()
     path = download(site, "owner", shared["rids"][0], str(tmp_path / "in"), window_chunks=1,
@@ -132,7 +132,7 @@ def test_killed_recipient_resumes_where_it_was(site: actors.Site, owner: SitePro
                                                tmp_path: Path) -> None:
     size = 8 * MiB
     source = make_file(tmp_path / "resume.bin", size)
-    shared = owner.call(site, "tests.test_pull:child_share", [source], 60.0,
+    shared = owner.call(site, "tests.zfs.pull.test_pull:child_share", [source], 60.0,
                         on_downloaded={"$recorder": "done"})
     rid, dest = shared["rids"][0], tmp_path / "in"
     with start_sites(site, "r1", owner=owner.endpoint)[0] as first:
@@ -160,7 +160,7 @@ def test_killed_recipient_resumes_where_it_was(site: actors.Site, owner: SitePro
 def test_source_changed_mid_download_fails_with_file_changed(
         site: actors.Site, owner: SiteProcess, tmp_path: Path) -> None:
     source = make_file(tmp_path / "c.bin", 2 * MiB)
-    shared = owner.call(site, "tests.test_pull:child_share", [source], 60.0)
+    shared = owner.call(site, "tests.zfs.pull.test_pull:child_share", [source], 60.0)
     throttle = Throttle(0.01, 256 * 1024)
     run = in_thread(download, site, "owner", shared["rids"][0], str(tmp_path / "in"),
                     chunk_size=32 * 1024, window_chunks=2, on_progress=throttle)
@@ -177,7 +177,7 @@ def test_source_changed_mid_download_fails_with_file_changed(
 def test_abort_signal_stops_the_download_promptly(site: actors.Site, owner: SiteProcess,
                                                   tmp_path: Path) -> None:
     source = make_file(tmp_path / "ab.bin", 2 * MiB)
-    shared = owner.call(site, "tests.test_pull:child_share", [source], 60.0,
+    shared = owner.call(site, "tests.zfs.pull.test_pull:child_share", [source], 60.0,
                         on_downloaded={"$recorder": "done"})
     abort = threading.Event()
     throttle = Throttle(0.02, 128 * 1024)

@@ -43,7 +43,7 @@ def test_owner_in_one_process_recipient_in_another(site: actors.Site, tmp_path: 
     sources[0].write_bytes(os.urandom(2 * MiB + 3))
     sources[1].write_bytes(b'{"round": 3}')
     with start_sites(site, "server")[0] as server:
-        shared = server.call(site, "tests.test_compat_pull:child_flare_share",
+        shared = server.call(site, "tests.zfs.compat.test_flare_pull:child_flare_share",
                              [str(p) for p in sources], 30.0,
                              file_downloaded_cb={"$recorder": "done"})
         for rid, source in zip(shared["rids"], sources):
@@ -73,10 +73,10 @@ def test_timeout_cb_gets_cb_kwargs_and_errors_come_back_as_messages(
         rid = FileDownloader.add_file(tx_id, str(source))
         assert fired.wait(10)
         assert calls == [(tx_id, ["a.bin"], {"job": "j8"})]
-        err, path = client.call(site, "tests.test_compat_pull:child_flare_download", "test",
+        err, path = client.call(site, "tests.zfs.compat.test_flare_pull:child_flare_download", "test",
                                 rid, str(tmp_path / "in"))
         assert err.startswith("TransactionExpired") and path is None
-        err, path = client.call(site, "tests.test_compat_pull:child_flare_download", "test",
+        err, path = client.call(site, "tests.zfs.compat.test_flare_pull:child_flare_download", "test",
                                 "bogus-rid-0123456789", str(tmp_path / "in"))
         assert err.startswith("UnknownReference") and path is None
     with pytest.raises(TransactionExpired):
@@ -87,7 +87,7 @@ def test_triggered_signal_aborts(site: actors.Site, tmp_path: Path) -> None:
     source = tmp_path / "b.bin"
     source.write_bytes(os.urandom(MiB))
     with start_sites(site, "server")[0] as server:
-        shared = server.call(site, "tests.test_compat_pull:child_flare_share", [str(source)], 30.0)
+        shared = server.call(site, "tests.zfs.compat.test_flare_pull:child_flare_share", [str(source)], 30.0)
         signal = Signal()
         signal.trigger()
         err, path = download_file("server", shared["rids"][0], 5.0, site,

@@ -39,7 +39,7 @@ def test_flare_stream_file_reaches_the_registered_callback(
     server = peers["n1"]
     dest = tmp_path / "server"
     dest.mkdir()
-    server.call(hub, "tests.test_compat_push:flare_register", "app", "weights", str(dest),
+    server.call(hub, "tests.zfs.compat.test_flare_push:flare_register", "app", "weights", str(dest),
                 record={"$recorder": "flare-done"}, chunks={"$recorder": "flare-chunks"})
     src = make_file(tmp_path / "w.bin", 3 * CHUNK + 5)
     rc, ok = FileStreamer.stream_file("app", "weights", {"round": 3}, ["n1"], str(src), hub,

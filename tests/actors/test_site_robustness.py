@@ -423,7 +423,7 @@ def test_a_peer_whose_hello_is_read_with_its_accept_event_stays_linked() -> None
     """The I/O thread, busy while a peer connects, finds the peer's hello and the router
     monitor's accept event waiting together. The link must outlive hello_timeout: it
     was shut down once that passed when the hello was handled before the accept event
-    (the monitor is now read first; tests/test_greeting.py covers the other order)."""
+    (the monitor is now read first; tests/actors/io/test_greeting.py covers the other order)."""
     with actors.Site("strict", bind="tcp://127.0.0.1:0", hello_timeout=0.5) as strict:
         strict.spawn(Echo, "echo")
         io, outbox = strict._io, strict._outbox
