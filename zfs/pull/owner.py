@@ -175,6 +175,9 @@ class OwnerActor(Shell):
             core.SendPrefixDigest: self._send_prefix, core.SendDigest: self._send_digest,
             core.Downloaded: self._downloaded, core.TimedOut: self._timed_out,
             core.Released: self._released,
+            core.SiteCut: lambda cmd: log.warning(
+                "pull: cut site %s: it held chunks for too long without confirming any",
+                cmd.site),
         }
 
     def on_start(self) -> None:

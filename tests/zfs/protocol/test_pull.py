@@ -16,7 +16,7 @@ from zfs.protocol.pull.download import (
     RequestDigest, RequestInfo, RequestPrefix, StartOver, WriteChunk)
 from zfs.protocol.pull.owner import (
     TX_TRANSITIONS, Downloaded, Refuse, Released, SendChunk, SendDigest, SendInfo,
-    SendPrefixDigest, Shares, TimedOut, TxState)
+    SendPrefixDigest, Shares, SiteCut, TimedOut, TxState)
 from zfs.protocol.wire import Status
 
 A = "beta/zfs.dl.1"
@@ -73,8 +73,8 @@ def test_idle_transaction_expires_once_with_its_file_names() -> None:
 
 def test_activity_on_any_file_keeps_the_transaction_alive() -> None:
     shares = shares_with(timeout=5.0)
-    for now in range(1, 30):
-        shares.chunk_requested("r1", "beta", A, 0, 1, 0, float(now))
+    for now in range(1, 30):     # each request confirms the byte before it
+        shares.chunk_requested("r1", "beta", A, now - 1, 1, now - 1, float(now))
         assert shares.time_passed(now + 4.9) == []
     assert any(isinstance(c, TimedOut) for c in shares.time_passed(34.0))
 
@@ -110,10 +110,15 @@ def test_changed_source_is_refused_from_then_on() -> None:
         Refuse("r1", A, Failure.CHANGED)]
 
 
-def test_requests_past_the_budget_wait_and_are_served_as_chunks_arrive() -> None:
-    shares = Shares(max_inflight_bytes=20)
-    shares.transaction_opened("t1", 60.0, 0.0)
-    shares.file_added("t1", "r1", "f", 100, 0.0)
+def _budgeted(budget: int, size: int = 10_000, **kwargs: Any) -> Shares:
+    shares = Shares(max_inflight_bytes=budget, **kwargs)
+    shares.transaction_opened("t1", 600.0, 0.0)
+    shares.file_added("t1", "r1", "f", size, 0.0)
+    return shares
+
+
+def test_requests_past_a_sites_share_wait_and_are_served_as_chunks_are_confirmed() -> None:
+    shares = _budgeted(40)                  # one site alone may hold 40 // 2 = 20 bytes
     sent = [shares.chunk_requested("r1", "b", A, off, 10, 0, 1.0) for off in (0, 10, 20, 30)]
     assert sent == [[SendChunk("r1", A, 0, 10)], [SendChunk("r1", A, 10, 10)], [], []]
     assert shares.in_flight.bytes == 20
@@ -122,30 +127,51 @@ def test_requests_past_the_budget_wait_and_are_served_as_chunks_arrive() -> None
     assert shares.in_flight.bytes == 20
 
 
-def test_the_request_for_the_lowest_missing_byte_is_never_kept_waiting() -> None:
-    shares = Shares(max_inflight_bytes=10)
-    shares.transaction_opened("t1", 60.0, 0.0)
-    shares.file_added("t1", "r1", "f", 100, 0.0)
-    shares.chunk_requested("r1", "b", "b/other", 50, 10, 50, 1.0)      # holds the budget
+def test_a_waiting_request_that_became_its_downloads_mark_goes_first() -> None:
+    shares = _budgeted(20)
     assert shares.chunk_requested("r1", "b", A, 0, 10, 0, 1.0) == [SendChunk("r1", A, 0, 10)]
-    assert shares.chunk_requested("r1", "b", A, 10, 10, 0, 1.0) == []      # waits
-    # the other download ended; A's chunk 0 still counts, so A's request still waits
-    assert shares.digest_requested("r1", "b", "b/other", 2.0) == [SendDigest("r1", "b/other")]
-    # chunk 0 arrived (mark 10): offset 10 goes, offset 20 waits its turn
-    assert shares.chunk_requested("r1", "b", A, 20, 10, 10, 3.0) == [SendChunk("r1", A, 10, 10)]
+    assert shares.chunk_requested("r1", "b", "b/other", 60, 10, 50, 1.0) == []  # not its mark
+    assert shares.chunk_requested("r1", "b", A, 10, 10, 0, 1.0) == []      # waits behind it
+    # chunk 0 arrived (mark 10): A's request for its mark goes before the older one
+    assert shares.mark_reported("r1", "b", A, 10, 2.0) == [SendChunk("r1", A, 10, 10)]
+
+
+def test_many_names_from_one_site_hold_no_more_than_its_share() -> None:
+    shares = _budgeted(16 << 20, size=64 << 20, max_chunk_size=1 << 20)
+    for name in range(5000):                # 5,000 "downloads" asking 1 MiB at 0, never reading
+        shares.chunk_requested("r1", "evil", f"evil/dl{name}", 0, 1 << 20, 0, 1.0)
+    assert shares.in_flight.bytes <= 16 << 20      # its share of each pool: 8 + 8 MiB
+    # an honest site arriving now is served at once, from the room left
+    assert shares.chunk_requested("r1", "good", "good/dl", 0, 1 << 20, 0, 1.1) == [
+        SendChunk("r1", "good/dl", 0, 1 << 20)]
+
+
+def test_a_site_over_its_download_or_waiting_limit_is_refused() -> None:
+    shares = _budgeted(10, max_downloads_per_site=2)
+    shares.chunk_requested("r1", "b", "b/1", 0, 10, 0, 1.0)
+    shares.chunk_requested("r1", "b", "b/2", 0, 10, 0, 1.0)
+    assert shares.chunk_requested("r1", "b", "b/3", 0, 10, 0, 1.0) == [
+        Refuse("r1", "b/3", Failure.REFUSED)]
+
+
+def test_a_site_that_never_confirms_is_cut_and_its_share_freed() -> None:
+    shares = _budgeted(20, stall_timeout=5.0)
+    shares.chunk_requested("r1", "slow", "slow/dl", 0, 10, 0, 1.0)
     assert shares.in_flight.bytes == 10
+    assert SiteCut("slow") not in shares.time_passed(5.5)
+    assert SiteCut("slow") in shares.time_passed(6.5)
+    assert shares.in_flight.bytes == 0
 
 
 def test_lost_recipient_and_silent_download_free_the_budget() -> None:
-    shares = Shares(max_inflight_bytes=10, idle_download=5.0)
-    shares.transaction_opened("t1", 60.0, 0.0)
-    shares.file_added("t1", "r1", "f", 100, 0.0)
+    shares = _budgeted(20, idle_download=5.0)
     shares.chunk_requested("r1", "gone", "gone/dl", 0, 10, 0, 1.0)
     shares.chunk_requested("r1", "quiet", "quiet/dl", 0, 10, 0, 1.0)
-    assert shares.chunk_requested("r1", "b", A, 30, 10, 20, 3.0) == []
-    assert shares.recipient_lost("gone") == []
+    assert shares.chunk_requested("r1", "b", A, 30, 10, 20, 3.0) == []   # the budget is full
+    assert shares.recipient_lost("gone") == [SendChunk("r1", A, 30, 10)]
+    assert shares.in_flight.bytes == 20
+    assert shares.time_passed(7.0) == []    # quiet/dl silent for 6 s: its bytes stop counting
     assert shares.in_flight.bytes == 10
-    assert shares.time_passed(7.0) == [SendChunk("r1", A, 30, 10)]
 
 
 def test_waiting_request_of_an_ended_transaction_is_refused() -> None:
@@ -397,8 +423,8 @@ def run_transfers(data: bytes, seed: int, drop: float, dup: float, window: int, 
             to, request = msg
             for answer in owner_answers(shares, to, request, now):
                 link.send("down", answer)
-            # the owner's memory bound: its budget plus one chunk per download
-            assert shares.in_flight.bytes <= 2 * chunk + len(recipients) * chunk
+            # the owner's memory bound: both pools of its budget, plus one chunk
+            assert shares.in_flight.bytes <= 2 * (2 * chunk) + chunk
         else:
             recipients[msg.to].answered(msg, data, now)
     for rcpt in recipients.values():
@@ -486,3 +512,28 @@ def test_an_owner_away_longer_than_the_retries_allow_fails_the_download() -> Non
     assert dl.time_passed(3.4) == []
     (finish,) = dl.time_passed(3.5)
     assert isinstance(finish, Finish) and "not back within 3 s" in finish.detail
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 30), st.integers(0, 60),
+                          st.integers(0, 60), st.integers(1, 8), st.sampled_from("rme")),
+                max_size=300))
+def test_bytes_in_flight_never_pass_twice_the_budget_whatever_peers_ask(
+        ops: list[tuple[int, int, int, int, int, str]]) -> None:
+    """Sites, names, offsets and marks drawn at will (a hostile recipient's freedom)."""
+    from zfs.protocol.pull.budget import Decision, InFlight
+    flight = InFlight(budget=20)
+    for step, (site, name, offset, mark, length, op) in enumerate(ops):
+        to = f"s{site}/dl{name}"
+        if op == "r":
+            if flight.requested("r", f"s{site}", to, offset, length, mark,
+                                float(step)) is Decision.SERVE:
+                flight.served(to, offset, length)
+        elif op == "m":
+            flight.marked(to, mark, float(step))
+        else:
+            flight.ended(to)
+        while (waiting := flight.next_waiting()) is not None:   # as Shares releases them
+            if waiting[4]:
+                flight.served(waiting[1], waiting[2], waiting[3])
+        assert 0 <= flight.bytes <= 2 * 20 + 8

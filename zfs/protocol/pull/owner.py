@@ -30,7 +30,7 @@ from typing import Optional, Union
 from zfs.protocol.errors import Failure, LocalProtocolError
 from zfs.protocol.states import Transitions, move
 from zfs.protocol.wire import Status
-from zfs.protocol.pull.budget import InFlight
+from zfs.protocol.pull.budget import Decision, InFlight
 
 class TxState(enum.Enum):
     """Lifecycle of a transaction at its owner."""
@@ -122,8 +122,16 @@ class Released:
     rid: str
 
 
+@dataclass(frozen=True, slots=True)
+class SiteCut:
+    """``site`` held chunk bytes for too long without confirming any: its downloads were
+    ended and its share of the budget freed (log it)."""
+
+    site: str
+
+
 OwnerCommand = Union[SendInfo, SendPrefixDigest, SendChunk, SendDigest, Refuse, Downloaded,
-                     TimedOut, Released]
+                     TimedOut, Released, SiteCut]
 
 
 @dataclass(slots=True)
@@ -157,17 +165,20 @@ class Shares:
             :class:`InFlight`).
         expired_memory: how many ended RIDs to remember as "expired".
         idle_download: seconds after which a silent download's bytes stop counting.
+        max_downloads_per_site, stall_timeout: see :class:`InFlight`.
     """
 
     def __init__(self, max_chunk_size: int = 8 << 20, max_inflight_bytes: int = 16 << 20,
-                 expired_memory: int = 100_000, idle_download: float = 60.0) -> None:
+                 expired_memory: int = 100_000, idle_download: float = 60.0,
+                 max_downloads_per_site: int = 256, stall_timeout: float = 30.0) -> None:
         self._max_chunk = max_chunk_size
         self._expired_cap = expired_memory
         self._idle = idle_download
         self._txs: dict[str, _Tx] = {}
         self._files: dict[str, _File] = {}
         self._expired: OrderedDict[str, None] = OrderedDict()
-        self.in_flight = InFlight(max_inflight_bytes)
+        self.in_flight = InFlight(max_inflight_bytes, max_downloads_per_site,
+                                  stall_timeout=stall_timeout)
 
     # -- the owner's own calls --
 
@@ -214,6 +225,8 @@ class Shares:
                 out.extend(self._close(tx_id, tx, Status.FAILED))
                 out.append(TimedOut(tx_id, names))
         self.in_flight.ended_where(idle_since=now - self._idle)
+        for site in self.in_flight.stalled(now):
+            out.append(SiteCut(site))
         return out + self._release()
 
     def recipient_lost(self, site: str) -> list[OwnerCommand]:
@@ -264,9 +277,11 @@ class Shares:
         if not (0 <= offset < file.size and length > 0):
             return [Refuse(rid, to, Failure.PROTOCOL)]
         length = min(length, self._max_chunk, file.size - offset)
-        now_ok = self.in_flight.requested(rid, site, to, offset, length, mark, now)
+        decision = self.in_flight.requested(rid, site, to, offset, length, mark, now)
+        if decision is Decision.BUSY:
+            return [Refuse(rid, to, Failure.REFUSED)]
         out = self._release()
-        if now_ok:
+        if decision is Decision.SERVE:
             self.in_flight.served(to, offset, length)
             out.append(SendChunk(rid, to, offset, length))
         return out
