@@ -1,37 +1,21 @@
-"""Files on disk: safe names, digests, chunked reads and temporary files.
+"""Files on disk: safe names, digests, and reading chunks of a file being sent.
 
-Received bytes never land at their final name until they are complete and checked:
-a :class:`PartialFile` is a hidden temporary file next to its final place, renamed
-atomically on :meth:`PartialFile.commit` once its size and whole-file digest match.
 Names that come from the network go through :func:`check_name` and are never used as
-paths.
+paths; files being received are ``zfs.partials``'.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import re
-import secrets
-import time
 import stat
 from types import TracebackType
 from typing import Optional, Type, Union
 
 import xxhash
 
-from zfs.errors import FileChanged, IntegrityError, SourceMissing, UnsafeName
+from zfs.errors import FileChanged, SourceMissing, UnsafeName
 from zfs.protocol.names import name_problem
 
-log = logging.getLogger(__name__)
-
-PARTIAL_SUFFIX = ".zfs-partial"
-#: Random temp-file keys start with this; keyed (resumable) partial files never do.
-EPHEMERAL_KEY_PREFIX = "tmp-"
-_EPHEMERAL = re.compile(r"^\..*\.tmp-[0-9a-f]{16}\.zfs-partial$", re.DOTALL)
-# The temp name holds a prefix of the final name only, so that it stays within
-# the file system's 255-byte limit whatever the final name's length.
-_TEMP_NAME_PREFIX_BYTES = 120
 _REREAD_BYTES = 4 << 20
 
 Buffer = Union[bytes, bytearray, memoryview]
@@ -92,150 +76,6 @@ def digest_range(fd: int, length: int, block_size: int = _REREAD_BYTES) -> tuple
         digest.update(block[:got])
         done += got
     return digest.hexdigest(), done
-
-
-def _temp_name(name: str, key: str) -> str:
-    prefix = name.encode("utf-8")[:_TEMP_NAME_PREFIX_BYTES].decode("utf-8", "ignore")
-    return f".{prefix}.{key}{PARTIAL_SUFFIX}"
-
-
-def sweep_stale_partials(dest_dir: Union[str, os.PathLike], older_than: float) -> list[str]:
-    """Delete unkeyed partial files untouched for ``older_than`` seconds; return their paths.
-
-    A receiver killed mid-stream cannot delete its partial file; the next receiver on
-    that folder does, once no stream could still be writing it (its inactivity
-    timeout has passed). Keyed partial files are kept: a download may resume them.
-    """
-    removed: list[str] = []
-    cutoff = time.time() - older_than
-    with os.scandir(os.fspath(dest_dir)) as entries:
-        for entry in entries:
-            if not _EPHEMERAL.match(entry.name) or not entry.is_file(follow_symlinks=False):
-                continue
-            try:
-                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                    os.unlink(entry.path)
-                    removed.append(entry.path)
-            except FileNotFoundError:
-                pass
-    return removed
-
-
-class PartialFile:
-    """A temporary file in ``dest_dir`` that becomes ``dest_dir/name`` on commit.
-
-    The digest is computed while writes arrive in order; after an out-of-order write
-    (or when resuming bytes already on disk) commit re-reads the file instead.
-    Used as a context manager, it is discarded unless committed.
-
-    Args:
-        dest_dir: the folder of the final file (and of the temporary one).
-        name: the final file name; checked with :func:`check_name`.
-        key: a stable temp-file key for resuming; None picks a random one and
-            refuses to reuse an existing file.
-    """
-
-    def __init__(self, dest_dir: Union[str, os.PathLike], name: str,
-                 key: Optional[str] = None) -> None:
-        self.name = check_name(name)
-        self.dest_dir = os.fspath(dest_dir)
-        if key is not None:
-            check_name(key)
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        if key is None:
-            key = EPHEMERAL_KEY_PREFIX + secrets.token_hex(8)
-            flags |= os.O_EXCL
-        self.temp_path = os.path.join(self.dest_dir, _temp_name(name, key))
-        self.final_path = os.path.join(self.dest_dir, self.name)
-        self._fd: Optional[int] = os.open(self.temp_path, flags, 0o600)
-        self.existing_size = os.fstat(self._fd).st_size
-        self._size = self.existing_size
-        self._digest: Optional[Digest] = Digest() if self.existing_size == 0 else None
-        self._digest_pos = 0
-        self._done = False
-
-    @property
-    def size(self) -> int:
-        """The number of bytes the file holds (its highest written end)."""
-        return self._size
-
-    def write_at(self, offset: int, data: Buffer) -> None:
-        """Write ``data`` at ``offset`` (without fsync: commit decides durability)."""
-        fd = self._require_open()
-        view = memoryview(data)
-        written = 0
-        while written < len(view):
-            written += os.pwrite(fd, view[written:], offset + written)
-        if self._digest is not None:
-            if offset == self._digest_pos:
-                self._digest.update(view)
-                self._digest_pos += len(view)
-            else:
-                self._digest = None
-        self._size = max(self._size, offset + len(view))
-
-    def commit(self, expected_size: int, expected_digest: str, *, fsync: bool = False) -> str:
-        """Check size and digest, then rename atomically into place.
-
-        Args:
-            fsync: flush the data to disk before the rename (slower, survives a crash).
-
-        Returns:
-            The final path.
-
-        Raises:
-            IntegrityError: size or digest differ; the temp file is deleted.
-        """
-        fd = self._require_open()
-        try:
-            actual_size = os.fstat(fd).st_size
-            if actual_size != expected_size:
-                raise IntegrityError(f"size {actual_size} != expected {expected_size}")
-            digest = self._whole_digest(fd, actual_size)
-            if digest != expected_digest:
-                raise IntegrityError("digest mismatch")
-            if fsync:
-                os.fsync(fd)
-            os.replace(self.temp_path, self.final_path)
-        except BaseException:
-            self.discard()
-            raise
-        self._close()
-        self._done = True
-        return self.final_path
-
-    def discard(self) -> None:
-        """Close and delete the temporary file (safe to call more than once)."""
-        if self._done:
-            return
-        self._done = True
-        self._close()
-        try:
-            os.unlink(self.temp_path)
-        except FileNotFoundError:
-            pass
-
-    def _whole_digest(self, fd: int, size: int) -> str:
-        if self._digest is not None and self._digest_pos == size:
-            return self._digest.hexdigest()
-        return digest_range(fd, size)[0]     # a short read ends in a digest mismatch
-
-    def _require_open(self) -> int:
-        if self._fd is None:
-            raise ValueError("partial file already committed or discarded")
-        return self._fd
-
-    def _close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> "PartialFile":
-        return self
-
-    def __exit__(self, exc_type: Optional[Type[BaseException]],
-                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
-        self.discard()
 
 
 class ChunkSource:

@@ -117,23 +117,25 @@ def run_callback(callback: Callable[..., Any], *args: Any) -> None:
         log.exception("callback %r failed", callback)
 
 
-def failure_error(failure: Failure, reason: str, site: str) -> ZfsError:
+def failure_error(failure: Failure, reason: str, site: str, note: str = "") -> ZfsError:
     """The exception a transfer that ended with ``failure`` raises where the app waits.
 
     Args:
         reason: what went wrong, in words.
         site: the site that caused it (a target, the owner, or our own).
+        note: what the caller should know besides (appended, after "; ").
     """
+    tail = f"; {note}" if note else ""
     if failure is Failure.UNKNOWN:
-        return UnknownReference(f"{site}: no such RID")
+        return UnknownReference(f"{site}: no such RID{tail}")
     if failure is Failure.EXPIRED:
-        return TransactionExpired(f"{site}: the transaction of this RID expired or ended")
+        return TransactionExpired(f"{site}: the transaction of this RID expired or ended{tail}")
     if failure is Failure.UNSAFE_NAME:
-        return UnsafeName(f"{site}: {reason}")
+        return UnsafeName(f"{site}: {reason}{tail}")
     if failure is Failure.ABORTED:
-        return TransferAborted("aborted by the caller", site)
+        return TransferAborted(f"aborted by the caller{tail}", site)
     cls = _ERRORS.get(failure, TransferAborted)
-    return cls(f"{failure.value}: {reason}", site)
+    return cls(f"{failure.value}: {reason}{tail}", site)
 
 
 _ERRORS: dict[Failure, type[TransferAborted]] = {

@@ -9,6 +9,9 @@ A small thread of its own only tells the actor ``_Beat``; the actor stamps
 ``time.monotonic()`` and fans out, so every registry below is touched by the actor's
 thread alone and needs no lock.
 
+Leftovers: a file zfs made and could not delete (:func:`remove_later`) is retried on
+every beat until it goes, instead of waiting for a sweep.
+
 Restarts: an actor opts in with :class:`Supervise` (see :func:`supervise`). When the
 supervisor learns it crashed (``Crashed``, told from the actor's ``on_failure``) or
 finds it dead on two beats in a row without an :class:`Unsupervise` having arrived
@@ -19,6 +22,7 @@ it again with ``site.spawn`` and logs why.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -84,6 +88,13 @@ class Registrations:
 
 
 @dataclass(frozen=True, slots=True)
+class RemoveLater:
+    """A file zfs made could not be deleted now (its folder is read-only, say): retry."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Beat:
     """The beat thread's nudge; the actor reads the clock itself."""
 
@@ -97,6 +108,7 @@ class SupervisorActor(actors.Actor):
         self._watchers: set[str] = set()
         self._supervised: dict[str, Supervise] = {}
         self._suspects: set[str] = set()     # found dead once; respawned if still dead next beat
+        self._leftovers: set[str] = set()    # files to delete once we can
         self._stopping = threading.Event()
         self._beat_thread: threading.Thread | None = None
 
@@ -131,6 +143,9 @@ class SupervisorActor(actors.Actor):
         elif isinstance(message, Revive):
             self._restart(message.name, "asked to revive it")
             return self.site.actor(message.name) is not None
+        elif isinstance(message, RemoveLater):
+            log.warning("cannot delete %s now; retrying until it goes", message.path)
+            self._leftovers.add(message.path)
         elif isinstance(message, Registrations):
             return {"watching": sorted(self._watchers), "supervising": sorted(self._supervised)}
         return None
@@ -141,6 +156,18 @@ class SupervisorActor(actors.Actor):
             if not _tell_live(self.site.actor(name), tick):
                 self._watchers.discard(name)    # dead: forget (a respawn registers again)
         self._check_supervised()
+        self._remove_leftovers()
+
+    def _remove_leftovers(self) -> None:
+        for path in list(self._leftovers):
+            try:
+                os.unlink(path)   # a link in its place is removed, never followed
+            except FileNotFoundError:
+                pass
+            except OSError:
+                continue
+            self._leftovers.discard(path)
+            log.info("deleted %s at last", path)
 
     def _check_supervised(self) -> None:
         for name in list(self._supervised):
@@ -198,6 +225,11 @@ def revive(site: Any, name: str, timeout: float = 10.0) -> bool:
 def unsupervise(site: Any, name: str) -> None:
     """Tell the supervisor that ``name`` stops on purpose (call it from ``on_stop``)."""
     _tell_supervisor(site, Unsupervise(name))
+
+
+def remove_later(site: Any, path: str) -> None:
+    """Have the supervisor delete ``path`` as soon as it can (a partial file zfs made)."""
+    ensure_supervisor(site).tell(RemoveLater(path))
 
 
 def report_crash(site: Any, name: str, error: BaseException | None) -> None:

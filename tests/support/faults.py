@@ -23,6 +23,7 @@ The fixtures here are imported by name into each test module that uses them.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -39,7 +40,8 @@ import actors
 from tests.support import netns
 from tests.support.linkemu import LinkEmulator
 from tests.support.procs import SiteProcess, start_sites, wait_until
-from zfs.files import PARTIAL_SUFFIX, Digest, file_digest
+from zfs.files import Digest, file_digest
+from zfs.partials import PARTIAL_DIR
 from zfs import download, push_file, register_receiver, share
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -111,9 +113,33 @@ def make_file(path: Path, size: int) -> Path:
 
 
 def partials(folder: Path) -> list[str]:
-    if not folder.exists():
+    """Files in progress in ``folder``, as paths relative to it (``.zfs-partial/...``)."""
+    where = folder / PARTIAL_DIR
+    if not where.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if p.name.endswith(PARTIAL_SUFFIX))
+    return sorted(f"{PARTIAL_DIR}/{name}" for name in os.listdir(where))
+
+
+@contextlib.contextmanager
+def frozen(folder: Path) -> Iterator[None]:
+    """No entry of ``folder`` can be created or deleted meanwhile (a read-only folder).
+
+    As root, folder permissions do not stop a deletion: the folder is made immutable
+    (``chattr +i``) instead.
+    """
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "+i", str(folder)], check=True)
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+    else:
+        mode = folder.stat().st_mode
+        folder.chmod(0o500)
+        try:
+            yield
+        finally:
+            folder.chmod(mode)
 
 
 def assert_clean(folder: Path, *absent: str, timeout: float = 6.0) -> None:

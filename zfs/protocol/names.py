@@ -9,6 +9,10 @@ from __future__ import annotations
 from typing import Optional
 
 MAX_NAME_BYTES = 255
+#: The folder a receiving site keeps its files in progress in (``zfs.partials``): no
+#: name from the network may take it.
+PARTIAL_DIR = ".zfs-partial"
+RESERVED_NAMES = frozenset({PARTIAL_DIR})
 
 
 def name_problem(name: object) -> Optional[str]:
@@ -21,6 +25,8 @@ def name_problem(name: object) -> Optional[str]:
         return f"file name must be a str, not {type(name).__name__}"
     if name in ("", ".", ".."):
         return f"not a file name: {name!r}"
+    if name in RESERVED_NAMES:
+        return f"{name!r} is reserved for files in progress"
     if "/" in name or "\\" in name or "\0" in name:
         return f"file name has a path part or NUL: {name!r}"
     try:

@@ -25,14 +25,14 @@ import pykka
 
 import actors
 from zfs.errors import InsecureLink, IntegrityError, TransferAborted, UnsafeName
-from zfs.files import PartialFile, file_digest
+from zfs.partials import PartialFile
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, RemoteProtocolError
 from zfs.protocol.pull import download as core
 from zfs.pull.owner import MAX_CHUNK_SIZE, OWNER
 from zfs.results import DownloadResult, Progress
 from zfs.shell import AbortRequested, Shell, Transfer, failure_error, run_callback
-from zfs.supervisor import Tick, ensure_supervisor, watch_time
+from zfs.supervisor import Tick, ensure_supervisor, remove_later, watch_time
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,13 @@ class _InfoAnswer:
     done: Future[Any]
 
 
-# Failures after which the bytes on disk are still good for a resume (a link cut, the
-# owner gone for a while); after any other end the temporary file is deleted.
-_KEEP_PARTIAL = frozenset({Failure.LOST, Failure.TIMEOUT})
+# Failures after which the bytes on disk are wrong or of another file, our own disk failed
+# (a full disk is freed), or our caller chose to abort: deleted. After any other end they
+# are kept for a resume (a rerun checks them against the owner's digest first): an owner
+# that restarted and no longer knows the RID, or ended its share, must not cost a
+# recipient what it holds.
+_DISCARD_PARTIAL = frozenset({Failure.INTEGRITY, Failure.CHANGED, Failure.UNSAFE_NAME,
+                              Failure.LOCAL, Failure.ABORTED})
 # Endings the owner cannot (or need not) hear about.
 _NO_REPORT = frozenset({Failure.LOST, Failure.UNKNOWN, Failure.EXPIRED})
 _STATUS = {core.DlState.DONE: wire.Status.SUCCESS, core.DlState.ABORTED: wire.Status.ABORTED}
@@ -246,15 +250,15 @@ class DownloadActor(Shell):
         self._partial = PartialFile(self._opt.location, name, key=self._key)
         return self._partial.existing_size
 
-    def _digest_prefix(self, _cmd: core.DigestPrefix) -> list[Any]:
-        assert self._partial is not None
-        path = self._partial.temp_path
-        return self._on_disk(lambda: self._core.prefix_digested(file_digest(path),
-                                                                time.monotonic()))
+    def _digest_prefix(self, cmd: core.DigestPrefix) -> list[Any]:
+        partial = self._partial
+        assert partial is not None
+        return self._on_disk(lambda: self._core.prefix_digested(
+            partial.digest_prefix(cmd.length), time.monotonic()))
 
     def _start_over(self, _cmd: core.StartOver) -> list[Any]:
         assert self._partial is not None
-        self._partial.discard()
+        self._drop(self._partial)
 
         def reopen() -> list[Any]:
             self._new_partial(self._core.name)
@@ -267,14 +271,21 @@ class DownloadActor(Shell):
         try:
             path = partial.commit(cmd.size, cmd.digest)
         except IntegrityError as err:
+            self._drop(partial)
             return self._core.commit_failed(err.reason)
         except (OSError, UnsafeName) as err:
-            return self._core.local_error(f"temporary file in {self._opt.location}: {err}")
+            self._drop(partial)
+            return self._core.local_error(f"cannot put {partial.name} in place: {err}")
         self._partial = None
         self._result = DownloadResult(self._core.name, path, cmd.size, cmd.digest,
                                       self._opt.owner, self._core.received,
                                       time.monotonic() - self._started)
         return self._core.committed()
+
+    def _drop(self, partial: PartialFile) -> None:
+        """Delete a partial file now, or have the supervisor retry until it can."""
+        if not partial.discard():
+            remove_later(self.site, partial.temp_path)
 
     def _on_disk(self, step: Callable[[], list[Any]]) -> list[Any]:
         """Run a step that touches our temporary file; a disk error fails the download."""
@@ -290,16 +301,28 @@ class DownloadActor(Shell):
                 self.site.tell(self._owner, wire.encode(wire.DoneReport(self._opt.rid, status)))
             except actors.ActorsError:
                 pass
-        if self._partial is not None and cmd.failure not in _KEEP_PARTIAL:
-            self._partial.discard()
+        note = self._keep_or_discard(cmd.failure)
         if self._result is not None and cmd.state is core.DlState.DONE:
             self._future.set_result(self._result)
         elif not self._future.done():
             assert cmd.failure is not None
             ours = cmd.failure in (Failure.LOCAL, Failure.ABORTED)
             site = self.site.name if ours else self._opt.owner
-            self._future.set_exception(failure_error(cmd.failure, cmd.detail, site))
+            self._future.set_exception(failure_error(cmd.failure, cmd.detail, site, note))
         self.stop()
+
+    def _keep_or_discard(self, failure: Optional[Failure]) -> str:
+        """Delete the temporary file after a failure that spoiled it; else keep it, and
+        return the note that says so."""
+        partial = self._partial
+        if partial is None or failure is None:
+            return ""
+        if failure in _DISCARD_PARTIAL or partial.size == 0:
+            self._drop(partial)
+            return ""
+        partial.close()
+        return (f"the {partial.size} bytes received are kept in {self._opt.location}: "
+                f"download the same file into it again to resume")
 
 
 def download_async(site: actors.Site, owner: str, rid: str, location: Optional[str] = None, *,

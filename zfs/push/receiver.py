@@ -19,13 +19,13 @@ from typing import Any, Callable, Dict, List, Optional
 
 import actors
 from zfs.errors import IntegrityError, ZfsError
-from zfs.files import PartialFile, sweep_stale_partials
+from zfs.partials import PartialFile, sweep_stale_partials
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, RemoteProtocolError
 from zfs.protocol.push import receiver as core
 from zfs.results import Progress, ReceivedFile
 from zfs.shell import Shell, run_callback
-from zfs.supervisor import Tick, watch_time
+from zfs.supervisor import Tick, remove_later, watch_time
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,13 @@ class ReceiverActor(Shell):
 
     def on_stop(self) -> None:
         for inbound in self._files.values():
-            inbound.partial.discard()
+            self._drop(inbound.partial)
         self._files.clear()
+
+    def _drop(self, partial: PartialFile) -> None:
+        """Delete a partial file now, or have the supervisor retry until it can."""
+        if not partial.discard():
+            remove_later(self.site, partial.temp_path)
 
     # -- what arrives
 
@@ -165,9 +170,11 @@ class ReceiverActor(Shell):
         if now < self._next_sweep:
             return
         self._next_sweep = now + _SWEEP_INTERVAL
+        in_use = frozenset(inbound.partial.temp_name for inbound in self._files.values())
         for reg in list(self._registrations.values()):
             try:
-                stale = sweep_stale_partials(reg.dest_dir, reg.limits.inactivity_timeout)
+                stale = sweep_stale_partials(reg.dest_dir, reg.limits.inactivity_timeout,
+                                             in_use)
             except OSError as err:
                 log.warning("cannot sweep %s: %s", reg.dest_dir, err)
                 continue
@@ -191,7 +198,7 @@ class ReceiverActor(Shell):
         inbound = self._files.pop(cmd.key, None)
         if inbound is not None:
             log.info("push %s discarded: %s", cmd.key, cmd.reason)
-            inbound.partial.discard()
+            self._drop(inbound.partial)
 
     def _create(self, cmd: core.CreateFile) -> List[Any]:
         reg, opening, now = self._registrations[cmd.registration], self._opening, time.monotonic()
@@ -226,8 +233,10 @@ class ReceiverActor(Shell):
         try:
             location = inbound.partial.commit(cmd.size, cmd.digest)
         except IntegrityError as err:
+            self._drop(inbound.partial)
             return self._core.commit_failed(cmd.key, err.reason, now)
         except OSError as err:
+            self._drop(inbound.partial)
             return self._core.io_failed(cmd.key, f"cannot commit: {err}", now)
         del self._files[cmd.key]
         reg = inbound.registration

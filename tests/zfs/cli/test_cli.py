@@ -337,7 +337,7 @@ def test_an_interrupted_pull_resumes_when_run_again(tmp_path: Path) -> None:
         pull = start("pull", "pull", rid, "--from", where, "--out", str(out),
                      "--chunk-size", "16KiB", "--window", "1", log=tmp_path / "pull.log")
         try:
-            partial = wait_until(lambda: next((p for p in out.glob(".large.bin.*.zfs-partial")
+            partial = wait_until(lambda: next((p for p in out.glob(".zfs-partial/pull-*")
                                                if p.stat().st_size > 0), None), 20)
             pull.process.send_signal(signal.SIGINT)
             assert pull.process.wait(15) == 130

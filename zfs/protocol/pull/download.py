@@ -161,9 +161,11 @@ class Download:
     """
 
     def __init__(self, *, window_chunks: int = 8, chunk_size: int = 1 << 20,
-                 request_timeout: float = 10.0, retries: int = 3) -> None:
+                 request_timeout: float = 10.0, retries: int = 3,
+                 owner_wait: Optional[float] = None) -> None:
         if window_chunks < 1 or chunk_size < 1 or retries < 0 or not request_timeout > 0:
             raise LocalProtocolError("window_chunks, chunk_size >= 1; retries >= 0; timeout > 0")
+        self.owner_wait = request_timeout if owner_wait is None else owner_wait
         self.state = DlState.OPENING
         self.name = ""
         self.size = -1
@@ -287,10 +289,11 @@ class Download:
         return self._fail(Failure.LOST, detail or "owner lost")
 
     def owner_gone(self, now: float, detail: str = "") -> list[DownloadCommand]:
-        """The owner's site went away: wait for it as long as the retries would, then fail.
+        """The owner's site went away: wait ``owner_wait`` seconds for it, then fail.
 
-        A cut link that comes back within that budget costs only the wait; requests in
-        flight are sent again when the owner returns (:meth:`owner_back`).
+        The runtime tells at once that a site died or its link was cut; a link that comes
+        back within the wait costs only the wait, and requests in flight are sent again
+        the moment the owner returns (:meth:`owner_back`), not a request timeout later.
         """
         if not self.finished and self._away_since is None:
             self._away_since, self._away_detail = now, detail or "owner lost"
@@ -307,11 +310,6 @@ class Download:
             out.append(self._request(key, want))
         return out
 
-    @property
-    def away_budget(self) -> float:
-        """How long the owner may be away before the download fails."""
-        return self._timeout * max(1, self._retries)
-
     def abort_requested(self) -> list[DownloadCommand]:
         """Our caller aborted the download."""
         if self.finished:
@@ -323,9 +321,9 @@ class Download:
     def time_passed(self, now: float) -> list[DownloadCommand]:
         """Resend every request past its deadline, or fail once one ran out of retries."""
         if self._away_since is not None:     # nothing can be sent; wait or give up
-            if not self.finished and now - self._away_since >= self.away_budget:
+            if not self.finished and now - self._away_since >= self.owner_wait:
                 return self._fail(Failure.LOST, f"{self._away_detail}; not back "
-                                  f"within {self.away_budget:g} s")
+                                  f"within {self.owner_wait:g} s")
             return []
         out: list[DownloadCommand] = []
         for key, want in list(self._pending.items()):
