@@ -244,12 +244,13 @@ class OwnerActor(Shell):
             self.run(event(message.rid, site, to, *args, time.monotonic()))
 
     def _on_info(self, message: wire.InfoRequest) -> Optional[list[Any]]:
-        """An ask: answered by the return value (the file's info, or a refusal)."""
-        who = self._recipient()
-        if who is None:
+        """An ask, answered by the return value (the file's info, or a refusal): it needs
+        no actor to answer to, so app code may ask it too."""
+        if self.sender is None:
             return None
-        site, to = who
-        answer = self._state.shares.info_requested(message.rid, site, to, time.monotonic())[0]
+        site = self.sender.partition("/")[0]
+        answer = self._state.shares.info_requested(message.rid, site, self.sender,
+                                                   time.monotonic())[0]
         return wire.encode(_answer(answer))
 
     # -- what the core asks for
