@@ -129,8 +129,8 @@ class PushSender:
         self.size = size
         self.state = SenderState.OPENING
         self.sent_end = 0                       # bytes sent to every target so far
-        self._accepted: set = set()
-        self._done: set = set()
+        self._accepted: set[str] = set()
+        self._done: set[str] = set()
         self._acked: Dict[str, int] = {t: 0 for t in self.targets}
         self._progress_at: Dict[str, float] = {}
         self._reading = False
