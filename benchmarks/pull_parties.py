@@ -40,7 +40,7 @@ def recipient(params: dict[str, Any], link: Link) -> None:
         link.send(ready=True)
         link.recv()
         start = time.monotonic()
-        path = download(site, OWNER, params["rid"], location=params["dest_dir"],
+        path = download(site, OWNER, params["rid"], dest_dir=params["dest_dir"],
                         window_chunks=params["window"], chunk_size=params["chunk_size"],
                         request_timeout=30.0, secure=bool(options)).path
         end = time.monotonic()

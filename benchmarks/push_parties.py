@@ -41,7 +41,7 @@ def receiver(params: dict[str, Any], link: Link) -> None:
         if not done.wait(params["timeout"]):
             raise TimeoutError(f"no file within {params['timeout']:.0f} s")
         received: ReceivedFile = got["file"]
-        path = Path(received.location)
+        path = Path(received.path)
         if path.is_dir():
             path = path / received.name
         size = path.stat().st_size

@@ -24,6 +24,6 @@ with tempfile.TemporaryDirectory() as tmp:
         # A recipient: connect to the owner and download by RID, at its own pace.
         with actors.Site("recipient", connect={"owner": owner.endpoint}) as recipient:
             recipient.wait_for("owner")
-            path = download(recipient, "owner", rid, location=os.path.join(tmp, "downloads")).path
+            path = download(recipient, "owner", rid, dest_dir=os.path.join(tmp, "downloads")).path
             print(f"recipient: downloaded {os.path.basename(path)}, {os.path.getsize(path)} bytes")
         tx.close()

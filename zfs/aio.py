@@ -57,13 +57,13 @@ async def push_file(site: actors.Site, targets: str | Sequence[str], source: Any
     return await _settle(push_file_async, site, targets, source, **kwargs)
 
 
-async def download(site: actors.Site, owner: str, rid: str, location: str | None = None,
+async def download(site: actors.Site, owner: str, rid: str, dest_dir: str | None = None,
                    **kwargs: Any) -> DownloadResult:
-    """Download ``rid`` from ``owner`` into ``location``.
+    """Download ``rid`` from ``owner`` into the folder ``dest_dir``.
 
     See :func:`zfs.download` for the keyword arguments, the result and the errors.
     """
-    return await _settle(download_async, site, owner, rid, location, **kwargs)
+    return await _settle(download_async, site, owner, rid, dest_dir, **kwargs)
 
 
 async def tell(site: actors.Site, address: str, message: Any, payload: Sequence[Any] = ()) -> None:

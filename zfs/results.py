@@ -25,10 +25,10 @@ class Progress(NamedTuple):
 
 
 class ReceivedFile(NamedTuple):
-    """A file a push delivered: checked, renamed into place at ``location`` (its full path)."""
+    """A file a push delivered: checked, renamed into place at ``path``."""
 
     name: str
-    location: str
+    path: str
     size: int
     context: Any
     sender_site: str

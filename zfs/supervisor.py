@@ -197,7 +197,7 @@ class SupervisorActor(actors.Actor):
             self._supervised.pop(name, None)
 
 
-def ensure_supervisor(site: Any, tick_interval: float = 0.5) -> Any:
+def ensure_supervisor(site: actors.Site, tick_interval: float = 0.5) -> Any:
     """Return the site's supervisor, spawning it on first use.
 
     Safe from several threads (``Site.spawn_once``).
@@ -208,12 +208,12 @@ def ensure_supervisor(site: Any, tick_interval: float = 0.5) -> Any:
     return site.spawn_once(SupervisorActor, NAME, tick_interval)
 
 
-def supervise(site: Any, name: str, cls: type, *args: Any, **kwargs: Any) -> None:
+def supervise(site: actors.Site, name: str, cls: type, *args: Any, **kwargs: Any) -> None:
     """Ask the site's supervisor to respawn the local actor ``name`` if it crashes."""
     ensure_supervisor(site).tell(Supervise(name, cls, tuple(args), dict(kwargs)))
 
 
-def revive(site: Any, name: str, timeout: float = 10.0) -> bool:
+def revive(site: actors.Site, name: str, timeout: float = 10.0) -> bool:
     """Restart the supervised actor ``name`` now if it died; return whether it runs.
 
     For code about to spawn an actor it found dead: the supervisor's restart keeps the
@@ -222,27 +222,27 @@ def revive(site: Any, name: str, timeout: float = 10.0) -> bool:
     return bool(ensure_supervisor(site).ask(Revive(name), timeout=timeout))
 
 
-def unsupervise(site: Any, name: str) -> None:
+def unsupervise(site: actors.Site, name: str) -> None:
     """Tell the supervisor that ``name`` stops on purpose (call it from ``on_stop``)."""
     _tell_supervisor(site, Unsupervise(name))
 
 
-def remove_later(site: Any, path: str) -> None:
+def remove_later(site: actors.Site, path: str) -> None:
     """Have the supervisor delete ``path`` as soon as it can (a partial file zfs made)."""
     ensure_supervisor(site).tell(RemoveLater(path))
 
 
-def report_crash(site: Any, name: str, error: BaseException | None) -> None:
+def report_crash(site: actors.Site, name: str, error: BaseException | None) -> None:
     """Tell the supervisor that ``name`` crashed (call it from ``on_failure``)."""
     _tell_supervisor(site, Crashed(name, repr(error)))
 
 
-def _tell_supervisor(site: Any, message: Any) -> None:
+def _tell_supervisor(site: actors.Site, message: Any) -> None:
     """Tell the running supervisor, if any (it may stop between the lookup and the tell)."""
     _tell_live(site.actor(NAME), message)
 
 
-def watch_time(site: Any, name: str) -> None:
+def watch_time(site: actors.Site, name: str) -> None:
     """Register the local actor ``name`` for a :class:`Tick` every interval."""
     ensure_supervisor(site).tell(WatchTime(name))
 

@@ -313,7 +313,7 @@ def child_push_file(site: actors.Site, target: str, topic: str, path: str) -> An
 
 def child_share(site: actors.Site, paths: list[str], timeout: float = 60.0,
                 on_downloaded: Any = None) -> list[str]:
-    tx = share(site, timeout)
+    tx = share(site, timeout=timeout)
     return [tx.add_file(p, on_downloaded) for p in paths]
 
 

@@ -76,7 +76,7 @@ def _receivers(receives: Sequence[str], dests: Sequence[str],
 
 def _log_received(got: Any) -> None:
     log.info("received %s (%d bytes) from %s on %s/%s: %s", got.name, got.size,
-             got.sender_site, got.channel, got.topic, got.location)
+             got.sender_site, got.channel, got.topic, got.path)
 
 
 @click.command()

@@ -38,6 +38,7 @@ import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from actors import ActorsError
+import actors
 from zfs.errors import ZfsError
 from zfs.pull.download import download
 from zfs.pull.transaction import Transaction, share
@@ -79,7 +80,7 @@ def _context(context: Any) -> StreamContext:
 def _done_context(received: ReceivedFile) -> StreamContext:
     ctx = _context(received.context)
     ctx.update({StreamContextKey.FILE_NAME: received.name,
-                StreamContextKey.FILE_LOCATION: received.location,
+                StreamContextKey.FILE_LOCATION: received.path,
                 StreamContextKey.FILE_SIZE: received.size,
                 StreamContextKey.BYTES_RECEIVED: received.size,
                 StreamContextKey.SENDER: received.sender_site,
@@ -189,7 +190,7 @@ class FileDownloader:
     """Owner side of FLARE's pull: transactions of files, one RID per file."""
 
     @classmethod
-    def new_transaction(cls, cell: Any, timeout: float,
+    def new_transaction(cls, cell: actors.Site, timeout: float,
                         timeout_cb: Optional[Callable[..., Any]] = None,
                         **cb_kwargs: Any) -> str:
         """Create a transaction on site ``cell``; return its id.
@@ -223,7 +224,7 @@ class FileDownloader:
         Transaction.find(transaction_id).close()
 
 
-def download_file(from_fqcn: str, ref_id: str, per_request_timeout: float, cell: Any,
+def download_file(from_fqcn: str, ref_id: str, per_request_timeout: float, cell: actors.Site,
                   location: Optional[str] = None, secure: bool = False,
                   optional: bool = False,
                   abort_signal: Any = None) -> Tuple[Optional[str], Optional[str]]:

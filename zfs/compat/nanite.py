@@ -59,11 +59,11 @@ class NaniteActor(actors.Actor):
         return None
 
 
-def _nanite_actor(site: Any) -> Any:
+def _nanite_actor(site: actors.Site) -> Any:
     return site.spawn_once(NaniteActor, ACTOR)
 
 
-def subscribers(site: Any, domain: str, timeout: float = ASK_TIMEOUT) -> List[str]:
+def subscribers(site: actors.Site, domain: str, timeout: float = ASK_TIMEOUT) -> List[str]:
     """Return the sites (connected peers and our own) subscribed to ``domain``."""
     sites = list(site.peers())
     if site.actor(ACTOR) is not None:
@@ -85,7 +85,7 @@ def subscribers(site: Any, domain: str, timeout: float = ASK_TIMEOUT) -> List[st
     return found
 
 
-def subscribe_to_files(site: Any, domain: str = "global", write: bool = False,
+def subscribe_to_files(site: actors.Site, domain: str = "global", write: bool = False,
                        callback: Optional[Callback] = None, file_root: Optional[str] = None,
                        max_bytes: int = DEFAULT_MAX_BYTES) -> None:
     """Receive the files broadcast to ``domain``; announce the subscription to peers.
@@ -108,11 +108,11 @@ def subscribe_to_files(site: Any, domain: str = "global", write: bool = False,
         context = received.context if isinstance(received.context, dict) else {}
         meta = context.get("meta")
         if write:
-            data, dest = None, received.location
+            data, dest = None, received.path
         else:
-            with open(received.location, "rb") as f:
+            with open(received.path, "rb") as f:
                 data = f.read()
-            os.unlink(received.location)
+            os.unlink(received.path)
             dest = received.name
         if callback is not None:
             callback(data, dest, meta)
@@ -122,7 +122,7 @@ def subscribe_to_files(site: Any, domain: str = "global", write: bool = False,
     _nanite_actor(site).tell(_Subscribe(domain))
 
 
-def broadcast_file(site: Any, filename: str, domain: str = "global",
+def broadcast_file(site: actors.Site, filename: str, domain: str = "global",
                    destination: Optional[str] = None, meta: Any = None) -> Union[int, str]:
     """Push the file at ``filename`` to every site subscribed to ``domain``.
 
@@ -138,7 +138,7 @@ def broadcast_file(site: Any, filename: str, domain: str = "global",
     return _broadcast(site, filename, name, domain, meta)
 
 
-def broadcast_data(site: Any, filename: str, io: BinaryIO, domain: str = "global",
+def broadcast_data(site: actors.Site, filename: str, io: BinaryIO, domain: str = "global",
                    destination: Optional[str] = None, meta: Any = None) -> int:
     """Push what ``io`` holds, named ``destination`` or the base name of ``filename``.
 
@@ -155,7 +155,7 @@ def broadcast_data(site: Any, filename: str, io: BinaryIO, domain: str = "global
     return result
 
 
-def _broadcast(site: Any, source: Any, name: str, domain: str, meta: Any) -> int:
+def _broadcast(site: actors.Site, source: Any, name: str, domain: str, meta: Any) -> int:
     check_name(name)
     targets = subscribers(site, domain)
     if not targets:

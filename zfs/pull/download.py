@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 class _DownloadOptions:
     owner: str
     rid: str
-    location: str
+    dest_dir: str
     window_chunks: int
     chunk_size: int
     request_timeout: float
@@ -73,7 +73,7 @@ _STATUS = {core.DlState.DONE: wire.Status.SUCCESS, core.DlState.ABORTED: wire.St
 
 
 class DownloadActor(Shell):
-    """Downloads one RID into ``location``; resolves ``future`` with the result.
+    """Downloads one RID into ``dest_dir``; resolves ``future`` with the result.
 
     Started by :func:`download_async`; it stops itself when the download ends.
     """
@@ -247,7 +247,7 @@ class DownloadActor(Shell):
                                                                time.monotonic()))
 
     def _new_partial(self, name: str) -> int:
-        self._partial = PartialFile(self._opt.location, name, key=self._key)
+        self._partial = PartialFile(self._opt.dest_dir, name, key=self._key)
         return self._partial.existing_size
 
     def _digest_prefix(self, cmd: core.DigestPrefix) -> list[Any]:
@@ -292,7 +292,7 @@ class DownloadActor(Shell):
         try:
             return step()
         except (OSError, UnsafeName) as err:
-            return self._core.local_error(f"temporary file in {self._opt.location}: {err}")
+            return self._core.local_error(f"temporary file in {self._opt.dest_dir}: {err}")
 
     def _finish(self, cmd: core.Finish) -> None:
         if cmd.failure not in _NO_REPORT:
@@ -321,11 +321,11 @@ class DownloadActor(Shell):
             self._drop(partial)
             return ""
         partial.close()
-        return (f"the {partial.size} bytes received are kept in {self._opt.location}: "
+        return (f"the {partial.size} bytes received are kept in {self._opt.dest_dir}: "
                 f"download the same file into it again to resume")
 
 
-def download_async(site: actors.Site, owner: str, rid: str, location: Optional[str] = None, *,
+def download_async(site: actors.Site, owner: str, rid: str, dest_dir: Optional[str] = None, *,
                    window_chunks: int = 8, chunk_size: int = 1 << 20,
                    request_timeout: float = 10.0, retries: int = 3,
                    abort_signal: Any = None,
@@ -344,11 +344,11 @@ def download_async(site: actors.Site, owner: str, rid: str, location: Optional[s
         raise ValueError(f"chunk_size must be in 1..{MAX_CHUNK_SIZE}, not {chunk_size}")
     if window_chunks < 1 or retries < 0 or not request_timeout > 0:
         raise ValueError("window_chunks must be >= 1, retries >= 0 and request_timeout > 0")
-    location = os.fspath(location) if location is not None else tempfile.gettempdir()
-    os.makedirs(location, exist_ok=True)
+    dest_dir = os.fspath(dest_dir) if dest_dir is not None else tempfile.gettempdir()
+    os.makedirs(dest_dir, exist_ok=True)
     ensure_supervisor(site)
     transfer: Transfer[DownloadResult] = Transfer()
-    options = _DownloadOptions(owner, rid, location, window_chunks, chunk_size,
+    options = _DownloadOptions(owner, rid, dest_dir, window_chunks, chunk_size,
                                request_timeout, retries, abort_signal, on_progress)
     ref = site.spawn(DownloadActor, f"zfs.dl.{secrets.token_hex(8)}", options, transfer)
     transfer.started(ref)
@@ -359,25 +359,25 @@ def download_async(site: actors.Site, owner: str, rid: str, location: Optional[s
     return transfer
 
 
-def download(site: actors.Site, owner: str, rid: str, location: Optional[str] = None, *,
+def download(site: actors.Site, owner: str, rid: str, dest_dir: Optional[str] = None, *,
              window_chunks: int = 8, chunk_size: int = 1 << 20,
              request_timeout: float = 10.0, retries: int = 3, abort_signal: Any = None,
              on_progress: Optional[Callable[[Progress], Any]] = None,
              secure: bool = False) -> DownloadResult:
-    """Download the file ``rid`` shared by site ``owner`` into folder ``location``.
+    """Download the file ``rid`` shared by site ``owner`` into the folder ``dest_dir``.
 
     A download interrupted earlier into the same folder resumes after its bytes are
     checked against the owner's. Requests that time out are sent again ``retries``
     times; ``abort_signal.is_set()`` stops it within a tick.
 
     Returns:
-        The :class:`DownloadResult`; its ``path`` is ``location/<owner's file name>``.
+        The :class:`DownloadResult`; its ``path`` is ``dest_dir/<owner's file name>``.
 
     Raises:
         UnknownReference, TransactionExpired, FileChanged, IntegrityError,
         TransferAborted (owner lost, no answer, aborted), InsecureLink.
     """
-    return download_async(site, owner, rid, location, window_chunks=window_chunks,
+    return download_async(site, owner, rid, dest_dir, window_chunks=window_chunks,
                           chunk_size=chunk_size, request_timeout=request_timeout,
                           retries=retries, abort_signal=abort_signal,
                           on_progress=on_progress, secure=secure).result()

@@ -25,7 +25,7 @@ from zfs.supervisor import revive, supervise
 _LOCAL_TIMEOUT = 10.0
 
 
-def _owner(site: Any) -> Any:
+def _owner(site: actors.Site) -> actors.LocalRef:
     """Return the site's owner actor, spawning it (and the supervisor) on first use."""
     ref = site.actor(OWNER)
     if ref is not None:
@@ -46,7 +46,7 @@ def _owner(site: Any) -> Any:
     return ref
 
 
-def _ask_owner(site: Any, message: Any) -> Any:
+def _ask_owner(site: actors.Site, message: Any) -> Any:
     try:
         return _owner(site).ask(message, timeout=_LOCAL_TIMEOUT)
     except actors.ActorError as err:
@@ -61,7 +61,7 @@ class Transaction:
     Made by :func:`share`; ``Transaction(site, tx_id)`` is a handle to an open one.
     """
 
-    def __init__(self, site: Any, tx_id: str) -> None:
+    def __init__(self, site: actors.Site, tx_id: str) -> None:
         self.site = site
         self.tx_id = tx_id
 
@@ -80,7 +80,7 @@ class Transaction:
                 site = ref.ask(_FindTx(tx_id), timeout=_LOCAL_TIMEOUT)
             except pykka.ActorDeadError:
                 continue
-            if site is not None:
+            if isinstance(site, actors.Site):
                 return Transaction(site, tx_id)
         raise TransactionExpired(f"no open transaction {tx_id!r} in this process")
 
@@ -129,7 +129,7 @@ def new_reference() -> str:
     return token if token[0].isalnum() else "r" + token
 
 
-def share(site: Any, timeout: float = 60.0,
+def share(site: actors.Site, *, timeout: float = 60.0,
           on_timeout: Optional[TimeoutCallback] = None) -> Transaction:
     """Open a transaction on ``site``; add files to it with :meth:`Transaction.add_file`.
 
@@ -142,6 +142,6 @@ def share(site: Any, timeout: float = 60.0,
     return Transaction(site, tx_id)
 
 
-def owner_stats(site: Any) -> dict[str, int]:
+def owner_stats(site: actors.Site) -> dict[str, int]:
     """Counters of the site's owner: bytes and chunks sent, files open and shared."""
     return dict(_ask_owner(site, _Stats()))

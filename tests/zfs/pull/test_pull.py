@@ -31,7 +31,7 @@ MiB = 1 << 20
 
 def child_share(site: actors.Site, paths: list[str], timeout: float,
                 on_timeout: Any = None, on_downloaded: Any = None) -> dict[str, Any]:
-    tx = share(site, timeout, on_timeout)
+    tx = share(site, timeout=timeout, on_timeout=on_timeout)
     return {"tx_id": tx.tx_id, "rids": [tx.add_file(p, on_downloaded) for p in paths]}
 
 

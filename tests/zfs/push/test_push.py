@@ -82,7 +82,7 @@ def test_push_delivers_every_edge_size_to_every_target(
         assert [d[0]["size"] for d in done] == sizes
         assert [d[0]["context"] for d in done] == [{"size": s} for s in sizes]
         first = done[0][0]
-        assert first["location"] == str(tmp_path / proc.name / "f0.bin")
+        assert first["path"] == str(tmp_path / proc.name / "f0.bin")
         assert (first["sender_site"], first["channel"], first["topic"]) == ("test", "test", topic)
         assert partials(tmp_path / proc.name) == []
 
