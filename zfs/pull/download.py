@@ -7,7 +7,9 @@ flight to the owner's :class:`~zfs.pull.owner.OwnerActor`, writes into a
 file shared again, so a restarted download finds and checks its bytes even under a new
 RID), verifies and renames. ``InfoRequest`` is an ask, so a site with no owner actor
 fails the download at once; the other requests are tells. :func:`download` and
-:func:`download_async` start one.
+:func:`download_async` start one. If the owner answers that the RID is a tree (a
+folder), the actor hands the download to a
+:class:`~zfs.pull.tree.download.TreeDownloadActor` and stops.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ import pykka
 
 import actors
 from zfs.errors import InsecureLink, IntegrityError, TransferAborted, UnsafeName
-from zfs.partials import PartialFile
+from zfs.partials import PartialFile, check_room
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, RemoteProtocolError
 from zfs.protocol.pull import download as core
 from zfs.pull.owner import MAX_CHUNK_SIZE, OWNER
-from zfs.results import DownloadResult, Progress
+from zfs.pull.tree.download import TreeBegin, TreeDownloadActor, TreeDownloadOptions
+from zfs.results import DownloadResult, Progress, TreeDownloadResult
 from zfs.shell import AbortRequested, Shell, Transfer, failure_error, run_callback
 from zfs.supervisor import Tick, ensure_supervisor, remove_later, watch_time
 
@@ -48,6 +51,8 @@ class _DownloadOptions:
     retries: int
     abort_signal: Any
     on_progress: Optional[Callable[[Progress], Any]]
+    no_clobber: bool = False
+    check_existing: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +83,8 @@ class DownloadActor(Shell):
     Started by :func:`download_async`; it stops itself when the download ends.
     """
 
-    def __init__(self, options: _DownloadOptions, future: Future[DownloadResult]) -> None:
+    def __init__(self, options: _DownloadOptions,
+                 future: Future[DownloadResult | TreeDownloadResult]) -> None:
         super().__init__()
         self._opt = options
         self._future = future
@@ -92,10 +98,12 @@ class DownloadActor(Shell):
         self._key = ""
         self._started = 0.0
         self._abort = options.abort_signal
+        self._handed_over = False
         dl = self._core
         self.receives = {
             wire.ChunkData: self._on_chunk,
             wire.FileInfo: lambda m: self._reply(m, dl.info_received, m.name, m.size, m.key),
+            wire.TreeInfo: self._become_tree,
             wire.PrefixDigest: lambda m: self._reply(m, dl.prefix_received, m.length, m.digest),
             wire.FileDigest: lambda m: self._reply(m, lambda digest, _now: dl.digest_received(
                 digest), m.digest),
@@ -130,7 +138,7 @@ class DownloadActor(Shell):
 
     def _give_up(self, error: TransferAborted) -> None:
         # The temporary file stays: a later run into the same folder may resume it.
-        if not self._future.done():
+        if not self._future.done() and not self._handed_over:
             self._future.set_exception(error)
 
     def run(self, commands: Any) -> None:
@@ -163,6 +171,24 @@ class DownloadActor(Shell):
     def _on_peer_up(self, event: actors.PeerUp) -> None:
         if event.name == self._opt.owner:
             self.run(self._core.owner_back(time.monotonic()))
+
+    def _become_tree(self, info: wire.TreeInfo) -> None:
+        """The RID is a tree: a tree download takes over, with our future and options."""
+        if info.rid != self._opt.rid or self._core.state is not core.DlState.OPENING \
+                or self._handed_over:
+            return
+        opt = self._opt
+        options = TreeDownloadOptions(opt.owner, opt.rid, opt.dest_dir, opt.window_chunks,
+                                      opt.chunk_size, opt.request_timeout, opt.retries,
+                                      opt.abort_signal, opt.on_progress, opt.no_clobber,
+                                      opt.check_existing)
+        ref = self.site.spawn(TreeDownloadActor, f"{self.name}.tree", options, self._future,
+                              info, self._started)
+        if isinstance(self._future, Transfer):
+            self._future.started(ref)
+        self._handed_over = True
+        ref.tell(TreeBegin())
+        self.stop()
 
     def _reply(self, message: Any, event: Callable[..., list[Any]], *args: Any) -> None:
         """Hand the owner's answer to the core, if it is about our RID."""
@@ -243,12 +269,17 @@ class DownloadActor(Shell):
 
     def _open_partial(self, cmd: core.OpenPartial) -> list[Any]:
         self._key = cmd.key
+        if self._opt.no_clobber and os.path.lexists(os.path.join(self._opt.dest_dir, cmd.name)):
+            return self._core.refused(Failure.REFUSED, f"{cmd.name} exists in "
+                                      f"{self._opt.dest_dir} and no_clobber is set")
         return self._on_disk(lambda: self._core.partial_opened(self._new_partial(cmd.name),
                                                                time.monotonic()))
 
     def _new_partial(self, name: str) -> int:
         self._partial = PartialFile(self._opt.dest_dir, name, key=self._key)
-        return self._partial.existing_size
+        have = self._partial.existing_size
+        check_room(self._opt.dest_dir, max(0, self._core.size - have))   # before a byte
+        return have
 
     def _digest_prefix(self, cmd: core.DigestPrefix) -> list[Any]:
         partial = self._partial
@@ -330,13 +361,16 @@ def download_async(site: actors.Site, owner: str, rid: str, dest_dir: Optional[s
                    request_timeout: float = 10.0, retries: int = 3,
                    abort_signal: Any = None,
                    on_progress: Optional[Callable[[Progress], Any]] = None,
-                   secure: bool = False) -> Transfer[DownloadResult]:
+                   secure: bool = False, no_clobber: bool = False,
+                   check_existing: bool = True
+                   ) -> Transfer[DownloadResult | TreeDownloadResult]:
     """Start downloading ``rid`` from site ``owner``; see :func:`download`.
 
     Returns:
-        A :class:`~zfs.shell.Transfer` (a future) of the :class:`DownloadResult`; its
-        exception is one of :func:`download`'s errors. ``abort()`` on it stops the
-        download (what it verified stays for a resume only if the link was cut).
+        A :class:`~zfs.shell.Transfer` (a future) of the :class:`DownloadResult` (a
+        :class:`TreeDownloadResult` for a tree); its exception is one of
+        :func:`download`'s errors. ``abort()`` on it stops the download (what it
+        verified stays for a resume only if the link was cut).
     """
     if secure and not site.is_secure:
         raise InsecureLink(f"site {site.name} has no CURVE security configured")
@@ -347,9 +381,10 @@ def download_async(site: actors.Site, owner: str, rid: str, dest_dir: Optional[s
     dest_dir = os.fspath(dest_dir) if dest_dir is not None else tempfile.gettempdir()
     os.makedirs(dest_dir, exist_ok=True)
     ensure_supervisor(site)
-    transfer: Transfer[DownloadResult] = Transfer()
+    transfer: Transfer[DownloadResult | TreeDownloadResult] = Transfer()
     options = _DownloadOptions(owner, rid, dest_dir, window_chunks, chunk_size,
-                               request_timeout, retries, abort_signal, on_progress)
+                               request_timeout, retries, abort_signal, on_progress,
+                               no_clobber, check_existing)
     ref = site.spawn(DownloadActor, f"zfs.dl.{secrets.token_hex(8)}", options, transfer)
     transfer.started(ref)
     # Begin only once spawn has returned: before that the site may not yet know the
@@ -363,21 +398,33 @@ def download(site: actors.Site, owner: str, rid: str, dest_dir: Optional[str] = 
              window_chunks: int = 8, chunk_size: int = 1 << 20,
              request_timeout: float = 10.0, retries: int = 3, abort_signal: Any = None,
              on_progress: Optional[Callable[[Progress], Any]] = None,
-             secure: bool = False) -> DownloadResult:
-    """Download the file ``rid`` shared by site ``owner`` into the folder ``dest_dir``.
+             secure: bool = False, no_clobber: bool = False,
+             check_existing: bool = True) -> DownloadResult | TreeDownloadResult:
+    """Download the file (or tree) ``rid`` shared by site ``owner`` into ``dest_dir``.
 
     A download interrupted earlier into the same folder resumes after its bytes are
     checked against the owner's. Requests that time out are sent again ``retries``
-    times; ``abort_signal.is_set()`` stops it within a tick.
+    times; ``abort_signal.is_set()`` stops it within a tick. The disk's free space is
+    checked before anything is written.
+
+    A tree RID (``Transaction.add_tree``) fetches the whole folder: files already at
+    ``dest_dir/<name>`` with the owner's size and digest are kept, not fetched
+    (``check_existing``), and the tree appears there at once when every file is checked.
+
+    Args:
+        no_clobber: refuse if ``dest_dir/<name>`` exists.
 
     Returns:
-        The :class:`DownloadResult`; its ``path`` is ``dest_dir/<owner's file name>``.
+        The :class:`DownloadResult` (:class:`TreeDownloadResult` for a tree); its
+        ``path`` is ``dest_dir/<owner's file name>``.
 
     Raises:
         UnknownReference, TransactionExpired, FileChanged, IntegrityError,
-        TransferAborted (owner lost, no answer, aborted), InsecureLink.
+        TransferAborted (owner lost, no answer, aborted), StreamRefused (no_clobber),
+        InsecureLink.
     """
     return download_async(site, owner, rid, dest_dir, window_chunks=window_chunks,
                           chunk_size=chunk_size, request_timeout=request_timeout,
                           retries=retries, abort_signal=abort_signal,
-                          on_progress=on_progress, secure=secure).result()
+                          on_progress=on_progress, secure=secure, no_clobber=no_clobber,
+                          check_existing=check_existing).result()
