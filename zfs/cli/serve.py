@@ -16,8 +16,9 @@ from typing import Any
 import click
 
 import actors
-from zfs.cli.options import _KEYS, Common, _check_file, _peers, _setting, _settings
+from zfs.cli.options import _KEYS, Common, _peers, _setting, _settings
 from zfs.cli.session import _site, _until_signal
+from zfs.cli.trees import check_path, rid_secret
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,9 @@ def _log_downloaded(rid: str, to_site: str, status: str, file_name: str) -> None
 
 def _announce(s: actors.Site, files: Sequence[str], timeout: float,
               stop: threading.Event | None) -> tuple[Any, list[str]]:
-    """Share ``files`` in one transaction; print their RIDs and ready-to-paste pulls.
+    """Share ``files`` (and folders) in one transaction; print their RIDs and
+    ready-to-paste pulls. RIDs are derived from the user's RID secret: the same path
+    shared again, after a restart, gets the same RID.
 
     Returns the transaction and a list that receives the file names if it times out
     (``stop`` is then set too).
@@ -45,8 +48,9 @@ def _announce(s: actors.Site, files: Sequence[str], timeout: float,
         log.info("share timed out; withdrawn: %s", ", ".join(names))
         if stop is not None:
             stop.set()
-    tx = open_share(s, timeout=timeout, on_timeout=on_timeout)
-    rids = [(tx.add_file(path, on_downloaded=_log_downloaded), path) for path in files]
+    tx = open_share(s, timeout=timeout, on_timeout=on_timeout, secret=rid_secret())
+    rids = [((tx.add_tree if os.path.isdir(path) else tx.add_file)(
+        path, on_downloaded=_log_downloaded), path) for path in files]
     click.echo(f"sharing {len(rids)} file(s) from site {s.name} at {s.endpoint}; the share "
                f"ends after {timeout:g} s without downloads, or on Ctrl-C")
     for rid, path in rids:
@@ -88,8 +92,8 @@ def _log_received(got: Any) -> None:
               help="Accept pushes on this channel/topic (repeat).")
 @click.option("--dest", "dests", multiple=True, metavar="DIR",
               help="Folder for received files: one for all, or one per --receive [ZFS_DEST].")
-@click.option("--share", "shares", multiple=True, metavar="FILE",
-              help="Also share this file for pull, as 'share' does (repeat).")
+@click.option("--share", "shares", multiple=True, metavar="PATH",
+              help="Also share this file or folder for pull, as 'share' does (repeat).")
 @_setting("share_timeout", "Seconds without downloads before shares end.")
 @_KEYS
 @click.pass_obj
@@ -104,7 +108,7 @@ def site(common: Common, name: str, connects: Sequence[str], receives: Sequence[
     settings = _settings(common, **options)
     plan = _receivers(receives, dests, settings.dest_dir)
     for path in shares:
-        _check_file(path)
+        check_path(path)
     with _until_signal() as stop, _site(name, settings, settings.bind, _peers(connects)) as s:
         for channel, topic, dest in plan:
             os.makedirs(dest, exist_ok=True)
@@ -131,10 +135,11 @@ def site(common: Common, name: str, connects: Sequence[str], receives: Sequence[
 @_KEYS
 @click.pass_obj
 def share(common: Common, files: Sequence[str], name: str, **options: Any) -> None:
-    """Share FILES for pull; print one RID per file and the command that downloads it."""
+    """Share FILES (files or folders) for pull; print one RID each and the command that
+    downloads it. The same path shared again later gets the same RID."""
     settings = _settings(common, **options)
     for path in files:
-        _check_file(path)
+        check_path(path)
     with _until_signal() as stop, _site(name, settings, settings.bind) as s:
         tx, expired = _announce(s, files, settings.share_timeout, stop)
         while not stop.wait(0.5):

@@ -1,4 +1,5 @@
-"""The commands that move one file and exit: ``push`` (to sites at once) and ``pull`` (by RID).
+"""The commands that move a file or a folder and exit: ``push`` (to sites at once) and
+``pull`` (by RID).
 
 Each starts its own short-lived site, waits for its peers, draws progress
 (:mod:`zfs.cli.bars`) and prints one result line (or JSON); Ctrl-C aborts a push and
@@ -22,6 +23,13 @@ from zfs.cli.options import (_CONNECT_TIMEOUT, _JSON, _KEYS, Common, _check_file
                              _setting, _settings)
 from zfs.cli.session import _await, _site, _until_signal, _wait_for
 from zfs.cli.bars import Bars, wanted
+from zfs.cli.trees import TreeBars, pull_summary, push_folder, push_summary, report_rate
+
+_NO_CLOBBER = click.option("--no-clobber", is_flag=True,
+                           help="Refuse if the file or folder exists at the destination.")
+_NO_SKIP = click.option("--no-skip", is_flag=True,
+                        help="Folders: send every file, even one already there with the "
+                             "same size and digest.")
 
 
 def _report(as_json: bool, record: dict[str, Any], text: str) -> None:
@@ -35,6 +43,8 @@ def _report(as_json: bool, record: dict[str, Any], text: str) -> None:
 @click.command()
 @click.argument("file")
 @click.option("--to", "to", required=True, metavar="SITE[,SITE...]", help="Target sites.")
+@_NO_CLOBBER
+@_NO_SKIP
 @click.option("--connect", "connects", multiple=True, metavar="SITE=ENDPOINT",
               help="Where a target listens (repeat).")
 @_setting("channel", "Push channel.")
@@ -48,8 +58,12 @@ def _report(as_json: bool, record: dict[str, Any], text: str) -> None:
 @_JSON
 @click.pass_obj
 def push(common: Common, file: str, to: str, connects: Sequence[str], name: str | None,
-         as_json: bool, **options: Any) -> None:
-    """Push FILE to every site of --to at once; all of them get it, or none does."""
+         as_json: bool, no_clobber: bool, no_skip: bool, **options: Any) -> None:
+    """Push FILE (or a folder) to every site of --to at once; all get it, or none does.
+
+    A folder travels whole, with its relative paths, modes and times; files a target
+    already holds are not sent again, and an interrupted push run again resumes.
+    """
     from zfs.push.sender import push_file_async
 
     settings = _settings(common, **options)
@@ -61,12 +75,24 @@ def push(common: Common, file: str, to: str, connects: Sequence[str], name: str 
         if target not in peers:
             raise click.ClickException(f"unknown site {target}: say where it listens with "
                                        f"--connect {target}=ENDPOINT")
-    size = os.path.getsize(_check_file(file))
+    folder = os.path.isdir(file)
+    size = 0 if folder else os.path.getsize(_check_file(file))
+    if no_clobber and not folder:
+        raise click.ClickException("--no-clobber applies to folders only in push")
     wanted_peers = {t: peers[t] for t in targets}
     with _until_signal() as stop, \
             _site(name or f"push-{secrets.token_hex(3)}", settings, None, wanted_peers) as s:
         _wait_for(s, wanted_peers, settings, stop)
         who = f"{name}: " if name else ""
+        if folder:
+            label = f"{who}push {os.path.basename(os.path.abspath(file))} ->"
+            with TreeBars(wanted(settings.quiet), label, tuple(targets)) as tree_bars:
+                tree = push_folder(s, file, targets, settings, tree_bars, stop, no_clobber,
+                                   not no_skip)
+            if tree is None:
+                raise Interrupted("interrupted: the push was aborted; run it again to resume")
+            report_rate(as_json, *push_summary(tree))
+            return
         with Bars(wanted(settings.quiet), f"{who}push {os.path.basename(file)} ->",
                   tuple(targets), size) as bars:
             result = _await(push_file_async(
@@ -95,12 +121,15 @@ def push(common: Common, file: str, to: str, connects: Sequence[str], name: str 
 @_setting("retries", "Times a request is sent again.")
 @_CONNECT_TIMEOUT
 @click.option("--name", help="This side's site name (default pull-<random>).")
+@_NO_CLOBBER
+@_NO_SKIP
 @_KEYS
 @_JSON
 @click.pass_obj
 def pull(common: Common, rid: str, source: str, name: str | None, as_json: bool,
-         **options: Any) -> None:
-    """Download the file RID from its owner; run it again after an interruption to resume."""
+         no_clobber: bool, no_skip: bool, **options: Any) -> None:
+    """Download the file (or folder) RID from its owner; run it again after an
+    interruption to resume."""
     from zfs.pull.download import download_async
 
     settings = _settings(common, **options)
@@ -109,17 +138,16 @@ def pull(common: Common, rid: str, source: str, name: str | None, as_json: bool,
             _site(name or f"pull-{secrets.token_hex(3)}", settings, None, {owner: endpoint}) as s:
         _wait_for(s, {owner: endpoint}, settings, stop)
         who = f"{name}: " if name else ""
-        with Bars(wanted(settings.quiet), who + "pull {name} <-") as bars:
+        with TreeBars(wanted(settings.quiet), who + "pull {name} <-") as bars:
             started = time.monotonic()
             result = _await(download_async(
                 s, owner, rid, settings.out_dir, window_chunks=settings.window_chunks,
                 chunk_size=settings.chunk_size, request_timeout=settings.request_timeout,
                 retries=settings.retries, on_progress=bars.update,
-                secure=settings.keys_dir is not None), stop)
+                secure=settings.keys_dir is not None, no_clobber=no_clobber,
+                check_existing=not no_skip), stop)
             seconds = time.monotonic() - started
             if result is None:
                 # Stopping the site (not an abort) keeps the partial file for a resume.
                 raise Interrupted("interrupted: run the same command again to resume")
-    _report(as_json, {"op": "pull", "path": result.path, "size": result.size,
-                      "owner": owner, "seconds": seconds},
-            f"downloaded {result.path} from {owner}")
+    report_rate(as_json, *pull_summary(result, owner, seconds))
