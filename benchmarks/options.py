@@ -23,6 +23,7 @@ class Options:
     dir: str | None = None
     timeout: float = 120.0
     curve: bool = False  # push/pull: zfs with CURVE vs zfs plain instead of zfs vs raw TCP
+    files: int = 10_000  # tree: small files in folder (c)
 
     def transfer_timeout(self, parties: int = 1) -> float:
         """Allow ``timeout`` plus 20 MB/s for every byte a run moves (a slow run still ends)."""

@@ -263,7 +263,9 @@ class OwnerActor(Shell):
         state = self._state
         return {"bytes_sent": state.bytes_sent, "chunks_sent": state.chunks_sent,
                 "bytes_in_flight": state.shares.in_flight.bytes,
-                "open_files": len(self._sources), "shared_files": len(state.files)}
+                "open_files": len(self._sources), "shared_files": len(state.files),
+                "digesting": sum(1 for shared in state.files.values()
+                                 if not shared.digest.done())}
 
     def _add(self, msg: _AddFile) -> str:
         known = self._state.files.get(msg.rid)

@@ -194,5 +194,6 @@ def share(site: actors.Site, *, timeout: float = 60.0,
 
 
 def owner_stats(site: actors.Site) -> dict[str, int]:
-    """Counters of the site's owner: bytes and chunks sent, files open and shared."""
+    """Counters of the site's owner: bytes and chunks sent, files open and shared, and
+    shares whose digests are still being computed (``digesting``)."""
     return dict(_ask_owner(site, _Stats()))

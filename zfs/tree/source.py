@@ -4,7 +4,8 @@
 describes into one buffer, piece by piece from the files it covers. Every file is opened
 relative to its folder's descriptor with ``O_NOFOLLOW`` (never through a link put there
 since the walk) and checked with ``fstat`` against the manifest's size and time, when
-opened and once its last byte is read: a file changed meanwhile fails the transfer
+opened (unless it is read whole at once) and once its last byte is read: a file
+changed meanwhile fails the transfer
 (:class:`~zfs.errors.FileChanged`) instead of sending a mix of two versions.
 """
 
@@ -23,7 +24,7 @@ from zfs.protocol.tree.manifest import Manifest
 from zfs.protocol.tree.paths import parent_of
 from zfs.tree.walk import DIR_FLAGS, NOFOLLOW
 
-_FILE_FLAGS = os.O_RDONLY | os.O_CLOEXEC | NOFOLLOW
+_FILE_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | NOFOLLOW
 _BLOCK = 4 << 20
 
 
@@ -64,8 +65,10 @@ class TreeSource:
         """
         buffer = bytearray(length)
         view = memoryview(buffer)
+        sizes = layout.sizes
         for piece in layout.pieces(offset, length):
-            fd = self._file(piece.file)
+            whole = piece.offset == 0 and piece.length == sizes[piece.file]
+            fd = self._file(piece.file, whole)
             got = 0
             while got < piece.length:
                 n = os.preadv(fd, [view[piece.at + got:piece.at + piece.length]],
@@ -73,7 +76,7 @@ class TreeSource:
                 if not n:
                     raise FileChanged(f"{self._path(piece.file)!r} shrank while being read")
                 got += n
-            if piece.offset + piece.length == layout.sizes[piece.file]:
+            if piece.offset + piece.length == sizes[piece.file]:
                 self._check(piece.file, fd)          # read to its end: unchanged since?
                 self._close_file(piece.file)
         return buffer
@@ -116,7 +119,9 @@ class TreeSource:
     def _path(self, file: int) -> str:
         return os.path.join(self.root, self.manifest.file(file).path)
 
-    def _file(self, file: int) -> int:
+    def _file(self, file: int, whole: bool = False) -> int:
+        """The open file ``file``; with ``whole`` it is about to be read to its end in one
+        go and checked after (opened ``O_NONBLOCK``: a FIFO put in its place cannot block)."""
         fd = self._files.get(file)
         if fd is not None:
             self._files.move_to_end(file)
@@ -127,11 +132,12 @@ class TreeSource:
             fd = os.open(entry.path.rpartition("/")[2], _FILE_FLAGS, dir_fd=folder)
         except OSError as err:
             raise FileChanged(f"{self._path(file)!r} cannot be read: {err.strerror}") from err
-        try:
-            self._check(file, fd)
-        except FileChanged:
-            os.close(fd)
-            raise
+        if whole is False:                   # read in parts: check before each part
+            try:
+                self._check(file, fd)
+            except FileChanged:
+                os.close(fd)
+                raise
         self._files[file] = fd
         while len(self._files) > self._max_open:
             os.close(self._files.popitem(last=False)[1])

@@ -80,11 +80,17 @@ class Staging:
         self._umask, self._shared = umask, shared_write
         self._max_open = max_open
         self._by_path = {e.path: i for i, e in enumerate(manifest.entries)}
+        #: Per file, what writing it needs: (folder, name, size, mode, mtime).
+        self._meta = [_file_meta(manifest.entries[i], umask, shared_write)
+                      for i in manifest.files]
+        self._present: set[int] = set()          # files the staging folder holds
+        self._fresh: set[int] = set()            # files to create (none there)
         self._dirs: OrderedDict[str, int] = OrderedDict()
         self._files: OrderedDict[int, int] = OrderedDict()
         self._finished: set[int] = set()          # files whose modes and times are set
         self._inline: dict[int, tuple[Digest, int]] = {}
         self._inline_digests = inline_digests
+        self._moded: set[int] = set()              # files open since made with their mode
         self._dest_fd, self._partial_fd, self._root_fd = self._open()
 
     def _open(self) -> tuple[int, int, int]:
@@ -125,6 +131,7 @@ class Staging:
         self._clean("", self._root(), numbers, held)
         if check_existing:
             self._link_old(numbers, held)
+        self._present = set(held)
         return sorted(held.items())
 
     def _clean(self, prefix: str, fd: int, numbers: dict[int, int],
@@ -237,7 +244,8 @@ class Staging:
                           f"{vfs.f_favail} free in {self.dest_dir}")
 
     def apply(self, own: Mapping[int, int]) -> None:
-        """Keep only what ``own`` says is held; make the folders, links and empty files.
+        """Keep only what ``own`` says is held; make the folders, links and empty files
+        (after :meth:`holdings`, which says what is there).
 
         Raises:
             OSError: the disk is too small (checked first), or something cannot be made.
@@ -255,20 +263,26 @@ class Staging:
                 self._keep_or_drop(numbers[index], entry, own.get(numbers[index], 0))
 
     def _keep_or_drop(self, number: int, entry: Entry, own: int) -> None:
-        folder = self._dir(parent_of(entry.path))
         name = _base(entry.path)
         if own == 0:
-            try:
-                os.unlink(name, dir_fd=folder)
-            except FileNotFoundError:
-                pass
+            if number in self._present:
+                try:
+                    os.unlink(name, dir_fd=self._dir(parent_of(entry.path)))
+                except FileNotFoundError:
+                    pass
+                self._present.discard(number)
+            self._fresh.add(number)
             if self._inline_digests:
                 self._inline[number] = (Digest(), 0)
             if entry.size == 0:
-                fd = os.open(name, _WRITE_FLAGS | os.O_EXCL, 0o600, dir_fd=folder)
-                self._finish(number, entry, fd)
-                os.close(fd)
+                fd = self._writable(number)
+                del self._files[number]
+                try:
+                    self._finish(number, fd)
+                finally:
+                    os.close(fd)
             return
+        folder = self._dir(parent_of(entry.path))
         st = os.stat(name, dir_fd=folder, follow_symlinks=False)
         if not stat.S_ISREG(st.st_mode) or st.st_size < own:
             raise OSError(errno.EIO, f"{entry.path} of the staging tree changed meanwhile")
@@ -288,41 +302,56 @@ class Staging:
         done = 0
         while done < len(data):
             done += os.pwrite(fd, data[done:], offset + done)
-        inline = self._inline.get(number)
-        if inline is not None:
-            digest, position = inline
-            if position == offset:
-                digest.update(data)
-                self._inline[number] = (digest, position + len(data))
-            else:
-                del self._inline[number]         # out of order: checked by reading
-        entry = self.manifest.file(number)
-        if offset + len(data) == entry.size:
-            self._files.pop(number)
+        if self._inline:
+            inline = self._inline.get(number)
+            if inline is not None:
+                digest, position = inline
+                if position == offset:
+                    digest.update(data)
+                    self._inline[number] = (digest, position + len(data))
+                else:
+                    del self._inline[number]     # out of order: checked by reading
+        if offset + len(data) == self._meta[number][2]:
+            del self._files[number]
             try:
-                self._finish(number, entry, fd)
+                self._finish(number, fd)
             finally:
                 os.close(fd)
 
     def _writable(self, number: int) -> int:
+        """The file's descriptor for writing: made now (``O_EXCL``: new, regular, one
+        link, no check needed) or reopened, never through a link, checked."""
         fd = self._files.get(number)
         if fd is not None:
             self._files.move_to_end(number)
             return fd
-        entry = self.manifest.file(number)
-        fd = os.open(_base(entry.path), _WRITE_FLAGS, 0o600, dir_fd=self._dir(parent_of(entry.path)))
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-            os.close(fd)
-            raise OSError(errno.EPERM, f"{entry.path} is not a file zfs made (a link?)")
+        folder, name, _size, mode, _mtime = self._meta[number]
+        if number in self._fresh:
+            fd = os.open(name, _WRITE_FLAGS | os.O_EXCL, mode | 0o200, dir_fd=self._dir(folder))
+            self._fresh.discard(number)
+            if mode == (mode | 0o200) & ~self._umask:
+                self._moded.add(number)
+        else:
+            fd = os.open(name, _WRITE_FLAGS, 0o600, dir_fd=self._dir(folder))
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                os.close(fd)
+                raise OSError(errno.EPERM, f"{folder}/{name} is not a file zfs made (a link?)")
         self._files[number] = fd
         while len(self._files) > self._max_open:
-            os.close(self._files.popitem(last=False)[1])
+            evicted, old = self._files.popitem(last=False)
+            self._moded.discard(evicted)
+            os.close(old)
         return fd
 
-    def _finish(self, number: int, entry: Entry, fd: int) -> None:
-        os.fchmod(fd, received_mode(entry.mode, Kind.FILE, self._umask, self._shared))
-        os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+    def _finish(self, number: int, fd: int) -> None:
+        """Set the file's mode and time (its last byte is written)."""
+        _folder, _name, _size, mode, mtime = self._meta[number]
+        if number in self._moded:
+            self._moded.discard(number)      # made with it: no chmod
+        else:
+            os.fchmod(fd, mode)
+        os.utime(fd, ns=(mtime, mtime))
         self._finished.add(number)
 
     # -- checking and committing
@@ -380,7 +409,7 @@ class Staging:
                 if fd is None:
                     raise OSError(errno.EIO, f"{entry.path} vanished from the staging tree")
                 try:
-                    self._finish(numbers[index], entry, fd)
+                    self._finish(numbers[index], fd)
                 finally:
                     os.close(fd)
             elif entry.kind is Kind.LINK:
@@ -460,6 +489,12 @@ class Staging:
             os.close(self._partial_fd)
             os.close(self._dest_fd)
             self._partial_fd = self._dest_fd = -1
+
+
+def _file_meta(entry: Entry, umask: int, shared_write: bool) -> tuple[str, str, int, int, int]:
+    folder, _, name = entry.path.rpartition("/")
+    return (folder, name, entry.size, received_mode(entry.mode, Kind.FILE, umask, shared_write),
+            entry.mtime_ns)
 
 
 def _open_path(cache: dict[str, Optional[int]], path: str) -> Optional[int]:

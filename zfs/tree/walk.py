@@ -56,8 +56,8 @@ def walk(root: str | os.PathLike[str]) -> Walked:
         os.close(fd)
     try:
         manifest = Manifest(tuple(entries))
-    except RemoteProtocolError as err:       # our own walk broke a rule: say which
-        raise UnsafeTree(f"{root}: {err}") from None
+    except RemoteProtocolError as err:       # a name that cannot travel, say: which
+        raise UnsafeTree(f"cannot send {root}: {err}") from None
     return Walked(root, manifest, tuple(skipped))
 
 
@@ -83,13 +83,10 @@ def _walk_into(fd: int, prefix: str, entries: list[Entry], skipped: list[str],
             log.warning("skipped %s: not a file, folder or link", os.path.join(root, path))
             skipped.append(path)
             continue
-        problem = path_problem(path)
-        if problem is not None:
-            raise UnsafeTree(f"cannot send {os.path.join(root, path)!r}: {problem}")
-        mode, mtime = stat.S_IMODE(st.st_mode), st.st_mtime_ns
+        mode, mtime = st.st_mode & 0o7777, st.st_mtime_ns   # paths are checked once, below
         if kind is Kind.LINK:
             target = os.readlink(item.name, dir_fd=fd)
-            problem = link_problem(path, target)
+            problem = path_problem(path) or link_problem(path, target)
             if problem is not None:
                 raise UnsafeTree(f"{root}: {problem}; zfs sends links that stay inside the "
                                  f"folder only")

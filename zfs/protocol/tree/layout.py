@@ -22,6 +22,7 @@ import bisect
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from zfs.protocol.errors import RemoteProtocolError
 
@@ -32,8 +33,7 @@ _OFFER = struct.Struct(f">IQ{DIGEST_CHARS}s")
 _PLAN = struct.Struct(">IQQ")
 
 
-@dataclass(frozen=True, slots=True)
-class Piece:
+class Piece(NamedTuple):
     """``length`` bytes of file ``file`` at ``offset`` in it, at ``at`` in the range read."""
 
     file: int

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from zfs.protocol.errors import RemoteProtocolError
 from zfs.protocol.tree.paths import link_problem, parent_of, path_problem
@@ -38,9 +37,11 @@ class Kind(str, enum.Enum):
     LINK = "l"
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One folder, file or link of a tree.
+_BY_BYTE = {kind.value.encode(): kind for kind in Kind}
+
+
+class Entry(NamedTuple):
+    """One folder, file or link of a tree (a NamedTuple: trees have many entries).
 
     Attributes:
         path: relative to the tree's root, parts joined by ``/`` (``""``: the root).
@@ -146,7 +147,9 @@ def decode(data: bytes, max_entries: int = 1 << 20) -> Manifest:
 def _entry_at(view: memoryview, pos: int) -> tuple[Entry, int]:
     kind_byte, mode, mtime_ns, size, path_len = _ENTRY.unpack_from(view, pos)
     pos += _ENTRY.size
-    kind = Kind(kind_byte.decode("ascii"))
+    kind = _BY_BYTE.get(kind_byte)
+    if kind is None:
+        raise ValueError(f"kind {kind_byte!r}")
     path = _text(view, pos, path_len)
     pos += path_len
     target = ""
@@ -178,15 +181,16 @@ def problem(entries: tuple[Entry, ...]) -> Optional[str]:
     """
     if not entries or entries[0].path != "" or entries[0].kind is not Kind.DIR:
         return "a manifest starts with its root folder"
+    trouble = _entry_problem(entries[0], 0)
+    if trouble is not None:
+        return trouble
     folders = {""}
-    previous: tuple[str, ...] = ()
-    for number, entry in enumerate(entries):
-        trouble = _entry_problem(entry, number)
+    previous: list[str] = []
+    for entry in entries[1:]:
+        trouble = _entry_problem(entry, 1)
         if trouble is not None:
             return trouble
-        if number == 0:
-            continue
-        parts = tuple(entry.path.split("/"))
+        parts = entry.path.split("/")
         if parts <= previous:
             return f"entry {entry.path!r} out of order or repeated"[:300]
         previous = parts
@@ -198,19 +202,19 @@ def problem(entries: tuple[Entry, ...]) -> Optional[str]:
 
 
 def _entry_problem(entry: Entry, number: int) -> Optional[str]:
-    if not isinstance(entry.kind, Kind):
+    path, kind, mode, mtime_ns, size, target = entry
+    if kind.__class__ is not Kind:
         return f"entry {number} has no kind"
-    if number and (trouble := path_problem(entry.path)) is not None:
+    if number and (trouble := path_problem(path)) is not None:
         return trouble
-    if type(entry.mode) is not int or not 0 <= entry.mode <= 0o7777:
-        return f"entry {entry.path!r} has mode {entry.mode!r}"[:300]
-    if type(entry.mtime_ns) is not int or not -_MAX_INT <= entry.mtime_ns <= _MAX_INT:
-        return f"entry {entry.path!r} has mtime {entry.mtime_ns!r}"[:300]
-    if type(entry.size) is not int or entry.size < 0 or \
-            (entry.size and entry.kind is not Kind.FILE):
-        return f"entry {entry.path!r} has size {entry.size!r}"[:300]
-    if entry.kind is Kind.LINK:
-        return link_problem(entry.path, entry.target)
-    if entry.target:
-        return f"entry {entry.path!r} is not a link but has a target"[:300]
+    if mode.__class__ is not int or not 0 <= mode <= 0o7777:
+        return f"entry {path!r} has mode {mode!r}"[:300]
+    if mtime_ns.__class__ is not int or not -_MAX_INT <= mtime_ns <= _MAX_INT:
+        return f"entry {path!r} has mtime {mtime_ns!r}"[:300]
+    if size.__class__ is not int or size < 0 or (size and kind is not Kind.FILE):
+        return f"entry {path!r} has size {size!r}"[:300]
+    if kind is Kind.LINK:
+        return link_problem(path, target)
+    if target:
+        return f"entry {path!r} is not a link but has a target"[:300]
     return None

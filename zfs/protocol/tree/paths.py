@@ -26,11 +26,14 @@ def path_problem(path: object) -> Optional[str]:
     """Return why ``path`` is not a safe relative path inside a tree, or None if it is one."""
     if not isinstance(path, str) or not path:
         return f"not a relative path: {path!r}"[:200]
-    try:
-        encoded = path.encode("utf-8")
-    except UnicodeEncodeError:
-        return f"path is not valid UTF-8: {path!r}"[:200]
-    if len(encoded) > MAX_PATH_BYTES:
+    if not path.isascii():
+        try:
+            encoded = len(path.encode("utf-8"))
+        except UnicodeEncodeError:
+            return f"path is not valid UTF-8: {path!r}"[:200]
+    else:
+        encoded = len(path)
+    if encoded > MAX_PATH_BYTES:
         return f"path longer than {MAX_PATH_BYTES} bytes"
     parts = path.split("/")
     if len(parts) > MAX_DEPTH:
