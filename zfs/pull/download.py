@@ -5,7 +5,9 @@
 flight to the owner's :class:`~zfs.pull.owner.OwnerActor`, writes into a
 :class:`~zfs.files.PartialFile` keyed by the owner's resume key (the same for the same
 file shared again, so a restarted download finds and checks its bytes even under a new
-RID), verifies and renames. ``InfoRequest`` is an ask, so a site with no owner actor
+RID), verifies and renames. A file already at its final place with the owner's size is
+checked by digest as a complete partial would be, and kept if it matches: no byte moves.
+``InfoRequest`` is an ask, so a site with no owner actor
 fails the download at once; the other requests are tells. :func:`download` and
 :func:`download_async` start one. If the owner answers that the RID is a tree (a
 folder), the actor hands the download to a
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import stat
 import tempfile
 import time
 from concurrent.futures import Future
@@ -27,7 +30,9 @@ import pykka
 
 import actors
 from zfs.errors import InsecureLink, IntegrityError, TransferAborted, UnsafeName
+from zfs.files import digest_range
 from zfs.partials import PartialFile, check_room
+from zfs.protocol.names import PARTIAL_DIR
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, RemoteProtocolError
 from zfs.protocol.pull import download as core
@@ -99,6 +104,10 @@ class DownloadActor(Shell):
         self._started = 0.0
         self._abort = options.abort_signal
         self._handed_over = False
+        #: The file already at the final place, checked as if it were a complete partial
+        #: (then nothing is fetched); None once a partial file is used.
+        self._existing: Optional[str] = None
+        self._existing_digest = ""
         dl = self._core
         self.receives = {
             wire.ChunkData: self._on_chunk,
@@ -269,11 +278,25 @@ class DownloadActor(Shell):
 
     def _open_partial(self, cmd: core.OpenPartial) -> list[Any]:
         self._key = cmd.key
-        if self._opt.no_clobber and os.path.lexists(os.path.join(self._opt.dest_dir, cmd.name)):
+        final = os.path.join(self._opt.dest_dir, cmd.name)
+        if self._opt.no_clobber and os.path.lexists(final):
             return self._core.refused(Failure.REFUSED, f"{cmd.name} exists in "
                                       f"{self._opt.dest_dir} and no_clobber is set")
+        if self._opt.check_existing and self._complete_there(final, cmd.key):
+            self._existing = final           # checked by digest as a complete partial is
+            return self._core.partial_opened(self._core.size, time.monotonic())
         return self._on_disk(lambda: self._core.partial_opened(self._new_partial(cmd.name),
                                                                time.monotonic()))
+
+    def _complete_there(self, final: str, key: str) -> bool:
+        """Whether a regular file of the owner's size is at ``final``, and no partial."""
+        try:
+            st = os.lstat(final)
+        except OSError:
+            return False
+        partial = os.path.join(self._opt.dest_dir, PARTIAL_DIR, f"pull-{key}")
+        return stat.S_ISREG(st.st_mode) and st.st_size == self._core.size > 0 \
+            and not os.path.lexists(partial)
 
     def _new_partial(self, name: str) -> int:
         self._partial = PartialFile(self._opt.dest_dir, name, key=self._key)
@@ -282,14 +305,27 @@ class DownloadActor(Shell):
         return have
 
     def _digest_prefix(self, cmd: core.DigestPrefix) -> list[Any]:
+        if self._existing is not None:
+            existing = self._existing
+
+            def digest_existing() -> list[Any]:
+                fd = os.open(existing, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+                try:
+                    self._existing_digest, _got = digest_range(fd, cmd.length)
+                finally:
+                    os.close(fd)
+                return self._core.prefix_digested(self._existing_digest, time.monotonic())
+            return self._on_disk(digest_existing)
         partial = self._partial
         assert partial is not None
         return self._on_disk(lambda: self._core.prefix_digested(
             partial.digest_prefix(cmd.length), time.monotonic()))
 
     def _start_over(self, _cmd: core.StartOver) -> list[Any]:
-        assert self._partial is not None
-        self._drop(self._partial)
+        if self._existing is None:
+            assert self._partial is not None
+            self._drop(self._partial)
+        self._existing = None                # the file there differs: fetch it after all
 
         def reopen() -> list[Any]:
             self._new_partial(self._core.name)
@@ -297,6 +333,12 @@ class DownloadActor(Shell):
         return self._on_disk(reopen)
 
     def _commit(self, cmd: core.Commit) -> list[Any]:
+        if self._existing is not None:       # the file there is the owner's: keep it
+            if cmd.digest != self._existing_digest:
+                return self._core.commit_failed("the file there changed while checked")
+            self._result = DownloadResult(self._core.name, self._existing, cmd.size, cmd.digest,
+                                          self._opt.owner, 0, time.monotonic() - self._started)
+            return self._core.committed()
         partial = self._partial
         assert partial is not None
         try:
@@ -407,9 +449,10 @@ def download(site: actors.Site, owner: str, rid: str, dest_dir: Optional[str] = 
     times; ``abort_signal.is_set()`` stops it within a tick. The disk's free space is
     checked before anything is written.
 
-    A tree RID (``Transaction.add_tree``) fetches the whole folder: files already at
-    ``dest_dir/<name>`` with the owner's size and digest are kept, not fetched
-    (``check_existing``), and the tree appears there at once when every file is checked.
+    A file already at ``dest_dir/<name>`` with the owner's size and digest is kept: no
+    byte moves (``check_existing=False``: fetch it anyway). A tree RID
+    (``Transaction.add_tree``) fetches the whole folder, keeping the files already there
+    likewise, and the tree appears at once when every file is checked.
 
     Args:
         no_clobber: refuse if ``dest_dir/<name>`` exists.

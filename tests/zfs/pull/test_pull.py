@@ -260,3 +260,20 @@ def test_references_never_look_like_command_line_options() -> None:
     ids = {new_reference() for _ in range(2000)}
     assert len(ids) == 2000
     assert all(rid[0].isalnum() and len(rid) >= 32 for rid in ids)
+
+
+@pytest.mark.timeout(60)
+def test_pulling_a_file_already_there_moves_no_byte_and_a_changed_one_is_fetched(
+        site: actors.Site, owner: SiteProcess, tmp_path: Path) -> None:
+    source = make_file(tmp_path / "again.bin", 3 * MiB)
+    rid = owner.call(site, "tests.zfs.pull.test_pull:child_share", [source], 60.0)["rids"][0]
+    out = tmp_path / "out"
+    assert download(site, "owner", rid, str(out)).bytes_moved == 3 * MiB
+    again = download(site, "owner", rid, str(out))
+    assert again.bytes_moved == 0 and again.path == str(out / "again.bin")
+    with open(out / "again.bin", "r+b") as spoiled:
+        spoiled.write(b"X")
+    fixed = download(site, "owner", rid, str(out))
+    assert fixed.bytes_moved == 3 * MiB and file_digest(fixed.path) == file_digest(source)
+    assert download(site, "owner", rid, str(out), check_existing=False).bytes_moved == 3 * MiB
+    assert partials(out) == []
