@@ -36,6 +36,7 @@ a tree, per stream ``sid``, to each target's tree receiver::
              context, no_clobber, check_existing) + the manifest as payload        ->
                                  <-  Checking(sid)                 (while it digests)
                                  <-  TreeOffer(sid) + packed offers   | Failed(...)
+    Checking(sid)                      ->   (while the sender digests what was offered)
     TreePlan(sid, size) + packed plan  ->   then Chunk / End / Abort as for a file,
                                  <-  Acked / Committed / Failed    as for a file
 
@@ -272,7 +273,8 @@ class TreeOffer:
 
 @dataclass(frozen=True, slots=True)
 class Checking:
-    """The target is still digesting what it holds (it owes its offer)."""
+    """Still digesting: the target what it holds (it owes its offer), or the sender what
+    the targets offered (it owes the plan)."""
 
     sid: str
 

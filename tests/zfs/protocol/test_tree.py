@@ -729,3 +729,20 @@ def test_a_stable_rid_may_be_shared_again_after_its_transaction_ended() -> None:
     shares.transaction_opened("t2", 10.0, 2.0)
     shares.file_added("t2", "r", "f", 5, 2.0)
     assert isinstance(shares.info_requested("r", "b", "b/x", 3.0)[0], ow.SendInfo)
+
+
+def test_while_the_sender_digests_the_offers_the_targets_are_told_to_wait() -> None:
+    world = _open_world(1)
+    sender, target = world.sender, world.targets["t0"]
+    sender.start(0.0)
+    target.core.registration_added("ch", "tp", rx.TreeLimits(inactivity_timeout=5.0))
+    target.core.open_received(KEY, rx.Opening("t", "k", 2, 14, 4, "ch", "tp", False, True),
+                              world.manifest.encode(), 0.0)
+    target.core.prepared(KEY, [Offer(0, 5, md5(world.files[0]))], 0.0)
+    out = sender.offer_received("t0", [Offer(0, 5, md5(world.files[0]))], 0.0)
+    assert out == [tx.CheckOffers(((0, 5),))]
+    for now in (4.0, 8.0, 12.0):
+        assert sender.time_passed(now) == [tx.SendChecking(("t0",))]
+        assert target.core.checking_received(KEY, now) == []
+        assert target.core.time_passed(now) == []
+    assert isinstance(target.core.time_passed(18.0)[0], rx.SendError)   # silence: it ends

@@ -114,6 +114,7 @@ class TreeReceiverActor(Shell):
             wire.Chunk: self._on_chunk,
             wire.End: lambda m: self._stream(m, self._core.end_received, m.size, m.digest),
             wire.Abort: lambda m: self._stream(m, self._core.abort_received, m.reason),
+            wire.Checking: lambda m: self._stream(m, self._core.checking_received),
             Tick: self._on_tick, _Prepared: self._on_prepared,
             actors.PeerDown: lambda event: self.run(self._core.site_lost(
                 event.name, time.monotonic())),

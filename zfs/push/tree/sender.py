@@ -107,6 +107,8 @@ class TreeSenderActor(Shell):
         }
         self.carries_out = {
             core.SendTreeOpen: self._open, core.CheckOffers: self._check,
+            core.SendChecking: lambda cmd: self._send(cmd.targets, wire.Checking(
+                self._spec.sid), ()),
             core.Planned: self._planned, core.SendPlan: self._send_plan,
             stream.ReadChunk: self._read, stream.SendChunk: self._send_chunk,
             stream.Progressed: self._progress, stream.SendEnd: self._end,

@@ -12,7 +12,8 @@ PREPARING: the shell opens the tree's staging folder (``DEST/.zfs-partial/tree-.
 named by the sender's site and the tree's key, so the same push started again finds it),
 links in the files of the tree already at the final place that may be kept, and digests
 what it holds; the core sends a :class:`~zfs.protocol.wire.Checking` on every tick
-meanwhile, so the sender waits for a long digest. OFFERED: the sender's plan says where
+meanwhile, so the sender waits for a long digest (and the sender does the same while it
+digests what we offered). OFFERED: the sender's plan says where
 the stream starts in each file and where we write from; a plan that claims we hold what
 we never offered is a protocol error. RECEIVING: as a file's stream (in order, acked).
 
@@ -256,6 +257,13 @@ class TreeReceiver:
         tree.offers = {o.file: o.length for o in offers}
         tree.active_at = now
         return [SendOffer(key, tuple(offers))]
+
+    def checking_received(self, key: Key, now: float) -> list[TreeReceiverCommand]:
+        """The sender is still digesting what we offered: we wait for its plan."""
+        tree = self._trees.get(key)
+        if tree is not None and tree.state is TreeStreamState.OFFERED:
+            tree.active_at = now
+        return []
 
     def plan_received(self, key: Key, size: int, plan: bytes,
                       now: float) -> list[TreeReceiverCommand]:

@@ -64,6 +64,13 @@ class CheckOffers:
 
 
 @dataclass(frozen=True, slots=True)
+class SendChecking:
+    """Tell the targets we are still digesting what they offered (they wait for the plan)."""
+
+    targets: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Planned:
     """The stream is planned: each file's part starts at ``starts[file]`` (read from there)."""
 
@@ -81,7 +88,8 @@ class SendPlan:
     own: Mapping[int, int]
 
 
-TreeCommand = Union[SendTreeOpen, CheckOffers, Planned, SendPlan, stream.SenderCommand]
+TreeCommand = Union[SendTreeOpen, CheckOffers, SendChecking, Planned, SendPlan,
+                    stream.SenderCommand]
 
 
 class TreeSender:
@@ -220,9 +228,12 @@ class TreeSender:
         return self._fail(None, failure, reason)
 
     def time_passed(self, now: float) -> list[TreeCommand]:
-        """Fail the send if a target owes its offer for longer than chunk_timeout."""
+        """Fail the send if a target owes its offer for longer than chunk_timeout; while
+        we digest, tell the targets so."""
         if self.stream is not None:
             return self._after(self.stream.time_passed(now))
+        if self.state is TreeState.CHECKING:
+            return [SendChecking(self.targets)]
         if self.state is not TreeState.OFFERING or not self._started:
             return []
         for target in self.targets:
