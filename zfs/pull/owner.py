@@ -102,8 +102,8 @@ class _TreeStream:
     def __init__(self, walked: Walked) -> None:
         self._source = TreeSource(walked.root, walked.manifest)
 
-    def read(self, offset: int, length: int) -> bytes:
-        return bytes(self._source.read(self._source.layout, offset, length))
+    def read(self, offset: int, length: int) -> bytearray:
+        return self._source.read(self._source.layout, offset, length)
 
     def check_unchanged(self) -> None:
         """Each file is checked as it is read (see TreeSource)."""

@@ -266,8 +266,8 @@ def register_receiver(site: actors.Site, channel: str = "default", topic: str = 
         on_chunk: called with a :class:`Progress` after each chunk is written.
         **options: ``inactivity_timeout`` (seconds, default 60) after which a silent
             stream is dropped, ``max_size`` and ``max_chunk_size`` (bytes) accepted;
-            for folders ``max_files``, ``shared_write`` (keep group/world write bits,
-            default False) and ``resume_timeout`` (seconds an interrupted folder's
+            for folders ``max_files``, ``max_manifest_size``, ``shared_write`` (keep
+            group/world write bits, default False) and ``resume_timeout`` (seconds an interrupted folder's
             bytes wait for the same push to resume, default a day).
 
     Raises:
@@ -282,7 +282,7 @@ def register_receiver(site: actors.Site, channel: str = "default", topic: str = 
         raise NotADirectoryError(f"not a folder: {dest!r}")
     limits = core.Limits(**{k: v for k, v in options.items() if k in _OPTIONS})
     tree_limits = TreeLimits(**{k: v for k, v in options.items()
-                                if k in _OPTIONS or k == "max_files"})
+                                if k in _OPTIONS or k in ("max_files", "max_manifest_size")})
     receiver = site.spawn_once(ReceiverActor, RECEIVER)
     receiver.tell(_Registration(channel, topic, dest, on_done, on_chunk, limits))
     trees = site.spawn_once(TreeReceiverActor, TREE_RECEIVER)

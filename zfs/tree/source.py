@@ -51,6 +51,7 @@ class TreeSource:
         self._dirs: OrderedDict[str, int] = OrderedDict()
         self._files: OrderedDict[int, int] = OrderedDict()
         self._max_open = max_open
+        self._block: Optional[memoryview] = None
 
     @property
     def size(self) -> int:
@@ -89,7 +90,9 @@ class TreeSource:
         """
         fd = self._file(file)
         digest = Digest()
-        block = memoryview(bytearray(min(_BLOCK, max(1, length))))
+        if self._block is None:              # one buffer for every digest of this source
+            self._block = memoryview(bytearray(_BLOCK))
+        block = self._block
         done = 0
         while done < length:
             n = os.preadv(fd, [block[:min(len(block), length - done)]], done)

@@ -26,7 +26,7 @@ from zfs.files import Digest
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, RemoteProtocolError
 from zfs.protocol.pull.tree import download as core
-from zfs.protocol.tree.layout import Offer
+from zfs.protocol.tree.layout import DIGEST_CHARS, Offer
 from zfs.protocol.tree.manifest import Manifest
 from zfs.pull.owner import OWNER
 from zfs.results import Progress, TreeDownloadResult
@@ -256,10 +256,8 @@ class TreeDownloadActor(Shell):
     def _store_meta(self, cmd: core.StoreMeta) -> None:
         data = self.payload[0]
         size = (self._info.manifest_size if cmd.section is wire.Section.MANIFEST
-                else len(data) + cmd.offset)
+                else self._info.files * DIGEST_CHARS)
         buffer = self._sections.setdefault(cmd.section, bytearray(size))
-        if len(buffer) < cmd.offset + len(data):
-            buffer.extend(bytes(cmd.offset + len(data) - len(buffer)))
         buffer[cmd.offset:cmd.offset + len(data)] = data
 
     def _load_section(self, cmd: core.LoadSection) -> list[Any]:

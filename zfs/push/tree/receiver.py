@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 TREE_RECEIVER = "zfs.tree-receiver"   # every site's; senders address "<site>/zfs.tree-receiver"
 
 #: The receiver options (of ``register_receiver``) that concern trees.
-TREE_OPTIONS = ("shared_write", "resume_timeout", "max_files")
+TREE_OPTIONS = ("shared_write", "resume_timeout", "max_files", "max_manifest_size")
 _SWEEP_INTERVAL = 5.0
 
 
