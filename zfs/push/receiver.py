@@ -267,8 +267,8 @@ def register_receiver(site: actors.Site, channel: str = "default", topic: str = 
         **options: ``inactivity_timeout`` (seconds, default 60) after which a silent
             stream is dropped, ``max_size`` and ``max_chunk_size`` (bytes) accepted;
             for folders ``max_files``, ``max_manifest_size``, ``shared_write`` (keep
-            group/world write bits, default False) and ``resume_timeout`` (seconds an interrupted folder's
-            bytes wait for the same push to resume, default a day).
+            group/world write bits, default False) and ``resume_timeout`` (seconds
+            an interrupted folder's bytes wait for the same push to resume, a day).
 
     Raises:
         NotADirectoryError: ``dest_dir`` is not an existing folder.
