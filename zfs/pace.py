@@ -84,8 +84,10 @@ class Pacer(Generic[T]):
 
     def set_rate(self, rate: Optional[float], now: float) -> None:
         """Change the cap from ``now`` on (a full bucket); what waits stays in order."""
-        unlimited = rate is None or math.isinf(rate)
-        self._bucket = None if unlimited else TokenBucket(rate, self._burst, now)  # type: ignore[arg-type]
+        if rate is None or math.isinf(rate):
+            self._bucket = None
+        else:
+            self._bucket = TokenBucket(rate, self._burst, now)
 
     def __len__(self) -> int:
         return len(self._waiting)
