@@ -18,7 +18,7 @@ import click
 
 import actors
 from zfs.cli import settings as config
-from zfs.files import PARTIAL_SUFFIX
+from zfs.files import PARTIAL_SUFFIX, check_name
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, RemoteProtocolError
 from zfs.pull.owner import OWNER
@@ -65,6 +65,11 @@ def file_info(site: actors.Site, owner: str, rid: str, timeout: float) -> wire.F
         raise failure_error(answer.failure, answer.failure.value, owner)
     if not isinstance(answer, wire.FileInfo):
         raise click.ClickException(f"{owner} answered {type(answer).__name__} about a RID")
+    # From the network: checked as the download checks them before they name a file.
+    if type(answer.size) is not int or answer.size < 0:
+        raise click.ClickException(f"{owner} gave a bad size for the RID: {answer.size!r}")
+    check_name(answer.name)
+    check_name(answer.key)
     return answer
 
 

@@ -40,22 +40,24 @@ class SiteInfo(actors.Actor):
 
     def on_receive(self, message: Any) -> Any:
         query = message.get("push?") if isinstance(message, dict) else None
-        if not (isinstance(query, list) and len(query) == 4):
-            return None
+        if not (isinstance(query, list) and len(query) == 4
+                and all(isinstance(part, str) for part in query[:3])
+                and (query[3] is None or type(query[3]) is int)):
+            return None                      # not a question of ours: no answer
         channel, topic, name, size = query
         dest = self._receiving.get((channel, topic))
         sender = (self.sender or "?").partition("/")[0]
         accepted = sorted(f"{c}/{t}" for c, t in self._receiving)
         if dest is None:
-            log.info("refused %s from %s: no --receive %s/%s here (receiving %s)", name,
-                     sender, channel, topic, ", ".join(accepted) or "nothing")
+            log.info("refused %r from %s: no --receive %r here (receiving %s)", name,
+                     sender, f"{channel}/{topic}", ", ".join(accepted) or "nothing")
             return {"accepts": False, "receives": accepted}
         try:
             free: Optional[int] = shutil.disk_usage(dest).free
         except OSError:
             free = None
         if isinstance(size, int) and free is not None and size > free:
-            log.info("refused %s from %s: %s does not fit in %s (%s free)", name, sender,
+            log.info("refused %r from %s: %s does not fit in %s (%s free)", name, sender,
                      format_size(size), dest, format_size(free))
         return {"accepts": True, "receives": accepted, "dest": dest, "free": free}
 

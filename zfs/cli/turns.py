@@ -2,11 +2,11 @@
 
 Two pulls of the same file into the same folder would write one temporary file (it is
 named by the owner's resume key) and race to rename it. So a pull takes a lock file
-next to it, ``.KEY.zfs-pull-lock``, with ``flock``; another pull of that file into that
-folder waits its turn. The first writes its result into the lock file before it
-removes it, so the one that waited can tell the file is already there and say so
-instead of fetching it again. A pull that failed leaves no result: the next one then
-downloads (resuming what the first verified).
+next to it, ``.<digest of that key>.zfs-pull-lock``, with ``flock``; another pull of
+that file into that folder waits its turn. The first writes its result into the lock
+file before it removes it, so the one that waited can tell the file is already there
+and say so instead of fetching it again. A pull that failed leaves no result: the next
+one then downloads (resuming what the first verified).
 
 The lock file exists only while a pull runs (``flock`` dies with its process, so one
 left by a killed pull holds nobody up).
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import threading
@@ -68,7 +69,7 @@ def turn(folder: str, key: str, stop: threading.Event,
     Raises:
         Interrupted: ``stop`` was set while we waited.
     """
-    path = os.path.join(folder, f".{key}.zfs-pull-lock")
+    path = os.path.join(folder, f".{hashlib.sha256(key.encode()).hexdigest()[:32]}.zfs-pull-lock")
     waited = False
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
