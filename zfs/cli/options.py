@@ -130,11 +130,11 @@ def _peers(pairs: Sequence[str], flag: str = "--connect") -> dict[str, str]:
 STDIN = frozenset({"-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"})
 
 
-def _check_file(path: str, what: str = "file") -> str:
-    """A regular file we can read, or one line that says what ``path`` is instead."""
+def _check_file(path: str) -> str:
+    """A regular file we can read (to share), or one line that says what ``path`` is instead."""
     if path in STDIN:
-        raise click.ClickException(f"cannot share standard input ({path}): a {what} to pull "
-                                   "must be a file the owner can read again; push it instead")
+        raise click.ClickException(f"cannot share standard input ({path}): a shared file must "
+                                   "be one the owner can read again; push it instead")
     if os.path.isdir(path):
         raise click.ClickException(f"{path} is a directory: give files, one per argument")
     if not os.path.exists(path):

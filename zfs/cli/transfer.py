@@ -9,11 +9,12 @@ would move. Ctrl-C aborts a push and leaves a pull resumable.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO, Optional, Union
 
 import click
@@ -67,45 +68,17 @@ def push(common: Common, file: str, to: str, connects: Sequence[str], as_name: s
 
     FILE may be - (standard input, read until it ends; give --as NAME).
     """
-    from zfs.push.sender import push_file_async
-
     settings = _settings(common, **options)
-    targets = list(dict.fromkeys(t.strip() for t in to.split(",") if t.strip()))
-    if not targets:
-        raise click.ClickException("--to names no site")
-    peers = _peers(connects)
-    for target in targets:
-        if target not in peers:
-            raise click.ClickException(f"unknown site {target}: say where it listens with "
-                                       f"--connect {target}=ENDPOINT")
+    targets = _targets(to, _peers(connects))
     name, size = _source(file, as_name)
-    wanted_peers = {t: peers[t] for t in targets}
     with _until_signal() as stop, \
-            _site(site_name(settings, "push-"), settings, None, wanted_peers) as s:
-        _wait_for(s, wanted_peers, settings, stop)
-        answers = check_targets(s, targets, settings.channel, settings.topic, name, size)
+            _site(site_name(settings, "push-"), settings, None, targets) as s:
+        _wait_for(s, targets, settings, stop)
+        answers = check_targets(s, list(targets), settings.channel, settings.topic, name, size)
         if dry_run:
-            _push_plan(as_json, name, size, settings, wanted_peers, answers)
+            _push_plan(as_json, name, size, settings, targets, answers)
             return
-        who = f"{settings.name}: " if settings.name else ""
-        with _opened(file) as source, \
-                Bars(wanted(settings.quiet), f"{who}push {{name}} ->", tuple(targets), size,
-                     name=name) as bars:
-            try:
-                result = _await(push_file_async(
-                    s, targets, source, name=name, channel=settings.channel,
-                    topic=settings.topic, chunk_size=settings.chunk_size,
-                    window_chunks=settings.window_chunks,
-                    chunk_timeout=settings.chunk_timeout, on_progress=bars.update,
-                    secure=settings.keys_dir is not None, bwlimit=settings.bwlimit), stop)
-            except StreamRefused as err:
-                raise click.ClickException(
-                    f"{err.site} refused {name} on channel {settings.channel!r}, topic "
-                    f"{settings.topic!r}: {err.reason}") from None
-            if result is None:
-                raise Interrupted("interrupted: the push was aborted")
-            for target in targets:
-                bars.finish(target, result.size)
+        result = _send(s, file, name, size, list(targets), settings, stop)
     rate = config.format_rate(result.size, result.seconds)
     _report(as_json, {"op": "push", "name": result.name, "size": result.size,
                       "targets": list(result.targets), "seconds": result.seconds,
@@ -115,24 +88,53 @@ def push(common: Common, file: str, to: str, connects: Sequence[str], as_name: s
             f"({config.format_size(result.size)}) in {result.seconds:.2f} s ({rate})")
 
 
-class _opened:
-    """The source to push: a path, or a stream opened here (and closed after)."""
+def _targets(to: str, peers: dict[str, str]) -> dict[str, str]:
+    """The sites of ``--to``, in order, with where each listens."""
+    targets = list(dict.fromkeys(t.strip() for t in to.split(",") if t.strip()))
+    if not targets:
+        raise click.ClickException("--to names no site")
+    for target in targets:
+        if target not in peers:
+            raise click.ClickException(f"unknown site {target}: say where it listens with "
+                                       f"--connect {target}=ENDPOINT")
+    return {target: peers[target] for target in targets}
 
-    def __init__(self, file: str) -> None:
-        self._file = file
-        self._stream: Optional[BinaryIO] = None
 
-    def __enter__(self) -> Union[str, BinaryIO]:
-        if self._file in STDIN:
-            return sys.stdin.buffer
-        if os.path.isfile(self._file):
-            return self._file
-        self._stream = open(self._file, "rb")   # a pipe or a device: read until it ends
-        return self._stream
+def _send(s: actors.Site, file: str, name: str, size: Optional[int], targets: list[str],
+          settings: config.Settings, stop: threading.Event) -> Any:
+    """Push with bars; return the PushResult (Ctrl-C: Interrupted, the push aborted)."""
+    from zfs.push.sender import push_file_async
 
-    def __exit__(self, *exc_info: object) -> None:
-        if self._stream is not None:
-            self._stream.close()
+    who = f"{settings.name}: " if settings.name else ""
+    with _opened(file) as source, Bars(wanted(settings.quiet), f"{who}push {{name}} ->",
+                                       tuple(targets), size, name=name) as bars:
+        try:
+            result = _await(push_file_async(
+                s, targets, source, name=name, channel=settings.channel, topic=settings.topic,
+                chunk_size=settings.chunk_size, window_chunks=settings.window_chunks,
+                chunk_timeout=settings.chunk_timeout, on_progress=bars.update,
+                secure=settings.keys_dir is not None, bwlimit=settings.bwlimit), stop)
+        except StreamRefused as err:
+            raise click.ClickException(
+                f"{err.site} refused {name} on channel {settings.channel!r}, topic "
+                f"{settings.topic!r}: {err.reason}") from None
+        if result is None:
+            raise Interrupted("interrupted: the push was aborted")
+        for target in targets:
+            bars.finish(target, result.size)
+    return result
+
+
+@contextlib.contextmanager
+def _opened(file: str) -> Iterator[Union[str, BinaryIO]]:
+    """What to push: a path, or standard input, or a stream opened here (and closed)."""
+    if file in STDIN:
+        yield sys.stdin.buffer
+    elif os.path.isfile(file):
+        yield file
+    else:
+        with open(file, "rb") as stream:     # a pipe or a device: read until it ends
+            yield stream
 
 
 def _push_plan(as_json: bool, name: str, size: Optional[int], settings: config.Settings,
@@ -204,16 +206,19 @@ def pull(common: Common, rid: str, source: str, dry_run: bool, as_json: bool,
             if made:
                 _remove_if_empty(out)
             raise
-    rate = config.format_rate(record["bytes_moved"], record["seconds"])
-    resumed = record["size"] - record["bytes_moved"]
-    how = (f"{config.format_size(record['size'])}; {config.format_size(resumed)} of it were "
-           "here already" if resumed > 0 else config.format_size(record["size"]))
+    _report(as_json, record, _pulled(record, owner))
+
+
+def _pulled(record: dict[str, Any], owner: str) -> str:
+    """The summary of a pull: its rate counts only what this run moved."""
+    size = config.format_size(record["size"])
     if record.get("already"):
-        text = f"{record['path']} is already here: another pull got it from {owner} ({how})"
-    else:
-        text = (f"downloaded {record['path']} from {owner} ({how}) in "
-                f"{record['seconds']:.2f} s ({rate})")
-    _report(as_json, record, text)
+        return f"{record['path']} is already here: another pull got it from {owner} ({size})"
+    resumed = record["size"] - record["bytes_moved"]
+    how = f"{size}; {config.format_size(resumed)} of it were here already" if resumed else size
+    rate = config.format_rate(record["bytes_moved"], record["seconds"])
+    return (f"downloaded {record['path']} from {owner} ({how}) in {record['seconds']:.2f} s "
+            f"({rate})")
 
 
 def _download(s: actors.Site, owner: str, rid: str, info: wire.FileInfo,
