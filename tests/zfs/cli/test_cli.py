@@ -285,8 +285,11 @@ def test_share_prints_pull_commands_that_work(owner: tuple[Party, list[str], Pat
         assert flag == "--from"
         result = cli("pull", rid, "--from", source, "--out", str(out), "--json")
         assert result.exit_code == 0, result.output
-        path = Path(json.loads(result.stdout.strip().splitlines()[-1])["path"])
+        record = json.loads(result.stdout.strip().splitlines()[-1])
+        path = Path(record["path"])
         assert file_digest(path) == file_digest(tmp_path / path.name)
+        assert record["bytes_moved"] == record["size"] == path.stat().st_size
+        assert record["mb_per_s"] == pytest.approx(record["bytes_moved"] / record["seconds"] / 1e6)
     wait_until(lambda: log.read_text().count("downloaded by") == 2, 10)
 
     bad = cli("pull", "not-a-real-rid", "--from", source, "--out", str(out))

