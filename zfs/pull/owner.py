@@ -26,7 +26,7 @@ from zfs.files import ChunkSource, Digest, digest_range
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, LocalProtocolError
 from zfs.protocol.pull import owner as core
-from zfs.shell import Shell, run_callback
+from zfs.shell import Paced, PaceWake, Shell, run_callback
 from zfs.supervisor import Tick, report_crash, unsupervise, watch_time
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ MAX_CHUNK_SIZE = 8 << 20
 #: per download): what bounds its memory, whatever the number of recipients.
 MAX_INFLIGHT_BYTES = 16 << 20
 _DIGEST_BLOCK = 1 << 20
+#: The bucket of a capped owner (``share(..., bwlimit=)``): one default chunk.
+_BWLIMIT_BURST = 1 << 20
 
 TimeoutCallback = Callable[[str, list[str]], Any]
 DownloadedCallback = Callable[[str, str, str, str], Any]
@@ -71,6 +73,11 @@ class _Stats:
 
 
 @dataclass(frozen=True, slots=True)
+class _Bwlimit:
+    rate: Optional[float]
+
+
+@dataclass(frozen=True, slots=True)
 class _FindTx:
     tx_id: str
 
@@ -94,6 +101,7 @@ class OwnerState:
     files: dict[str, _Shared] = field(default_factory=dict)
     bytes_sent: int = 0
     chunks_sent: int = 0
+    bwlimit: Optional[float] = None
 
 
 def _in_the_background() -> None:
@@ -155,6 +163,7 @@ class OwnerActor(Shell):
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="zfs.owner.digest",
                                         initializer=_in_the_background)
         shares = self._state.shares
+        self._paced = Paced(self.actor_ref, self._state.bwlimit, _BWLIMIT_BURST)
         self.receives = {
             wire.InfoRequest: self._on_info,
             wire.PrefixRequest: lambda m: self._request(m, shares.prefix_requested, m.length),
@@ -166,10 +175,12 @@ class OwnerActor(Shell):
             Tick: lambda tick: self.run(shares.time_passed(tick.now)),
             actors.PeerDown: lambda event: self.run(shares.recipient_lost(event.name)),
             _OpenTx: self._on_open_tx, _AddFile: self._add, _EndTx: self._on_end_tx,
-            _FindTx: self._on_find_tx, _Stats: self._on_stats,
+            _FindTx: self._on_find_tx, _Stats: self._on_stats, _Bwlimit: self._on_bwlimit,
+            PaceWake: lambda _: self.run(self._paced.woken(self._send_held_chunk)),
         }
         self.carries_out = {
-            core.SendChunk: self._send_chunk,
+            core.SendChunk: lambda cmd: self._paced.carry_out(cmd, cmd.length,
+                                                              self._send_held_chunk),
             core.SendInfo: lambda cmd: self._tell(cmd.to, _answer(cmd)),
             core.Refuse: lambda cmd: self._tell(cmd.to, _answer(cmd)),
             core.SendPrefixDigest: self._send_prefix, core.SendDigest: self._send_digest,
@@ -193,6 +204,7 @@ class OwnerActor(Shell):
         self._cleanup()
 
     def _cleanup(self) -> None:
+        self._paced.stop()
         for source in self._sources.values():
             source.close()
         self._sources.clear()
@@ -297,6 +309,15 @@ class OwnerActor(Shell):
         self._state.bytes_sent += len(data)
         self._state.chunks_sent += 1
         self._tell(cmd.to, wire.ChunkData(cmd.rid, cmd.offset), (data,))
+
+    def _on_bwlimit(self, message: _Bwlimit) -> None:
+        self._state.bwlimit = message.rate
+        self.run(self._paced.set_rate(message.rate, self._send_held_chunk))
+
+    def _send_held_chunk(self, cmd: core.SendChunk) -> None:
+        """Send a chunk the cap let go, unless its file stopped being shared meanwhile."""
+        if cmd.rid in self._state.files:
+            self._send_chunk(cmd)
 
     def _source(self, rid: str) -> ChunkSource:
         source = self._sources.get(rid)

@@ -19,7 +19,7 @@ import actors
 from zfs.errors import SourceMissing, TransactionExpired, ZfsError
 from zfs.files import check_name
 from zfs.pull.owner import (OWNER, DownloadedCallback, OwnerActor, OwnerState, TimeoutCallback,
-                            _AddFile, _EndTx, _FindTx, _OpenTx, _Stats)
+                            _AddFile, _Bwlimit, _EndTx, _FindTx, _OpenTx, _Stats)
 from zfs.supervisor import revive, supervise
 
 _LOCAL_TIMEOUT = 10.0
@@ -130,13 +130,26 @@ def new_reference() -> str:
 
 
 def share(site: actors.Site, *, timeout: float = 60.0,
-          on_timeout: Optional[TimeoutCallback] = None) -> Transaction:
+          on_timeout: Optional[TimeoutCallback] = None,
+          bwlimit: Optional[float] = None) -> Transaction:
     """Open a transaction on ``site``; add files to it with :meth:`Transaction.add_file`.
 
     Args:
         timeout: seconds without any recipient activity on any of its files after which
             it ends; ``on_timeout(tx_id, file_names)`` is then called once.
+        bwlimit: bytes per second the site's owner may send to all its recipients
+            together, for every transaction of the site, from now on (a setting of the
+            site: ``float("inf")`` lifts it; None leaves it as it is, uncapped at first).
+            Requests wait their turn under it: keep a recipient's window times chunk
+            size well under ``bwlimit * request_timeout``, or they are sent again.
+
+    Raises:
+        ValueError: ``bwlimit`` is not above 0.
     """
+    if bwlimit is not None and not bwlimit > 0:
+        raise ValueError(f"bwlimit must be above 0 bytes/s (or None), not {bwlimit!r}")
+    if bwlimit is not None:
+        _ask_owner(site, _Bwlimit(bwlimit))
     tx_id = new_reference()
     _ask_owner(site, _OpenTx(tx_id, float(timeout), on_timeout))
     return Transaction(site, tx_id)
