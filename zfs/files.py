@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from types import TracebackType
 from typing import Optional, Type, Union
 
@@ -58,10 +59,13 @@ def file_digest(path: Union[str, os.PathLike]) -> str:
         return digest_range(f.fileno(), os.fstat(f.fileno()).st_size)[0]
 
 
-def digest_range(fd: int, length: int, block_size: int = _REREAD_BYTES) -> tuple[str, int]:
+def digest_range(fd: int, length: int, block_size: int = _REREAD_BYTES,
+                 stop: Optional[threading.Event] = None) -> tuple[str, int]:
     """Digest the first ``length`` bytes of the open file ``fd``.
 
-    One buffer is reused, so memory stays flat whatever the file size.
+    One buffer is reused, so memory stays flat whatever the file size. ``stop``, once
+    set, ends a long digest early (its owner is stopping): the bytes read so far are
+    returned, short.
 
     Returns:
         (hex digest, bytes read): fewer bytes than ``length`` when the file ends first.
@@ -69,7 +73,7 @@ def digest_range(fd: int, length: int, block_size: int = _REREAD_BYTES) -> tuple
     digest = Digest()
     block = memoryview(bytearray(max(1, min(block_size, length))))
     done = 0
-    while done < length:
+    while done < length and not (stop is not None and stop.is_set()):
         got = os.preadv(fd, [block[:min(len(block), length - done)]], done)
         if not got:
             break

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import actors
-from zfs.errors import FileChanged, SourceMissing, TransactionExpired, ZfsError
+from zfs.errors import FileChanged, SourceMissing, TransactionExpired, TransferAborted, ZfsError
 from zfs.files import ChunkSource, Digest, digest_range
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, LocalProtocolError
@@ -116,11 +116,18 @@ def _in_the_background() -> None:
         pass
 
 
-def _digest_of(path: str, size: int, mtime_ns: int, length: int) -> str:
-    """Digest the first ``length`` bytes, refusing a file that is not the one shared."""
+def _digest_of(path: str, size: int, mtime_ns: int, length: int,
+               stop: threading.Event) -> str:
+    """Digest the first ``length`` bytes, refusing a file that is not the one shared.
+
+    Ends early once ``stop`` is set: a stopping owner must not hold its process open
+    while it hashes a large file (the pool's threads are joined at exit).
+    """
     _check_same(path, size, mtime_ns)
     with open(path, "rb", buffering=0) as f:
-        digest, got = digest_range(f.fileno(), length, _DIGEST_BLOCK)
+        digest, got = digest_range(f.fileno(), length, _DIGEST_BLOCK, stop)
+    if stop.is_set():
+        raise TransferAborted("the owner is stopping")
     if got < length:
         raise FileChanged(f"{path!r} shrank while being read")
     _check_same(path, size, mtime_ns)
@@ -160,6 +167,7 @@ class OwnerActor(Shell):
         self._state = state if state is not None else OwnerState()
         self._sources: OrderedDict[str, ChunkSource] = OrderedDict()
         self._max_open = max_open_files
+        self._stopping = threading.Event()
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="zfs.owner.digest",
                                         initializer=_in_the_background)
         shares = self._state.shares
@@ -201,14 +209,16 @@ class OwnerActor(Shell):
 
     def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
         report_crash(self.site, self.name, exc)
-        self._cleanup()
+        self._cleanup(stop_digests=False)   # the restarted owner keeps its state's digests
 
-    def _cleanup(self) -> None:
+    def _cleanup(self, stop_digests: bool = True) -> None:
         self._paced.stop()
         for source in self._sources.values():
             source.close()
         self._sources.clear()
-        self._pool.shutdown(wait=False)
+        if stop_digests:
+            self._stopping.set()
+        self._pool.shutdown(wait=False, cancel_futures=stop_digests)
 
     def _on_open_tx(self, message: _OpenTx) -> None:
         self._state.shares.transaction_opened(message.tx_id, message.timeout, time.monotonic())
@@ -234,7 +244,8 @@ class OwnerActor(Shell):
                                           time.monotonic(), _resume_key(msg))
         except LocalProtocolError as err:
             raise TransactionExpired(str(err)) from None
-        digest = self._pool.submit(_digest_of, msg.path, msg.size, msg.mtime_ns, msg.size)
+        digest = self._pool.submit(_digest_of, msg.path, msg.size, msg.mtime_ns, msg.size,
+                                   self._stopping)
         self._state.files[msg.rid] = _Shared(msg.path, msg.size, msg.mtime_ns, digest,
                                              msg.on_downloaded)
         return msg.rid
@@ -270,7 +281,7 @@ class OwnerActor(Shell):
     def _send_prefix(self, cmd: core.SendPrefixDigest) -> None:
         shared = self._state.files[cmd.rid]
         future = self._pool.submit(_digest_of, shared.path, shared.size, shared.mtime_ns,
-                                   cmd.length)
+                                   cmd.length, self._stopping)
         self._reply_when_done(future, cmd.to, cmd.rid,
                               lambda digest: wire.PrefixDigest(cmd.rid, cmd.length, digest))
 
