@@ -14,6 +14,7 @@ from typing import Optional, Type, Union
 
 import xxhash
 
+from zfs.buffers import BufferPool, pread_into
 from zfs.errors import FileChanged, SourceMissing, UnsafeName
 from zfs.protocol.names import name_problem
 
@@ -117,6 +118,12 @@ class ChunkSource:
             parts.append(more)
             got += len(more)
         return b"".join(parts)
+
+    def read_into(self, offset: int, length: int, pool: BufferPool) -> memoryview:
+        """Like :meth:`read`, into a buffer of ``pool`` (a view of it; see zfs.buffers)."""
+        if length > pool.size:
+            return memoryview(self.read(offset, length))
+        return pread_into(self._require_open(), pool.take(), length, offset)
 
     def check_unchanged(self) -> None:
         """Raise FileChanged if the file's size or mtime differ from when opened."""

@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 
 import actors
 from zfs.errors import FileChanged, SourceMissing, TransactionExpired, TransferAborted, ZfsError
+from zfs.buffers import BufferPool
 from zfs.files import ChunkSource, Digest, digest_range
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, LocalProtocolError
@@ -167,6 +168,9 @@ class OwnerActor(Shell):
         self._state = state if state is not None else OwnerState()
         self._sources: OrderedDict[str, ChunkSource] = OrderedDict()
         self._max_open = max_open_files
+        # Chunks are read into buffers used again once ZeroMQ has sent them (zfs.buffers);
+        # 1 MiB ones, the default chunk size (larger chunks are read into fresh memory).
+        self._buffers = BufferPool(1 << 20, keep=2 * (MAX_INFLIGHT_BYTES >> 20) + 8)
         self._stopping = threading.Event()
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="zfs.owner.digest",
                                         initializer=_in_the_background)
@@ -308,7 +312,7 @@ class OwnerActor(Shell):
     def _send_chunk(self, cmd: core.SendChunk) -> None:
         try:
             source = self._source(cmd.rid)
-            data = source.read(cmd.offset, cmd.length)
+            data = source.read_into(cmd.offset, cmd.length, self._buffers)
             source.check_unchanged()        # after the read: these bytes are of the shared file
         except (ZfsError, OSError) as err:
             log.info("shared file of %s unusable: %s", cmd.rid, err)

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Unio
 
 import actors
 from zfs.errors import InsecureLink, TransferAborted
+from zfs.buffers import BufferPool
 from zfs.files import ChunkSource, Digest
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, LocalProtocolError
@@ -69,6 +70,8 @@ class SenderActor(Shell):
         self._core = sender
         self._future = future
         self._digest = Digest()
+        # Chunks are read into buffers used again once ZeroMQ has sent them (zfs.buffers).
+        self._buffers = BufferPool(sender.chunk_size, keep=sender.window_chunks + 8)
         self._chunk: Any = b""
         self._started = 0.0
         self._progress_at: Dict[str, float] = {}
@@ -151,7 +154,8 @@ class SenderActor(Shell):
         at all fails the send at once; its answer comes as a tell (accepted or failed)."""
         spec, now = self._spec, time.monotonic()
         body = wire.encode(wire.Open(spec.sid, spec.name, cmd.size, cmd.chunk_size,
-                                     spec.channel, spec.topic, spec.context))
+                                     self._core.window_chunks, spec.channel, spec.topic,
+                                     spec.context))
         caused: List[Any] = []
         for target in cmd.targets:
             try:
@@ -182,7 +186,7 @@ class SenderActor(Shell):
         source, now = self._spec.source, time.monotonic()
         try:
             if isinstance(source, ChunkSource):
-                data: Any = source.read(cmd.offset, cmd.length)
+                data: Any = source.read_into(cmd.offset, cmd.length, self._buffers)
             else:
                 data = read_stream(source, cmd.length)
         except (OSError, ValueError) as err:
