@@ -70,6 +70,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--curve", action="store_true",
                     help="push, pull: measure zfs with CurveZMQ on and off in the same run "
                          "and report the ratio (instead of zfs against raw TCP)")
+    ap.add_argument("--as-user", action="store_true",
+                    help="push, pull: every party a plain process, as a user's program is "
+                         "(no tune_malloc, no page-cache recycling before a run), raw TCP too")
     ap.add_argument("--json", type=Path, default=None, help="also write the table here as JSON")
     return ap
 
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(size=args.size, runs=args.runs, targets=args.targets,
                       chunk_size=args.chunk_size, window=args.window, messages=args.messages,
                       asks=args.asks, dir=args.dir, timeout=args.timeout,
-                      curve=args.curve, files=args.files)
+                      curve=args.curve, files=args.files, as_user=args.as_user)
     load_before = os.getloadavg()[0]
     try:
         report = SCENARIOS[args.scenario](options)

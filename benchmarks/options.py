@@ -24,6 +24,11 @@ class Options:
     timeout: float = 120.0
     curve: bool = False  # push/pull: zfs with CURVE vs zfs plain instead of zfs vs raw TCP
     files: int = 10_000  # tree: small files in folder (c)
+    as_user: bool = False  # parties as a user's program runs: no tune_malloc, no page recycling
+
+    def incoming(self, nbytes: int) -> int:
+        """Bytes of page cache to recycle before a run (none when run as a user would)."""
+        return 0 if self.as_user else nbytes
 
     def transfer_timeout(self, parties: int = 1) -> float:
         """Allow ``timeout`` plus 20 MB/s for every byte a run moves (a slow run still ends)."""

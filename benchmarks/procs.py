@@ -19,6 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from benchmarks.worker import PLAIN_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -29,11 +31,14 @@ class BenchError(Exception):
 class Child:
     """One party in its own process, spoken to in JSON lines."""
 
-    def __init__(self, role: str, params: dict[str, Any], *, label: str, logdir: Path) -> None:
+    def __init__(self, role: str, params: dict[str, Any], *, label: str, logdir: Path,
+                 plain: bool = False) -> None:
         self.label = label
         self.log_path = logdir / f"{label}.log"
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
+        if plain:
+            env[PLAIN_ENV] = "1"
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "benchmarks.worker", role, json.dumps(params)],
@@ -132,13 +137,14 @@ class Child:
 class Parties:
     """Start parties for one measurement, and kill any still running when it ends."""
 
-    def __init__(self, logdir: Path) -> None:
+    def __init__(self, logdir: Path, plain: bool = False) -> None:
         self.logdir = logdir
+        self.plain = plain  # parties run as plain processes (see benchmarks.worker)
         self._children: list[Child] = []
 
     def start(self, role: str, params: dict[str, Any], label: str) -> Child:
         """Start one party running ``role`` (``"benchmarks.module:function"``)."""
-        child = Child(role, params, label=label, logdir=self.logdir)
+        child = Child(role, params, label=label, logdir=self.logdir, plain=self.plain)
         self._children.append(child)
         return child
 

@@ -36,7 +36,7 @@ def _pull(work: Path, source: Path, n: int, options: Options,
     timeout = options.transfer_timeout(n)
     tag = f"pull-curve-{n}" if keys else f"pull-{n}"
     keyed = {"keys": str(keys)} if keys else {}
-    with Parties(work) as parties:
+    with Parties(work, plain=options.as_user) as parties:
         owner = parties.start("benchmarks.pull_parties:owner",
                               {"path": str(source), "timeout": timeout + 60, **keyed},
                               f"{tag}-owner")
@@ -51,7 +51,7 @@ def _pull(work: Path, source: Path, n: int, options: Options,
                 "chunk_size": options.chunk_size, **keyed}, f"{tag}-r{i}"))
         for recipient in recipients:
             recipient.expect(60)
-        warm(source, incoming=n * options.size)
+        warm(source, incoming=options.incoming(n * options.size))
         for recipient in recipients:
             recipient.send(op="go")
         done = [r.expect(timeout) for r in recipients]

@@ -35,7 +35,7 @@ def _push(work: Path, source: Path, n: int, options: Options,
     timeout = options.transfer_timeout(n)
     tag = f"push-curve-{n}" if keys else f"push-{n}"
     keyed = {"keys": str(keys)} if keys else {}
-    with Parties(work) as parties:
+    with Parties(work, plain=options.as_user) as parties:
         receivers = []
         for i in range(n):
             dest = work / f"push-{n}-r{i}"
@@ -49,7 +49,7 @@ def _push(work: Path, source: Path, n: int, options: Options,
             "targets": targets, "path": str(source), "chunk_size": options.chunk_size,
             "window": options.window, **keyed}, f"{tag}-sender")
         sender.expect(60)
-        warm(source, incoming=n * options.size)
+        warm(source, incoming=options.incoming(n * options.size))
         sender.send(op="go")
         sent = sender.expect(timeout)
         done = [r.expect(timeout) for r in receivers]

@@ -25,7 +25,7 @@ RSS_LIMIT = Target("value", "<=", 64, "MiB")
 def raw_fanout(work: Path, source: Path, n: int, options: Options, source_label: str) -> Samples:
     """Send ``source`` over raw TCP to ``n`` receiver processes and return the figures."""
     timeout = options.transfer_timeout(n)
-    with Parties(work) as parties:
+    with Parties(work, plain=options.as_user) as parties:
         receivers = [
             parties.start("benchmarks.rawtcp:receiver", {"dest": str(work / f"raw-r{i}.out")},
                           f"raw-{n}-r{i}")
@@ -35,7 +35,7 @@ def raw_fanout(work: Path, source: Path, n: int, options: Options, source_label:
         sender = parties.start("benchmarks.rawtcp:sender", {"path": str(source), "ports": ports},
                                f"raw-{n}-{source_label}")
         sender.expect(30)
-        warm(source, incoming=n * source.stat().st_size)
+        warm(source, incoming=options.incoming(n * source.stat().st_size))
         sender.send(op="go")
         sent = sender.expect(timeout)
         done = [receiver.expect(timeout) for receiver in receivers]
@@ -75,18 +75,40 @@ def row_specs(n: int, source_label: str, party: str) -> list[RowSpec]:
     return specs
 
 
+def _cache_note(options: Options) -> str:
+    if options.as_user:
+        return ("page cache (--as-user): right before every run, ours and baseline alike, dirty "
+                "pages are flushed (os.sync) and the source file is read once; nothing else: "
+                "receivers write into whatever memory the kernel has, as a user's run does. "
+                "Received files are written to the same file system (not fsynced) and deleted "
+                "after each run.")
+    return ("page cache: right before every run, ours and baseline alike, dirty pages are "
+            "flushed (os.sync), the source file is read once, and a scratch file of the "
+            "incoming size is written and deleted, so receivers write into recycled pages "
+            "(this VM hands memory free for a few seconds back to its host, and writing into "
+            "such memory costs up to 9x the CPU); received files are written to the same file "
+            "system (not fsynced) and deleted after each run.")
+
+
+def _malloc_note(options: Options) -> str:
+    if options.as_user:
+        return ("--as-user: every process, ours and raw, is a plain Python process with glibc's "
+                "defaults (no actors.process.tune_malloc); zfs's sites use only what the "
+                "library sets by itself.")
+    return ("every process, ours and raw, runs with the malloc settings of our entry points "
+            "(actors.process.tune_malloc: 2 arenas, freed chunk buffers kept for reuse).")
+
+
 def common_notes(options: Options, source_label: str) -> list[str]:
     """Notes every transfer table carries: the baseline, the cache, units, the machine."""
     return [
         f"raw TCP: the {source_label} process socket.sendfile()s the file to every receiver, one "
         "thread per receiver (sendfile releases the GIL, so they overlap); each receiver "
-        "fills one 1 MiB buffer (recv_into, MSG_WAITALL) and write()s it whole to its file.",
-        "page cache: right before every run, ours and baseline alike, dirty pages are flushed "
-        "(os.sync), the source file is read once, and a scratch file of the incoming size is "
-        "written and deleted, so receivers write into recycled pages (this VM hands memory "
-        "free for a few seconds back to its host, and writing into such memory costs up to "
-        "9x the CPU); received files are written to the same file system (not fsynced) and "
-        "deleted after each run.",
+        "fills one page-aligned 1 MiB buffer (an anonymous mmap; recv_into, MSG_WAITALL) and "
+        "write()s it whole to its file. (Until 2026-12-01 the buffer was a bytearray, which "
+        "starts 16 bytes past a page: the kernel copies into such memory several times "
+        "slower on this host, so raw TCP read slower than it can be.)",
+        _cache_note(options),
         f"file of {format_size(options.size)} ({options.size / 1e6:,.1f} MB); MB = 10^6 bytes; "
         "per-party MB/s = size / (its end - its start); aggregate = n x size / (last end - first "
         "start); wall = first start to the last party done.",
@@ -95,8 +117,7 @@ def common_notes(options: Options, source_label: str) -> list[str]:
         "each process (the kernel's high-water mark of its own memory, read as it ends), max "
         "over runs; not wait4's ru_maxrss, which Linux raises to the spawning parent's peak "
         "across vfork+exec. Baseline RSS in the raw column, verdict on ours.",
-        "every process, ours and raw, runs with the malloc settings of our entry points "
-        "(actors.process.tune_malloc: 2 arenas, freed chunk buffers kept for reuse).",
+        _malloc_note(options),
         f"verdicts compare a measurement with the issue's targets; they are not tests. "
         f"Machine: {machine()}.",
     ]

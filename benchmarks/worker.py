@@ -18,6 +18,9 @@ from typing import Any, Callable
 
 from actors.process import tune_malloc
 
+#: Set in a party's environment: run it as a plain process (no tune_malloc).
+PLAIN_ENV = "ZFS_BENCH_PLAIN"
+
 
 class Link:
     """JSON lines to and from the parent process."""
@@ -52,8 +55,10 @@ def main(argv: list[str]) -> int:
                         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
     role, params = argv[1], json.loads(argv[2])
     # Every party, ours and raw alike, runs as a process whose job is moving bytes:
-    # with the malloc settings our entry points set (python -m actors, zfs-stream).
-    tune_malloc()
+    # with the malloc settings our entry points set (python -m actors, zfs-stream),
+    # unless the run measures processes as a user's program is (--as-user).
+    if not os.environ.get(PLAIN_ENV):
+        tune_malloc()
     link = Link()
     try:
         function = _resolve(role)

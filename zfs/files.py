@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from types import TracebackType
 from typing import Optional, Type, Union
 
 import xxhash
 
+from zfs.buffers import BufferPool, pread_into
 from zfs.errors import FileChanged, SourceMissing, UnsafeName
 from zfs.protocol.names import name_problem
 
@@ -58,10 +60,13 @@ def file_digest(path: Union[str, os.PathLike]) -> str:
         return digest_range(f.fileno(), os.fstat(f.fileno()).st_size)[0]
 
 
-def digest_range(fd: int, length: int, block_size: int = _REREAD_BYTES) -> tuple[str, int]:
+def digest_range(fd: int, length: int, block_size: int = _REREAD_BYTES,
+                 stop: Optional[threading.Event] = None) -> tuple[str, int]:
     """Digest the first ``length`` bytes of the open file ``fd``.
 
-    One buffer is reused, so memory stays flat whatever the file size.
+    One buffer is reused, so memory stays flat whatever the file size. ``stop``, once
+    set, ends a long digest early (its owner is stopping): the bytes read so far are
+    returned, short.
 
     Returns:
         (hex digest, bytes read): fewer bytes than ``length`` when the file ends first.
@@ -69,7 +74,7 @@ def digest_range(fd: int, length: int, block_size: int = _REREAD_BYTES) -> tuple
     digest = Digest()
     block = memoryview(bytearray(max(1, min(block_size, length))))
     done = 0
-    while done < length:
+    while done < length and not (stop is not None and stop.is_set()):
         got = os.preadv(fd, [block[:min(len(block), length - done)]], done)
         if not got:
             break
@@ -113,6 +118,12 @@ class ChunkSource:
             parts.append(more)
             got += len(more)
         return b"".join(parts)
+
+    def read_into(self, offset: int, length: int, pool: BufferPool) -> memoryview:
+        """Like :meth:`read`, into a buffer of ``pool`` (a view of it; see zfs.buffers)."""
+        if length > pool.size:
+            return memoryview(self.read(offset, length))
+        return pread_into(self._require_open(), pool.take(), length, offset)
 
     def check_unchanged(self) -> None:
         """Raise FileChanged if the file's size or mtime differ from when opened."""

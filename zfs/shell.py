@@ -6,22 +6,28 @@ carries out the commands the core answers with (read, write, send, call back). E
 shell lists both in two tables, message type to handler and command type to handler,
 so the four shells share this one loop instead of four chains of ``isinstance``.
 
-Also here: app callbacks, which must never break a transfer, and the exception a
-:class:`~zfs.protocol.errors.Failure` raises where the app waits.
+Also here: app callbacks, which must never break a transfer, the exception a
+:class:`~zfs.protocol.errors.Failure` raises where the app waits, and :class:`Paced`,
+which holds back the commands that put bytes on the link when a shell has a cap.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Optional, TypeVar
 
+import pykka
+
 import actors
 from zfs.errors import (FileChanged, IntegrityError, StreamRefused, TransactionExpired,
                         TransferAborted, UnknownReference, UnsafeName, ZfsError)
+from zfs.pace import Pacer
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, RemoteProtocolError
 
@@ -143,3 +149,72 @@ _ERRORS: dict[Failure, type[TransferAborted]] = {
     Failure.INTEGRITY: IntegrityError,
     Failure.CHANGED: FileChanged,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class PaceWake:
+    """Told to a paced shell by its timer: a held-back command may go now."""
+
+
+class Paced:
+    """A shell's commands that put bytes on the link, let go at most at ``rate`` bytes/s.
+
+    The shell hands each such command to :meth:`carry_out` with its size and its
+    handler; what may not go yet waits (see :class:`~zfs.pace.Pacer`), and a timer
+    thread tells the actor :class:`PaceWake` when it may. The actor, never the timer,
+    then calls :meth:`woken` and carries it out. With ``rate`` None every command goes
+    at once and no timer is ever started.
+    """
+
+    def __init__(self, actor: Any, rate: Optional[float], burst: int) -> None:
+        self._actor = actor
+        self._pacer: Pacer[Any] = Pacer(rate, burst, time.monotonic())
+        self._timer: Optional[threading.Timer] = None
+        self._timer_at = float("inf")
+        self._stopped = False
+
+    def carry_out(self, command: Any, size: int, handler: Handler) -> list[Any]:
+        """Carry out ``command`` now if the cap allows, else later; return what it caused."""
+        if self._stopped:
+            return []
+        return self._run(self._pacer.offer(command, size, time.monotonic()), handler)
+
+    def woken(self, handler: Handler) -> list[Any]:
+        """The timer fired: carry out what may go now; return what it caused."""
+        self._timer, self._timer_at = None, float("inf")
+        if self._stopped:
+            return []
+        return self._run(self._pacer.due(time.monotonic()), handler)
+
+    def set_rate(self, rate: Optional[float], handler: Handler) -> list[Any]:
+        """Change the cap; carry out what may go under the new one; return what it caused."""
+        self._pacer.set_rate(rate, time.monotonic())
+        return [] if self._stopped else self._run(self._pacer.due(time.monotonic()), handler)
+
+    def stop(self) -> None:
+        """Stop the timer; what still waits is never carried out (the transfer ended)."""
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _run(self, ready: list[Any], handler: Handler) -> list[Any]:
+        caused: list[Any] = []
+        for command in ready:
+            caused.extend(handler(command) or ())
+        wake_at = self._pacer.wake_at
+        if wake_at is not None and wake_at < self._timer_at and not self._stopped:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(max(0.0, wake_at - time.monotonic()), self._wake)
+            self._timer.daemon = True
+            self._timer_at = wake_at
+            self._timer.start()
+        return caused
+
+    def _wake(self) -> None:
+        """(The timer's thread.) Only tell the actor; it does the rest."""
+        try:
+            self._actor.tell(PaceWake())
+        except pykka.ActorDeadError:  # it stopped meanwhile: nothing waits any more
+            pass

@@ -25,9 +25,13 @@ def describe(err: BaseException) -> str:
     if isinstance(err, UnknownReference):
         text = f"bad RID: {err} (check the RID printed by 'zfs-stream share')"
     elif isinstance(err, TransactionExpired):
-        text = f"{err} (ask the owner to share the file again)"
+        text = f"the share ended: {err} (ask the owner to share the file again)"
     elif isinstance(err, actors.PeerRefused):
-        text = f"{err} (wrong key, or its name is taken?)"
+        text = str(err)
+        if "the site at that endpoint is" in text:
+            text += " (another site listens there: check the endpoint)"
+        elif "key" in text:
+            text += " (do both sites trust each other's keys?)"
     elif isinstance(err, actors.UnknownSite):
         text = f"unknown site: {err}"
     elif isinstance(err, (ZfsError, actors.ActorsError)):

@@ -6,8 +6,6 @@ is loaded only when used (from :mod:`zfs.cli.keys`, if installed).
 
 from __future__ import annotations
 
-import logging
-import sys
 import traceback
 from collections.abc import Sequence
 from typing import Any
@@ -17,34 +15,11 @@ import click
 from actors.process import tune_malloc
 
 from zfs.cli.errors import describe
-from zfs.cli.options import Common, _settings
-
-
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Logs to whatever ``sys.stderr`` is now (click's test runner swaps it)."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
+from zfs.cli.options import Common, _settings, with_global_options
 
 
 #: Long-running commands, whose library warnings are worth reading as they come.
 _SERVING = frozenset({"site", "share"})
-
-
-def _setup_logging(verbose: bool, level: str) -> None:
-    root = logging.getLogger()
-    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else level)
-    # The command's own events: the logger "zfs.cli", parent of every command module's.
-    logging.getLogger(__package__).setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 class _Group(click.Group):
@@ -80,17 +55,26 @@ def _keys_command() -> click.Command:
             """Manage site keys (not available in this installation)."""
             raise click.ClickException(f"keys: not available ({reason})")
         return unavailable
-    return keys  # type: ignore[no-any-return]
+    return with_global_options(keys)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Debug logs, and tracebacks on errors.")
 @click.option("-q", "--quiet", is_flag=True, default=None, help="No progress bars [ZFS_QUIET].")
+@click.version_option(package_name="zfs-stream", prog_name="zfs-stream",
+                      message="%(prog)s %(version)s")
 @click.pass_context
 def main(ctx: click.Context, verbose: bool, quiet: bool | None) -> None:
-    """Move large files between sites over ZeroMQ. Settings: ZFS_* (see zfs.cli.settings)."""
+    """Move large files between sites over ZeroMQ.
+
+    Settings come from options, then ZFS_* variables (see the README's Configuration).
+    -v and -q work before or after the command's name.
+    """
     tune_malloc()  # this process exists to run a site (see actors.process)
     base = _settings(None)
-    ctx.obj = Common(verbose=verbose, quiet=base.quiet if quiet is None else quiet)
-    default_level = "WARNING" if ctx.invoked_subcommand in _SERVING else "CRITICAL"
-    _setup_logging(verbose, base.log_level or default_level)
+    serving = ctx.invoked_subcommand in _SERVING
+    # ZFS_LOG_LEVEL, when set, rules both the library and the command's own lines.
+    ctx.obj = Common(verbose=verbose, quiet=base.quiet if quiet is None else quiet,
+                     library_level=base.log_level or ("WARNING" if serving else "CRITICAL"),
+                     own_level=base.log_level or ("INFO" if serving else "WARNING"))
+    ctx.obj.set_up_logging()

@@ -2,13 +2,17 @@
 
 A command starts one site (with CURVE when a keys folder is set), waits for its peers,
 and waits on its transfer; a signal sets an event that ends each wait at once, and the
-site is stopped however the command ends.
+site is stopped however the command ends. A peer that does not answer is probed
+(:mod:`zfs.cli.probe`), so the error says whether nothing listens there or a site
+whose security differs from ours.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import secrets
 import signal
 import threading
 import time
@@ -21,6 +25,26 @@ import click
 import actors
 from zfs.cli import settings as config
 from zfs.cli.errors import Interrupted
+from zfs.cli.probe import Finding, probe
+
+#: Seconds a peer may stay silent before we look at what listens at its endpoint.
+_PROBE_AFTER = 1.0
+_OTHER_SITE = re.compile(r"the site at that endpoint is '([^']*)'")
+
+
+def site_name(settings: config.Settings, default: str) -> str:
+    """This site's name: ``--name`` / ``ZFS_NAME``, else ``default`` (``-`` at its end:
+    random letters follow, as for push's and pull's short-lived sites).
+
+    With keys the name must be given: it is the name of the keypair to load.
+    """
+    if settings.name:
+        return settings.name
+    if settings.keys_dir is not None and default.endswith("-"):
+        raise click.ClickException(
+            f"with --keys, say which keypair in {settings.keys_dir} is this site's: "
+            "--name NAME or ZFS_NAME=NAME")
+    return default + secrets.token_hex(3) if default.endswith("-") else default
 
 
 def _curve(name: str, settings: config.Settings) -> dict[str, Any]:
@@ -63,11 +87,18 @@ def _site(name: str, settings: config.Settings, bind: str | None = None,
 
 
 def _wait_for(site: actors.Site, peers: dict[str, str], settings: config.Settings,
-              stop: threading.Event) -> None:
-    """Wait until every peer said hello; Ctrl-C (``stop``) ends the wait at once."""
-    hint = "; does it trust our key, and we its?" if settings.keys_dir else ""
-    deadline = time.monotonic() + settings.connect_timeout
+              stop: threading.Event, flag: str = "--connect",
+              gone: str = "is it running?") -> None:
+    """Wait until every peer said hello; Ctrl-C (``stop``) ends the wait at once.
+
+    Args:
+        flag: the option that said where the peers listen (named in hints).
+        gone: what to suggest when nothing listens at a peer's endpoint.
+    """
+    started = time.monotonic()
+    deadline = started + settings.connect_timeout
     for name, endpoint in peers.items():
+        probed = False
         while True:
             try:
                 site.wait_for(name, timeout=min(0.25, max(0.0, deadline - time.monotonic())))
@@ -75,14 +106,56 @@ def _wait_for(site: actors.Site, peers: dict[str, str], settings: config.Setting
             except actors.WaitTimeout:
                 if stop.is_set():
                     raise Interrupted(f"interrupted while waiting for site {name}") from None
-                if time.monotonic() >= deadline:
+                now = time.monotonic()
+                if not probed and now - started >= _PROBE_AFTER:
+                    probed = True
+                    _check_security(name, endpoint, probe(endpoint), settings)
+                if now >= deadline:
                     raise click.ClickException(
-                        f"cannot reach site {name} at {endpoint} (no answer within "
-                        f"{settings.connect_timeout:g} s{hint})") from None
+                        _unreachable(name, endpoint, probe(endpoint), settings, gone)) from None
             except actors.PeerRefused as err:
-                hint = "" if "key" in str(err) else " (wrong key, or its name is taken?)"
-                raise click.ClickException(f"cannot link to site {name} at {endpoint}: "
-                                           f"{err}{hint}") from None
+                raise click.ClickException(_refused(site.name, name, endpoint, err, flag)) from None
+
+
+def _check_security(name: str, endpoint: str, finding: Finding,
+                    settings: config.Settings) -> None:
+    """Fail at once when the peer's greeting shows security other than ours."""
+    if finding is Finding.CURVE and settings.keys_dir is None:
+        raise click.ClickException(
+            f"cannot link to site {name} at {endpoint}: it requires keys (its links are "
+            "encrypted with CURVE); give this command --keys DIR and --name NAME of a "
+            f"keypair that {name} trusts (see 'zfs-stream keys')")
+    if finding is Finding.PLAIN and settings.keys_dir is not None:
+        raise click.ClickException(
+            f"cannot link to site {name} at {endpoint}: it runs without keys (plain links) "
+            f"and this command has keys; start {name} with --keys too, or drop --keys here")
+
+
+def _unreachable(name: str, endpoint: str, finding: Finding, settings: config.Settings,
+                 gone: str) -> str:
+    """The error line for a peer that never said hello."""
+    _check_security(name, endpoint, finding, settings)
+    if finding is Finding.NOTHING:
+        return f"cannot reach site {name} at {endpoint}: nothing listens there ({gone})"
+    hint = "; does it trust our key, and we its?" if settings.keys_dir else ""
+    return (f"cannot reach site {name} at {endpoint} (no answer within "
+            f"{settings.connect_timeout:g} s{hint})")
+
+
+def _refused(me: str, name: str, endpoint: str, err: actors.PeerRefused, flag: str) -> str:
+    """The error line for a peer that turned our link down, with what to do about it."""
+    text = str(err)
+    other = _OTHER_SITE.search(text)
+    if other:
+        return (f"at {endpoint} listens site {other.group(1)!r}, not {name!r}: check "
+                f"{flag} {name}=ENDPOINT")
+    if "already connected" in text:
+        return (f"cannot link to site {name} at {endpoint}: {text} (another command runs "
+                f"as site {me!r}: give this one another --name)")
+    if "key" in text or "authenticated" in text:
+        return (f"cannot link to site {name} at {endpoint}: {text} (does {name} trust this "
+                f"site's key: 'zfs-stream keys trust {me}.key' on its side?)")
+    return f"cannot link to site {name} at {endpoint}: {text}"
 
 
 @contextlib.contextmanager

@@ -4,11 +4,15 @@ Every setting the command reads is in this one table (the README copies it). An
 option given on the command line wins; else the environment variable, if set; else
 the default. Sizes take a unit: ``KiB``/``MiB``/``GiB`` (or ``K``/``M``/``G``) are
 powers of 1024, ``KB``/``MB``/``GB`` powers of 1000; a bare number is bytes.
-Durations are seconds. Flags take ``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off``.
+Rates are a size per second (``10MB``, ``10MB/s``, ``512KiB/s``; a bare number is bytes
+per second). Durations are seconds. Flags take ``1``/``true``/``yes``/``on`` or
+``0``/``false``/``no``/``off``. What the command prints (bars, summaries, tables) is in
+decimal units: kB, MB, GB are powers of 1000, and rates are MB/s.
 
 | setting | option | environment | default | what it is |
 |---|---|---|---|---|
-| bind | `--bind` | `ZFS_BIND` | `tcp://127.0.0.1:0` | endpoint `site` and `share` listen on (port 0: the OS picks one) |
+| name | `--name` | `ZFS_NAME` | by command | this site's name: required by `site`; `owner` for `share`; `push-`/`pull-` and random letters otherwise (with keys, the name of the keypair) |
+| bind | `--bind` | `ZFS_BIND` | `tcp://127.0.0.1:0` | endpoint `site` and `share` listen on (port 0: the OS picks one; `host:port` means `tcp://host:port`) |
 | channel | `--channel` | `ZFS_CHANNEL` | `default` | push channel (the receiving site must `--receive` it) |
 | topic | `--topic` | `ZFS_TOPIC` | `default` | push topic |
 | chunk_size | `--chunk-size` | `ZFS_CHUNK_SIZE` | `1MiB` | bytes per chunk message, push and pull |
@@ -20,6 +24,7 @@ Durations are seconds. Flags take ``1``/``true``/``yes``/``on`` or ``0``/``false
 | share_timeout | `--timeout` | `ZFS_SHARE_TIMEOUT` | `300` | `share`: seconds without any download activity before the files are withdrawn |
 | dest_dir | `--dest` | `ZFS_DEST` | `.` | `site`: folder for received pushes |
 | out_dir | `--out` | `ZFS_OUT` | `.` | `pull`: folder for downloads (a rerun into it resumes) |
+| bwlimit | `--bwlimit` | `ZFS_BWLIMIT` | none | bytes per second this command may send: `push` (all targets together), `site` and `share` (to all recipients together); for `pull`, the rate it asks the owner for. E.g. `10MB/s` |
 | heartbeat_interval | — | `ZFS_HEARTBEAT_INTERVAL` | `1.0` | seconds between pings on an idle link |
 | heartbeat_timeout | — | `ZFS_HEARTBEAT_TIMEOUT` | `6.0` | seconds of silence after which a site counts as lost (a peer that dies or closes its connection is noticed at once) |
 | max_message_size | — | `ZFS_MAX_MESSAGE_SIZE` | `64MiB` | largest message a site accepts (must exceed the chunk size) |
@@ -38,6 +43,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
+_RATE_SUFFIXES = ("/s", "ps")
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
           "g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40, "kb": 10**3,
           "mb": 10**6, "gb": 10**9, "tb": 10**12}
@@ -62,14 +68,44 @@ def parse_size(text: str | int) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
-def format_size(size: int) -> str:
-    """Write ``size`` bytes the way people read it (``64.0 MiB``)."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # unreachable; keeps type checkers calm
+def parse_rate(text: str | float) -> float:
+    """Read a rate such as ``10MB/s``, ``10MB`` or ``512KiB/s`` as bytes per second.
+
+    Raises:
+        ValueError: not a rate above 0.
+    """
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        stripped = text.strip()
+        for suffix in _RATE_SUFFIXES:
+            if stripped.lower().endswith(suffix):
+                stripped = stripped[:-len(suffix)]
+                break
+        try:
+            value = float(parse_size(stripped))
+        except ValueError:
+            raise ValueError(f"not a rate: {text!r} (try 10MB/s, 512KiB/s)") from None
+    if not value > 0:
+        raise ValueError(f"a rate must be above 0, not {text!r}")
+    return value
+
+
+#: The units of everything the command prints: decimal, as network rates are.
+_DECIMAL = (("GB", 10**9), ("MB", 10**6), ("kB", 10**3))
+
+
+def format_size(size: float) -> str:
+    """Write ``size`` bytes in decimal units (``67.1 MB``; 1 MB is 10^6 bytes)."""
+    for unit, scale in _DECIMAL:
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{int(size)} B"
+
+
+def format_rate(size: float, seconds: float) -> str:
+    """Write ``size`` bytes moved in ``seconds`` as a rate in MB/s."""
+    return f"{size / seconds / 1e6:.1f} MB/s" if seconds > 0 else "- MB/s"
 
 
 def parse_flag(text: str | bool) -> bool:
@@ -94,13 +130,19 @@ def parse_endpoint(text: str) -> str:
     """Read an endpoint; ``host:port`` alone means ``tcp://host:port``.
 
     Raises:
-        ValueError: it has no port.
+        ValueError: a TCP endpoint without a port, or with one outside 0-65535 (``*``,
+            any free port, is fine where one listens).
     """
     endpoint = text.strip()
     if "://" not in endpoint:
         endpoint = "tcp://" + endpoint
-    if endpoint.startswith("tcp://") and ":" not in endpoint[len("tcp://"):]:
-        raise ValueError(f"endpoint {text!r} has no port (e.g. tcp://127.0.0.1:5555)")
+    if not endpoint.startswith("tcp://"):
+        return endpoint
+    host, sep, port = endpoint[len("tcp://"):].rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"endpoint {text!r} has no host and port (e.g. tcp://127.0.0.1:5555)")
+    if port != "*" and not (port.isdigit() and int(port) <= 65535):
+        raise ValueError(f"endpoint {text!r}: the port must be a number from 0 to 65535")
     return endpoint
 
 
@@ -136,6 +178,7 @@ def _count(text: Any) -> int:
 class Settings:
     """The resolved settings of one command; see the table in the module docstring."""
 
+    name: Optional[str] = None  # None: the command decides
     bind: str = "tcp://127.0.0.1:0"
     channel: str = "default"
     topic: str = "default"
@@ -148,6 +191,7 @@ class Settings:
     share_timeout: float = 300.0
     dest_dir: str = "."
     out_dir: str = "."
+    bwlimit: Optional[float] = None
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 6.0
     max_message_size: int = 64 << 20
@@ -165,11 +209,12 @@ class Settings:
 
 #: How each setting is read from text (an option or a variable); env name = ZFS_ + upper.
 PARSERS: Mapping[str, Callable[[Any], Any]] = {
-    "bind": str, "channel": str, "topic": str,
+    "name": str, "bind": parse_endpoint, "channel": str, "topic": str,
     "chunk_size": _positive(parse_size), "window_chunks": _positive(int),
     "chunk_timeout": _positive(float), "request_timeout": _positive(float),
     "retries": _count, "connect_timeout": _positive(float),
     "share_timeout": _positive(float), "dest_dir": str, "out_dir": str,
+    "bwlimit": parse_rate,
     "heartbeat_interval": _positive(float), "heartbeat_timeout": _positive(float),
     "max_message_size": _positive(parse_size), "keys_dir": str, "allow_dir": str,
     "log_level": parse_level, "quiet": parse_flag,

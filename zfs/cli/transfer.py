@@ -1,114 +1,201 @@
 """The commands that move a file or a folder and exit: ``push`` (to sites at once) and
-``pull`` (by RID).
+``pull`` (by RID); what folders need is in :mod:`zfs.cli.trees`.
 
-Each starts its own short-lived site, waits for its peers, draws progress
-(:mod:`zfs.cli.bars`) and prints one result line (or JSON); Ctrl-C aborts a push and
-leaves a pull resumable.
+Each starts its own short-lived site, waits for its peers, checks what it can before a
+byte moves (a push's targets say whether they take it, a pull learns the file's size
+from its owner and checks the room for it), draws progress (:mod:`zfs.cli.bars`) and
+prints one result line (or JSON). ``--dry-run`` stops after those checks and says what
+would move. Ctrl-C aborts a push and leaves a pull resumable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import secrets
-import time
-from collections.abc import Sequence
-from typing import Any
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, BinaryIO, Optional, Union
 
 import click
 
+import actors
 from zfs.cli import settings as config
 from zfs.cli.errors import Interrupted
-from zfs.cli.options import (_CONNECT_TIMEOUT, _JSON, _KEYS, Common, _check_file, _peers,
-                             _setting, _settings)
-from zfs.cli.session import _await, _site, _until_signal, _wait_for
+from zfs.cli.options import (_CONNECT_TIMEOUT, _DRY_RUN, _JSON, _KEYS, STDIN, Common, _peers,
+                             _setting, _settings, _source)
+from zfs.cli.session import _await, _site, _until_signal, _wait_for, site_name
 from zfs.cli.bars import Bars, wanted
-from zfs.cli.trees import TreeBars, pull_summary, push_folder, push_summary, report_rate
+from zfs.cli.preflight import check_room, file_info, partial_bytes
+from zfs.cli.siteinfo import check_targets
+from zfs.cli.trees import (NO_CLOBBER, NO_SKIP, folder_plan, pull_folder, pulled_folder,
+                           push_folder, report_push)
+from zfs.cli.turns import turn
+from zfs.errors import StreamRefused
+from zfs.protocol import wire
 
-_NO_CLOBBER = click.option("--no-clobber", is_flag=True,
-                           help="Refuse if the file or folder exists at the destination.")
-_NO_SKIP = click.option("--no-skip", is_flag=True,
-                        help="Folders: send every file, even one already there with the "
-                             "same size and digest.")
+#: What to suggest when nothing listens where the owner of a RID should.
+_SHARE_GONE = ("the share has ended or the owner is not running: a 'zfs-stream share' "
+               "ends after its --timeout without downloads; ask the owner to share again")
 
 
 def _report(as_json: bool, record: dict[str, Any], text: str) -> None:
-    seconds = record["seconds"]
-    record["mb_per_s"] = record["size"] / seconds / 1e6 if seconds > 0 else 0.0
-    click.echo(json.dumps(record) if as_json else
-               f"{text} ({config.format_size(record['size'])}) in {seconds:.2f} s "
-               f"({record['mb_per_s']:.1f} MB/s)")
+    click.echo(json.dumps(record) if as_json else text)
 
+
+# ---- push -----------------------------------------------------------------------------
 
 @click.command()
-@click.argument("file")
+@click.argument("file", type=click.Path())
 @click.option("--to", "to", required=True, metavar="SITE[,SITE...]", help="Target sites.")
-@_NO_CLOBBER
-@_NO_SKIP
 @click.option("--connect", "connects", multiple=True, metavar="SITE=ENDPOINT",
               help="Where a target listens (repeat).")
+@click.option("--as", "as_name", metavar="NAME",
+              help="The file's name at the targets (needed when FILE is - for stdin).")
 @_setting("channel", "Push channel.")
 @_setting("topic", "Push topic.")
 @_setting("chunk_size", "Bytes per chunk, e.g. 1MiB.")
 @_setting("window_chunks", "Chunks in flight.")
 @_setting("chunk_timeout", "Seconds a target may take to ack.")
+@_setting("bwlimit", "Most bytes per second to send, all targets together, e.g. 10MB/s.")
 @_CONNECT_TIMEOUT
-@click.option("--name", help="This side's site name (default push-<random>).")
+@_setting("name", "This side's site name (default push-<random>).")
+@NO_CLOBBER
+@NO_SKIP
 @_KEYS
+@_DRY_RUN
 @_JSON
 @click.pass_obj
-def push(common: Common, file: str, to: str, connects: Sequence[str], name: str | None,
-         as_json: bool, no_clobber: bool, no_skip: bool, **options: Any) -> None:
+def push(common: Common, file: str, to: str, connects: Sequence[str], as_name: str | None,
+         dry_run: bool, as_json: bool, no_clobber: bool, no_skip: bool,
+         **options: Any) -> None:
     """Push FILE (or a folder) to every site of --to at once; all get it, or none does.
 
-    A folder travels whole, with its relative paths, modes and times; files a target
-    already holds are not sent again, and an interrupted push run again resumes.
+    FILE may be - (standard input, read until it ends; give --as NAME). A folder travels
+    whole (relative paths, modes, times); files a target already holds are not sent
+    again, and a push interrupted and run again resumes.
     """
-    from zfs.push.sender import push_file_async
-
     settings = _settings(common, **options)
+    targets = _targets(to, _peers(connects))
+    if os.path.isdir(file) and file not in STDIN:
+        _push_tree(file, targets, settings, dry_run, as_json, no_clobber, not no_skip)
+        return
+    if no_clobber:
+        raise click.ClickException("--no-clobber applies to folders only in push")
+    name, size = _source(file, as_name)
+    with _until_signal() as stop, \
+            _site(site_name(settings, "push-"), settings, None, targets) as s:
+        _wait_for(s, targets, settings, stop)
+        answers = check_targets(s, list(targets), settings.channel, settings.topic, name, size)
+        if dry_run:
+            _push_plan(as_json, name, size, settings, targets, answers)
+            return
+        result = _send(s, file, name, size, list(targets), settings, stop)
+    rate = config.format_rate(result.size, result.seconds)
+    _report(as_json, {"op": "push", "name": result.name, "size": result.size,
+                      "targets": list(result.targets), "seconds": result.seconds,
+                      "mb_per_s": result.size / result.seconds / 1e6 if result.seconds else 0.0,
+                      "digest": result.digest},
+            f"pushed {result.name} to {', '.join(result.targets)} "
+            f"({config.format_size(result.size)}) in {result.seconds:.2f} s ({rate})")
+
+
+def _push_tree(folder: str, targets: dict[str, str], settings: config.Settings,
+               dry_run: bool, as_json: bool, no_clobber: bool, skip: bool) -> None:
+    """Push a folder: its targets checked first, as for a file."""
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise click.ClickException(f"cannot read folder: {folder}")
+    name = os.path.basename(os.path.abspath(folder))
+    with _until_signal() as stop, \
+            _site(site_name(settings, "push-"), settings, None, targets) as s:
+        _wait_for(s, targets, settings, stop)
+        answers = check_targets(s, list(targets), settings.channel, settings.topic, name, None)
+        if dry_run:
+            _push_plan(as_json, name + "/", None, settings, targets, answers)
+            return
+        result = push_folder(s, folder, list(targets), settings, stop, no_clobber, skip)
+    report_push(as_json, result)
+
+
+def _targets(to: str, peers: dict[str, str]) -> dict[str, str]:
+    """The sites of ``--to``, in order, with where each listens."""
     targets = list(dict.fromkeys(t.strip() for t in to.split(",") if t.strip()))
     if not targets:
         raise click.ClickException("--to names no site")
-    peers = _peers(connects)
     for target in targets:
         if target not in peers:
             raise click.ClickException(f"unknown site {target}: say where it listens with "
                                        f"--connect {target}=ENDPOINT")
-    folder = os.path.isdir(file)
-    size = 0 if folder else os.path.getsize(_check_file(file))
-    if no_clobber and not folder:
-        raise click.ClickException("--no-clobber applies to folders only in push")
-    wanted_peers = {t: peers[t] for t in targets}
-    with _until_signal() as stop, \
-            _site(name or f"push-{secrets.token_hex(3)}", settings, None, wanted_peers) as s:
-        _wait_for(s, wanted_peers, settings, stop)
-        who = f"{name}: " if name else ""
-        if folder:
-            label = f"{who}push {os.path.basename(os.path.abspath(file))} ->"
-            with TreeBars(wanted(settings.quiet), label, tuple(targets)) as tree_bars:
-                tree = push_folder(s, file, targets, settings, tree_bars, stop, no_clobber,
-                                   not no_skip)
-            if tree is None:
-                raise Interrupted("interrupted: the push was aborted; run it again to resume")
-            report_rate(as_json, *push_summary(tree))
-            return
-        with Bars(wanted(settings.quiet), f"{who}push {os.path.basename(file)} ->",
-                  tuple(targets), size) as bars:
+    return {target: peers[target] for target in targets}
+
+
+def _send(s: actors.Site, file: str, name: str, size: Optional[int], targets: list[str],
+          settings: config.Settings, stop: threading.Event) -> Any:
+    """Push with bars; return the PushResult (Ctrl-C: Interrupted, the push aborted)."""
+    from zfs.push.sender import push_file_async
+
+    who = f"{settings.name}: " if settings.name else ""
+    with _opened(file) as source, Bars(wanted(settings.quiet), f"{who}push {{name}} ->",
+                                       tuple(targets), size, name=name) as bars:
+        try:
             result = _await(push_file_async(
-                s, targets, file, channel=settings.channel, topic=settings.topic,
+                s, targets, source, name=name, channel=settings.channel, topic=settings.topic,
                 chunk_size=settings.chunk_size, window_chunks=settings.window_chunks,
                 chunk_timeout=settings.chunk_timeout, on_progress=bars.update,
-                secure=settings.keys_dir is not None), stop)
-            if result is None:
-                raise Interrupted("interrupted: the push was aborted")
-            for target in targets:
-                bars.finish(target, result.size)
-    _report(as_json, {"op": "push", "name": result.name, "size": result.size,
-                      "targets": list(result.targets), "seconds": result.seconds,
-                      "digest": result.digest},
-            f"pushed {result.name} to {', '.join(result.targets)}")
+                secure=settings.keys_dir is not None, bwlimit=settings.bwlimit), stop)
+        except StreamRefused as err:
+            raise click.ClickException(
+                f"{err.site} refused {name} on channel {settings.channel!r}, topic "
+                f"{settings.topic!r}: {err.reason}") from None
+        if result is None:
+            raise Interrupted("interrupted: the push was aborted")
+        for target in targets:
+            bars.finish(target, result.size)
+    return result
 
+
+@contextlib.contextmanager
+def _opened(file: str) -> Iterator[Union[str, BinaryIO]]:
+    """What to push: a path, or standard input, or a stream opened here (and closed)."""
+    if file in STDIN:
+        yield sys.stdin.buffer
+    elif os.path.isfile(file):
+        yield file
+    else:
+        with open(file, "rb") as stream:     # a pipe or a device: read until it ends
+            yield stream
+
+
+def _push_plan(as_json: bool, name: str, size: Optional[int], settings: config.Settings,
+               peers: dict[str, str], answers: dict[str, Optional[dict[str, Any]]]) -> None:
+    """Say what a push would send, to whom, and how many bytes."""
+    total = size * len(peers) if size is not None else None
+    if as_json:
+        click.echo(json.dumps({"op": "push", "dry_run": True, "name": name, "size": size,
+                               "targets": list(peers), "channel": settings.channel,
+                               "topic": settings.topic, "bytes": total}))
+        return
+    what = (f"{name} ({config.format_size(size)})" if size is not None
+            else f"{name} (size unknown: read until it ends)")
+    click.echo(f"would push {what} to {', '.join(peers)} on channel {settings.channel!r}, "
+               f"topic {settings.topic!r}")
+    for target, endpoint in peers.items():
+        answer = answers.get(target)
+        if answer is None:
+            state = "reachable (it cannot say whether it receives this channel/topic)"
+        else:
+            free = answer.get("free")
+            room = f", {config.format_size(free)} free" if isinstance(free, int) else ""
+            state = f"receives it into {answer.get('dest')}{room}"
+        click.echo(f"  {target} at {endpoint}: {state}")
+    sent = (f"{config.format_size(total)} to send in all" if total is not None
+            else "bytes to send: unknown")
+    cap = f", at most {config.format_size(settings.bwlimit)}/s" if settings.bwlimit else ""
+    click.echo(f"{sent}{cap}; nothing was sent (--dry-run)")
+
+
+# ---- pull -------------------------------------------------------------------------------
 
 @click.command()
 @click.argument("rid")
@@ -119,35 +206,115 @@ def push(common: Common, file: str, to: str, connects: Sequence[str], name: str 
 @_setting("window_chunks", "Requests in flight.")
 @_setting("request_timeout", "Seconds before a request is sent again.")
 @_setting("retries", "Times a request is sent again.")
+@_setting("bwlimit", "Most bytes per second to ask the owner for, e.g. 10MB/s.")
 @_CONNECT_TIMEOUT
-@click.option("--name", help="This side's site name (default pull-<random>).")
-@_NO_CLOBBER
-@_NO_SKIP
+@_setting("name", "This side's site name (default pull-<random>).")
+@NO_CLOBBER
+@NO_SKIP
 @_KEYS
+@_DRY_RUN
 @_JSON
 @click.pass_obj
-def pull(common: Common, rid: str, source: str, name: str | None, as_json: bool,
+def pull(common: Common, rid: str, source: str, dry_run: bool, as_json: bool,
          no_clobber: bool, no_skip: bool, **options: Any) -> None:
     """Download the file (or folder) RID from its owner; run it again after an
     interruption to resume."""
+    settings = _settings(common, **options)
+    owner, endpoint = next(iter(_peers([source], "--from").items()))
+    out = settings.out_dir
+    with _until_signal() as stop, \
+            _site(site_name(settings, "pull-"), settings, None, {owner: endpoint}) as s:
+        _wait_for(s, {owner: endpoint}, settings, stop, flag="--from", gone=_SHARE_GONE)
+        info = file_info(s, owner, rid, settings.request_timeout)
+        if isinstance(info, wire.TreeInfo):
+            if dry_run:
+                folder_plan(as_json, info, owner, out)
+                return
+            os.makedirs(out, exist_ok=True)  # the tree checks its room before writing
+            tree = pull_folder(s, owner, rid, info, settings, stop, no_clobber, not no_skip)
+            _report(as_json, tree, pulled_folder(tree, owner))
+            return
+        have = partial_bytes(out, info.key)
+        check_room(out, info, have)
+        if dry_run:
+            _pull_plan(as_json, info, owner, out, have, settings)
+            return
+        made = not os.path.isdir(out)
+        os.makedirs(out, exist_ok=True)
+        try:
+            record = _download(s, owner, rid, info, settings, stop, no_clobber, not no_skip)
+        except BaseException:
+            if made:
+                _remove_if_empty(out)
+            raise
+    _report(as_json, record, _pulled(record, owner))
+
+
+def _pulled(record: dict[str, Any], owner: str) -> str:
+    """The summary of a pull: its rate counts only what this run moved."""
+    size = config.format_size(record["size"])
+    if record.get("already"):
+        return f"{record['path']} is already here: another pull got it from {owner} ({size})"
+    resumed = record["size"] - record["bytes_moved"]
+    how = f"{size}; {config.format_size(resumed)} of it were here already" if resumed else size
+    rate = config.format_rate(record["bytes_moved"], record["seconds"])
+    return (f"downloaded {record['path']} from {owner} ({how}) in {record['seconds']:.2f} s "
+            f"({rate})")
+
+
+def _download(s: actors.Site, owner: str, rid: str, info: wire.FileInfo,
+              settings: config.Settings, stop: threading.Event, no_clobber: bool = False,
+              skip: bool = True) -> dict[str, Any]:
+    """Download in our turn at this file in this folder; return the result's record."""
     from zfs.pull.download import download_async
 
-    settings = _settings(common, **options)
-    owner, endpoint = next(iter(_peers([source]).items()))
-    with _until_signal() as stop, \
-            _site(name or f"pull-{secrets.token_hex(3)}", settings, None, {owner: endpoint}) as s:
-        _wait_for(s, {owner: endpoint}, settings, stop)
-        who = f"{name}: " if name else ""
-        with TreeBars(wanted(settings.quiet), who + "pull {name} <-") as bars:
-            started = time.monotonic()
+    out = settings.out_dir
+    with turn(out, info.key, stop, lambda: click.echo(
+            f"waiting for another pull of {info.name} into {out} to end", err=True)) as mine:
+        if mine.previous is not None:
+            return {**mine.previous, "op": "pull", "owner": owner, "bytes_moved": 0,
+                    "seconds": 0.0, "mb_per_s": 0.0, "already": True}
+        who = f"{settings.name}: " if settings.name else ""
+        with Bars(wanted(settings.quiet), who + "pull {name} <-") as bars:
             result = _await(download_async(
-                s, owner, rid, settings.out_dir, window_chunks=settings.window_chunks,
+                s, owner, rid, out, window_chunks=settings.window_chunks,
                 chunk_size=settings.chunk_size, request_timeout=settings.request_timeout,
                 retries=settings.retries, on_progress=bars.update,
-                secure=settings.keys_dir is not None, no_clobber=no_clobber,
-                check_existing=not no_skip), stop)
-            seconds = time.monotonic() - started
+                secure=settings.keys_dir is not None, bwlimit=settings.bwlimit,
+                no_clobber=no_clobber, check_existing=skip), stop)
             if result is None:
                 # Stopping the site (not an abort) keeps the partial file for a resume.
                 raise Interrupted("interrupted: run the same command again to resume")
-    report_rate(as_json, *pull_summary(result, owner, seconds))
+        record = {"op": "pull", "path": result.path, "size": result.size, "owner": owner,
+                  "seconds": result.seconds, "bytes_moved": result.bytes_moved,
+                  "mb_per_s": (result.bytes_moved / result.seconds / 1e6
+                               if result.seconds > 0 else 0.0),
+                  "digest": result.digest, "mtime_ns": os.stat(result.path).st_mtime_ns}
+        mine.record(record)
+        return record
+
+
+def _remove_if_empty(folder: str) -> None:
+    try:
+        os.rmdir(folder)
+    except OSError:
+        pass                     # not empty (a partial file kept for a resume), or gone
+
+
+def _pull_plan(as_json: bool, info: wire.FileInfo, owner: str, out: str, have: int,
+               settings: config.Settings) -> None:
+    """Say what a pull would download, from whom, and how many bytes."""
+    fetch = info.size - have
+    if as_json:
+        click.echo(json.dumps({"op": "pull", "dry_run": True, "name": info.name,
+                               "size": info.size, "owner": owner,
+                               "path": os.path.join(out, info.name), "have": have,
+                               "bytes": fetch}))
+        return
+    click.echo(f"would download {info.name} ({config.format_size(info.size)}) from {owner} "
+               f"into {os.path.join(out, info.name)}")
+    if have:
+        click.echo(f"  {config.format_size(have)} of it are here from an earlier pull "
+                   "(kept if they match the owner's)")
+    cap = f", at most {config.format_size(settings.bwlimit)}/s" if settings.bwlimit else ""
+    click.echo(f"{config.format_size(fetch)} to fetch{cap}; nothing was downloaded (--dry-run)")

@@ -1,25 +1,38 @@
-"""What the commands need for folders: pushing one, the bars of a tree, the RID secret.
+"""What the commands need for folders: pushing one, pulling one, their bars, the RID secret.
 
 ``push DIR`` pushes the folder (:func:`push_folder`); ``share DIR`` shares it under one
-RID, stable across restarts of the owner (:func:`rid_secret`); ``pull RID`` fetches a
-tree as it fetches a file, and :func:`pull_summary` words its result. A tree's bar shows
-bytes, files done of all, and the file being moved.
+RID, stable across restarts of the owner (:func:`rid_secret`); ``pull RID`` of a tree
+fetches it (:func:`pull_folder`). A tree's bar shows bytes, files done of all, and the
+file being moved (:class:`TreeBars`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
-import sys
 import threading
-from typing import Any, Optional, TextIO
+from typing import Any
 
 import click
-from tqdm import tqdm
 
+import actors
 from zfs.cli import settings as config
+from zfs.cli.bars import Bars, _size, label, wanted
+from zfs.cli.errors import Interrupted
+from zfs.cli.options import _check_file
+from zfs.cli.session import _await
+from zfs.cli.turns import turn
+from zfs.errors import StreamRefused
+from zfs.protocol import wire
 
 _SECRET_FILE = "rid-secret"
+
+NO_CLOBBER = click.option("--no-clobber", is_flag=True,
+                          help="Refuse if the file or folder exists at the destination.")
+NO_SKIP = click.option("--no-skip", is_flag=True,
+                       help="Move every file, even one already there with the same size and "
+                            "digest.")
 
 
 def config_dir() -> str:
@@ -59,113 +72,139 @@ def rid_secret() -> bytes:
         return made.read()
 
 
-class TreeBars:
-    """One bar per peer, fed by :meth:`update`: bytes, and for a tree its files and the
-    file being moved. Nothing is drawn unless ``enabled`` (see ``bars.wanted``)."""
+def check_path(path: str) -> str:
+    """A readable file or folder to share, or one line that says what is wrong."""
+    if os.path.isdir(path):
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise click.ClickException(f"cannot read folder: {path}")
+        return path
+    return _check_file(path)
 
-    def __init__(self, enabled: bool, label: str, peers: tuple[str, ...] = (),
-                 total: Optional[int] = None, stream: Optional[TextIO] = None) -> None:
-        self._enabled, self._label = enabled, label
-        self._stream = sys.stderr if stream is None else stream
-        self._bars: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        for peer in peers:
-            self._bar(peer, total, "")
 
-    def _bar(self, peer: str, total: Optional[int], name: str) -> Any:
-        bar = self._bars.get(peer)
-        if bar is None and self._enabled:
-            bar = tqdm(total=total, desc=f"{self._label.replace('{name}', name)} {peer}",
-                       unit="B", unit_scale=True, unit_divisor=1024, position=len(self._bars),
-                       leave=True, file=self._stream, miniters=1, dynamic_ncols=True)
-            self._bars[peer] = bar
-        return bar
+class TreeBars(Bars):
+    """:class:`~zfs.cli.bars.Bars` that also show, for a tree, the files done of all and
+    the file being moved (in the bar's label, fitted to the terminal as its name is)."""
 
     def update(self, progress: Any) -> None:
-        """Move ``progress.peer``'s bar (any thread)."""
-        if not self._enabled:
+        super().update(progress)
+        files = getattr(progress, "files", 0)
+        if not files or not self._enabled:
             return
+        text = f"{progress.name} {progress.files_done}/{files} {progress.current}".rstrip()
         with self._lock:
-            bar = self._bar(progress.peer, progress.total, progress.name)
-            if bar.total != progress.total:
-                bar.total = progress.total
-            if getattr(progress, "files", 0):
-                bar.set_postfix_str(f"{progress.files_done}/{progress.files} files "
-                                    f"{progress.current}"[:60], refresh=False)
-            bar.update(max(0, progress.bytes_done - bar.n))
-
-    def close(self) -> None:
-        """Leave the bars as they are and release the terminal."""
-        with self._lock:
-            for bar in self._bars.values():
-                bar.close()
-            self._bars.clear()
-
-    def __enter__(self) -> TreeBars:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+            bar = self._bars.get(progress.peer)
+            if bar is not None and not self._closed:
+                columns = _size(self._stream).columns or 80
+                bar.set_description_str(label(self._label, text, progress.peer, columns,
+                                              self._mark), refresh=False)
 
 
-def push_folder(site: Any, folder: str, targets: list[str], settings: config.Settings,
-                bars: TreeBars, stop: threading.Event, no_clobber: bool,
-                skip: bool) -> Any:
-    """Push ``folder`` to ``targets`` from ``site``; the result, or None if interrupted."""
-    from zfs.cli.session import _await
+# ---- push -------------------------------------------------------------------------------
+
+def push_folder(s: actors.Site, folder: str, targets: list[str], settings: config.Settings,
+                stop: threading.Event, no_clobber: bool, skip: bool) -> Any:
+    """Push ``folder`` with bars; return the TreePushResult (Ctrl-C: Interrupted)."""
     from zfs.push.tree.sender import push_tree_async
 
-    return _await(push_tree_async(
-        site, targets, folder, channel=settings.channel, topic=settings.topic,
-        chunk_size=settings.chunk_size, window_chunks=settings.window_chunks,
-        chunk_timeout=settings.chunk_timeout, on_progress=bars.update,
-        secure=settings.keys_dir is not None, no_clobber=no_clobber,
-        check_existing=skip), stop)
+    who = f"{settings.name}: " if settings.name else ""
+    name = os.path.basename(os.path.abspath(folder))
+    with TreeBars(wanted(settings.quiet), f"{who}push {{name}} ->", tuple(targets),
+                  name=name) as bars:
+        try:
+            result = _await(push_tree_async(
+                s, targets, folder, channel=settings.channel, topic=settings.topic,
+                chunk_size=settings.chunk_size, window_chunks=settings.window_chunks,
+                chunk_timeout=settings.chunk_timeout, on_progress=bars.update,
+                secure=settings.keys_dir is not None, no_clobber=no_clobber,
+                check_existing=skip), stop)
+        except StreamRefused as err:
+            raise click.ClickException(
+                f"{err.site} refused the folder {name} on channel {settings.channel!r}, "
+                f"topic {settings.topic!r}: {err.reason}") from None
+        if result is None:
+            raise Interrupted("interrupted: the push was aborted; run it again to resume "
+                              "(what the targets verified is kept)")
+    return result
 
 
-def push_summary(result: Any) -> tuple[dict[str, Any], str]:
-    """The JSON record and the line that report a pushed tree."""
+def report_push(as_json: bool, result: Any) -> None:
+    """Print a pushed tree's result: what moved, what was there, the true rate."""
     record = {"op": "push", "name": result.name, "size": result.size,
               "targets": list(result.targets), "seconds": result.seconds,
               "files": result.files, "files_sent": len(result.sent),
               "files_skipped": len(result.skipped), "bytes_moved": result.bytes_moved,
+              "mb_per_s": (result.bytes_moved / result.seconds / 1e6
+                           if result.seconds else 0.0),
               "ignored": list(result.ignored)}
-    return record, (f"pushed folder {result.name} to {', '.join(result.targets)}: "
-                    f"{result.files} files, {len(result.sent)} sent, {len(result.skipped)} "
-                    f"already there, {config.format_size(result.bytes_moved)} moved")
+    if as_json:
+        click.echo(json.dumps(record))
+        return
+    rate = config.format_rate(result.bytes_moved, result.seconds)
+    click.echo(f"pushed folder {result.name} to {', '.join(result.targets)}: {result.files} "
+               f"files, {len(result.sent)} sent, {len(result.skipped)} already there; "
+               f"{config.format_size(result.bytes_moved)} moved of "
+               f"{config.format_size(result.size)} in {result.seconds:.2f} s ({rate})")
+    if result.ignored:
+        click.echo(f"not sent (not files, folders or links): {', '.join(result.ignored)}",
+                   err=True)
 
 
-def pull_summary(result: Any, owner: str, seconds: float) -> tuple[dict[str, Any], str]:
-    """The JSON record and the line that report a downloaded file or tree."""
-    record = {"op": "pull", "path": result.path, "size": result.size, "owner": owner,
-              "seconds": seconds, "bytes_moved": result.bytes_moved}
-    files = getattr(result, "files", None)
-    if files is None:
-        return record, f"downloaded {result.path} from {owner}"
-    record.update(files=files, files_fetched=len(result.fetched),
-                  files_skipped=len(result.skipped))
-    return record, (f"downloaded folder {result.path} from {owner}: {files} files, "
-                    f"{len(result.fetched)} fetched, {len(result.skipped)} already there, "
-                    f"{config.format_size(result.bytes_moved)} moved")
+# ---- pull -------------------------------------------------------------------------------
+
+def pull_folder(s: actors.Site, owner: str, rid: str, info: wire.TreeInfo,
+                settings: config.Settings, stop: threading.Event, no_clobber: bool,
+                skip: bool) -> dict[str, Any]:
+    """Download the tree in our turn at it in this folder; return the result's record."""
+    from zfs.pull.download import download_async
+
+    out = settings.out_dir
+    with turn(out, f"tree-{info.key}", stop, lambda: click.echo(
+            f"waiting for another pull of {info.name} into {out} to end", err=True)) as mine:
+        if mine.previous is not None:
+            return {**mine.previous, "op": "pull", "owner": owner, "bytes_moved": 0,
+                    "seconds": 0.0, "mb_per_s": 0.0, "already": True}
+        who = f"{settings.name}: " if settings.name else ""
+        with TreeBars(wanted(settings.quiet), who + "pull {name} <-", name=info.name) as bars:
+            result = _await(download_async(
+                s, owner, rid, out, window_chunks=settings.window_chunks,
+                chunk_size=settings.chunk_size, request_timeout=settings.request_timeout,
+                retries=settings.retries, on_progress=bars.update,
+                secure=settings.keys_dir is not None, no_clobber=no_clobber,
+                check_existing=skip), stop)
+            if result is None:
+                raise Interrupted("interrupted: run the same command again to resume "
+                                  "(what was received and checked is kept)")
+        record = {"op": "pull", "path": result.path, "size": result.size, "owner": owner,
+                  "seconds": result.seconds, "bytes_moved": result.bytes_moved,
+                  "mb_per_s": (result.bytes_moved / result.seconds / 1e6
+                               if result.seconds > 0 else 0.0),
+                  "digest": result.digest, "mtime_ns": os.stat(result.path).st_mtime_ns,
+                  "files": result.files, "files_fetched": len(result.fetched),
+                  "files_skipped": len(result.skipped)}
+        mine.record(record)
+        return record
 
 
-def report_rate(as_json: bool, record: dict[str, Any], text: str) -> None:
-    """Print the result: one JSON line, or the line with size, time and the true rate
-    (bytes moved in this run, not the tree's size)."""
-    import json
+def pulled_folder(record: dict[str, Any], owner: str) -> str:
+    """The summary of a tree's pull: its rate counts only what this run moved."""
+    size = config.format_size(record["size"])
+    if record.get("already"):
+        return f"{record['path']} is already here: another pull got it from {owner} ({size})"
+    rate = config.format_rate(record["bytes_moved"], record["seconds"])
+    return (f"downloaded folder {record['path']} from {owner}: {record['files']} files, "
+            f"{record['files_fetched']} fetched, {record['files_skipped']} already there; "
+            f"{config.format_size(record['bytes_moved'])} moved of {size} in "
+            f"{record['seconds']:.2f} s ({rate})")
 
-    seconds = record["seconds"]
-    moved = record.get("bytes_moved", record["size"])
-    record["mb_per_s"] = moved / seconds / 1e6 if seconds > 0 else 0.0
-    click.echo(json.dumps(record) if as_json else
-               f"{text} ({config.format_size(record['size'])}) in {seconds:.2f} s "
-               f"({record['mb_per_s']:.1f} MB/s)")
 
-
-def check_path(path: str) -> str:
-    """A readable file or folder to share, or a one-line error."""
-    if not os.path.exists(path):
-        raise click.ClickException(f"no such file or folder: {path}")
-    if not os.access(path, os.R_OK):
-        raise click.ClickException(f"cannot read: {path}")
-    return path
+def folder_plan(as_json: bool, info: wire.TreeInfo, owner: str, out: str) -> None:
+    """Say what a pull of a tree would download (``--dry-run``)."""
+    path = os.path.join(out, info.name)
+    if as_json:
+        click.echo(json.dumps({"op": "pull", "dry_run": True, "name": info.name,
+                               "size": info.size, "files": info.files, "owner": owner,
+                               "path": path}))
+        return
+    click.echo(f"would download the folder {info.name} ({info.files} files, "
+               f"{config.format_size(info.size)}) from {owner} into {path}; files already "
+               "there with the owner's digest would be kept; nothing was downloaded (--dry-run)")

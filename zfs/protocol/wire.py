@@ -10,7 +10,7 @@ inverse.
 
 Push, per stream ``sid`` (sender to receiver, then back)::
 
-    Open(sid, name, size | None, chunk_size, channel, topic, context)  ->
+    Open(sid, name, size | None, chunk_size, window_chunks, channel, topic, context) ->
     Chunk(sid, offset) + one payload frame                             ->
     End(sid, size, digest)                                             ->
     Abort(sid, reason)                                                 ->
@@ -71,12 +71,17 @@ class Status(str, enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Open:
-    """Open a stream of the file ``name`` (``size`` None: a stream of unknown length)."""
+    """Open a stream of the file ``name`` (``size`` None: a stream of unknown length).
+
+    ``window_chunks`` is how many chunks the sender keeps un-acked: the receiver acks
+    once per half window, not per chunk.
+    """
 
     sid: str
     name: str
     size: Optional[int]
     chunk_size: int
+    window_chunks: int
     channel: str
     topic: str
     context: Any
@@ -394,7 +399,7 @@ _Check = Callable[[Any], Any]
 
 #: Each kind's name on the wire, class and field checks, in field order.
 _KINDS: dict[str, tuple[type, tuple[_Check, ...]]] = {
-    "open": (Open, (_text, _text, _maybe_count, _count, _text, _text, _anything)),
+    "open": (Open, (_text, _text, _maybe_count, _count, _count, _text, _text, _anything)),
     "chunk": (Chunk, (_text, _count)),
     "end": (End, (_text, _count, _text)),
     "abort": (Abort, (_text, _text)),

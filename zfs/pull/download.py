@@ -39,7 +39,9 @@ from zfs.protocol.pull import download as core
 from zfs.pull.owner import MAX_CHUNK_SIZE, OWNER
 from zfs.pull.tree.download import TreeBegin, TreeDownloadActor, TreeDownloadOptions
 from zfs.results import DownloadResult, Progress, TreeDownloadResult
-from zfs.shell import AbortRequested, Shell, Transfer, failure_error, run_callback
+from zfs.pace import fit_window
+from zfs.shell import (AbortRequested, Paced, PaceWake, Shell, Transfer, failure_error,
+                       run_callback)
 from zfs.supervisor import Tick, ensure_supervisor, remove_later, watch_time
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ class _DownloadOptions:
     retries: int
     abort_signal: Any
     on_progress: Optional[Callable[[Progress], Any]]
+    bwlimit: Optional[float] = None
     no_clobber: bool = False
     check_existing: bool = True
 
@@ -103,6 +106,8 @@ class DownloadActor(Shell):
         self._key = ""
         self._started = 0.0
         self._abort = options.abort_signal
+        # A cap holds back our requests, so the owner sends no faster than it allows.
+        self._paced = Paced(self.actor_ref, options.bwlimit, options.chunk_size)
         self._handed_over = False
         #: The file already at the final place, checked as if it were a complete partial
         #: (then nothing is fetched); None once a partial file is used.
@@ -121,10 +126,11 @@ class DownloadActor(Shell):
             Tick: self._on_tick, _InfoAnswer: self._on_info_answer, _Begin: self._begin,
             AbortRequested: lambda _: self.run(dl.abort_requested()),
             actors.PeerDown: self._on_peer_down, actors.PeerUp: self._on_peer_up,
+            PaceWake: lambda _: self.run(self._paced.woken(self._request_chunk)),
         }
         self.carries_out = {
-            core.RequestChunk: lambda cmd: self._request(wire.ChunkRequest(
-                options.rid, cmd.offset, cmd.length, cmd.mark)),
+            core.RequestChunk: lambda cmd: self._paced.carry_out(cmd, cmd.length,
+                                                                 self._request_chunk),
             core.WriteChunk: self._write, core.RequestInfo: self._ask_info,
             core.RequestPrefix: lambda cmd: self._request(wire.PrefixRequest(
                 options.rid, cmd.length)),
@@ -146,6 +152,7 @@ class DownloadActor(Shell):
         self._give_up(TransferAborted(f"download crashed: {exc!r}", self.site.name))
 
     def _give_up(self, error: TransferAborted) -> None:
+        self._paced.stop()
         # The temporary file stays: a later run into the same folder may resume it.
         if not self._future.done() and not self._handed_over:
             self._future.set_exception(error)
@@ -232,6 +239,12 @@ class DownloadActor(Shell):
         except actors.ActorsError as err:
             return self._core.owner_lost(f"cannot reach {self._opt.owner}: {err}")
         return []
+
+    def _request_chunk(self, cmd: core.RequestChunk) -> list[Any]:
+        if self._core.finished:              # held back by the cap until after the end
+            return []
+        return self._request(wire.ChunkRequest(self._opt.rid, cmd.offset, cmd.length,
+                                               cmd.mark))
 
     def _ask_info(self, _cmd: core.RequestInfo) -> list[Any]:
         """Ask (not tell) for the info: a site without an owner then answers at once."""
@@ -368,6 +381,7 @@ class DownloadActor(Shell):
             return self._core.local_error(f"temporary file in {self._opt.dest_dir}: {err}")
 
     def _finish(self, cmd: core.Finish) -> None:
+        self._paced.stop()
         if cmd.failure not in _NO_REPORT:
             status = _STATUS.get(cmd.state, wire.Status.FAILED)
             try:
@@ -403,8 +417,8 @@ def download_async(site: actors.Site, owner: str, rid: str, dest_dir: Optional[s
                    request_timeout: float = 10.0, retries: int = 3,
                    abort_signal: Any = None,
                    on_progress: Optional[Callable[[Progress], Any]] = None,
-                   secure: bool = False, no_clobber: bool = False,
-                   check_existing: bool = True
+                   secure: bool = False, bwlimit: Optional[float] = None,
+                   no_clobber: bool = False, check_existing: bool = True
                    ) -> Transfer[DownloadResult | TreeDownloadResult]:
     """Start downloading ``rid`` from site ``owner``; see :func:`download`.
 
@@ -420,12 +434,15 @@ def download_async(site: actors.Site, owner: str, rid: str, dest_dir: Optional[s
         raise ValueError(f"chunk_size must be in 1..{MAX_CHUNK_SIZE}, not {chunk_size}")
     if window_chunks < 1 or retries < 0 or not request_timeout > 0:
         raise ValueError("window_chunks must be >= 1, retries >= 0 and request_timeout > 0")
+    if bwlimit is not None and not bwlimit > 0:
+        raise ValueError(f"bwlimit must be above 0 bytes/s (or None), not {bwlimit!r}")
+    window_chunks, chunk_size = fit_window(bwlimit, window_chunks, chunk_size, request_timeout)
     dest_dir = os.fspath(dest_dir) if dest_dir is not None else tempfile.gettempdir()
     os.makedirs(dest_dir, exist_ok=True)
     ensure_supervisor(site)
     transfer: Transfer[DownloadResult | TreeDownloadResult] = Transfer()
     options = _DownloadOptions(owner, rid, dest_dir, window_chunks, chunk_size,
-                               request_timeout, retries, abort_signal, on_progress,
+                               request_timeout, retries, abort_signal, on_progress, bwlimit,
                                no_clobber, check_existing)
     ref = site.spawn(DownloadActor, f"zfs.dl.{secrets.token_hex(8)}", options, transfer)
     transfer.started(ref)
@@ -440,14 +457,18 @@ def download(site: actors.Site, owner: str, rid: str, dest_dir: Optional[str] = 
              window_chunks: int = 8, chunk_size: int = 1 << 20,
              request_timeout: float = 10.0, retries: int = 3, abort_signal: Any = None,
              on_progress: Optional[Callable[[Progress], Any]] = None,
-             secure: bool = False, no_clobber: bool = False,
+             secure: bool = False, bwlimit: Optional[float] = None,
+             no_clobber: bool = False,
              check_existing: bool = True) -> DownloadResult | TreeDownloadResult:
     """Download the file (or tree) ``rid`` shared by site ``owner`` into ``dest_dir``.
 
     A download interrupted earlier into the same folder resumes after its bytes are
     checked against the owner's. Requests that time out are sent again ``retries``
-    times; ``abort_signal.is_set()`` stops it within a tick. The disk's free space is
-    checked before anything is written.
+    times; ``abort_signal.is_set()`` stops it within a tick. ``bwlimit`` caps the bytes per
+    second it asks the owner for (None: no cap); under a low cap the window and chunk
+    size shrink so that no request waits past ``request_timeout`` (see
+    :func:`zfs.pace.fit_window`). The disk's free space is checked before anything is
+    written.
 
     A file already at ``dest_dir/<name>`` with the owner's size and digest is kept: no
     byte moves (``check_existing=False``: fetch it anyway). A tree RID
@@ -469,5 +490,5 @@ def download(site: actors.Site, owner: str, rid: str, dest_dir: Optional[str] = 
     return download_async(site, owner, rid, dest_dir, window_chunks=window_chunks,
                           chunk_size=chunk_size, request_timeout=request_timeout,
                           retries=retries, abort_signal=abort_signal,
-                          on_progress=on_progress, secure=secure, no_clobber=no_clobber,
-                          check_existing=check_existing).result()
+                          on_progress=on_progress, secure=secure, bwlimit=bwlimit,
+                          no_clobber=no_clobber, check_existing=check_existing).result()

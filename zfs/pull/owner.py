@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import actors
-from zfs.errors import FileChanged, SourceMissing, TransactionExpired, ZfsError
+from zfs.errors import FileChanged, SourceMissing, TransactionExpired, TransferAborted, ZfsError
+from zfs.buffers import BufferPool
 from zfs.files import ChunkSource, Digest, digest_range
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, LocalProtocolError
 from zfs.protocol.pull import owner as core
 from zfs.protocol.tree.layout import pack_digests
-from zfs.shell import Shell, run_callback
+from zfs.shell import Paced, PaceWake, Shell, run_callback
 from zfs.supervisor import Tick, report_crash, unsupervise, watch_time
 from zfs.tree.source import TreeSource
 from zfs.tree.walk import Walked
@@ -45,6 +46,8 @@ MAX_CHUNK_SIZE = 8 << 20
 #: per download): what bounds its memory, whatever the number of recipients.
 MAX_INFLIGHT_BYTES = 16 << 20
 _DIGEST_BLOCK = 1 << 20
+#: The bucket of a capped owner (``share(..., bwlimit=)``): one default chunk.
+_BWLIMIT_BURST = 1 << 20
 
 TimeoutCallback = Callable[[str, list[str]], Any]
 DownloadedCallback = Callable[[str, str, str, str], Any]
@@ -80,6 +83,11 @@ class _Stats:
 
 
 @dataclass(frozen=True, slots=True)
+class _Bwlimit:
+    rate: Optional[float]
+
+
+@dataclass(frozen=True, slots=True)
 class _FindTx:
     tx_id: str
 
@@ -102,8 +110,8 @@ class _TreeStream:
     def __init__(self, walked: Walked) -> None:
         self._source = TreeSource(walked.root, walked.manifest)
 
-    def read(self, offset: int, length: int) -> bytearray:
-        return self._source.read(self._source.layout, offset, length)
+    def read_into(self, offset: int, length: int, pool: BufferPool) -> memoryview:
+        return self._source.read(self._source.layout, offset, length, pool)
 
     def check_unchanged(self) -> None:
         """Each file is checked as it is read (see TreeSource)."""
@@ -122,6 +130,7 @@ class OwnerState:
     files: dict[str, _Shared] = field(default_factory=dict)
     bytes_sent: int = 0
     chunks_sent: int = 0
+    bwlimit: Optional[float] = None
 
 
 def _in_the_background() -> None:
@@ -136,11 +145,18 @@ def _in_the_background() -> None:
         pass
 
 
-def _digest_of(path: str, size: int, mtime_ns: int, length: int) -> str:
-    """Digest the first ``length`` bytes, refusing a file that is not the one shared."""
+def _digest_of(path: str, size: int, mtime_ns: int, length: int,
+               stop: threading.Event) -> str:
+    """Digest the first ``length`` bytes, refusing a file that is not the one shared.
+
+    Ends early once ``stop`` is set: a stopping owner must not hold its process open
+    while it hashes a large file (the pool's threads are joined at exit).
+    """
     _check_same(path, size, mtime_ns)
     with open(path, "rb", buffering=0) as f:
-        digest, got = digest_range(f.fileno(), length, _DIGEST_BLOCK)
+        digest, got = digest_range(f.fileno(), length, _DIGEST_BLOCK, stop)
+    if stop.is_set():
+        raise TransferAborted("the owner is stopping")
     if got < length:
         raise FileChanged(f"{path!r} shrank while being read")
     _check_same(path, size, mtime_ns)
@@ -161,10 +177,10 @@ def _resume_key(msg: _AddFile) -> str:
     return identity.hexdigest()
 
 
-def _tree_digests(walked: Walked) -> bytes:
-    """Every file's digest, packed (on the digest pool)."""
+def _tree_digests(walked: Walked, stop: threading.Event) -> bytes:
+    """Every file's digest, packed (on the digest pool; ends early once ``stop`` is set)."""
     with TreeSource(walked.root, walked.manifest) as source:
-        return pack_digests([source.digest(number, walked.manifest.file(number).size)
+        return pack_digests([source.digest(number, walked.manifest.file(number).size, stop)
                              for number in range(len(walked.manifest.files))])
 
 
@@ -195,9 +211,14 @@ class OwnerActor(Shell):
         self._state = state if state is not None else OwnerState()
         self._sources: OrderedDict[str, ChunkSource | _TreeStream] = OrderedDict()
         self._max_open = max_open_files
+        # Chunks are read into buffers used again once ZeroMQ has sent them (zfs.buffers);
+        # 1 MiB ones, the default chunk size (larger chunks are read into fresh memory).
+        self._buffers = BufferPool(1 << 20, keep=2 * (MAX_INFLIGHT_BYTES >> 20) + 8)
+        self._stopping = threading.Event()
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="zfs.owner.digest",
                                         initializer=_in_the_background)
         shares = self._state.shares
+        self._paced = Paced(self.actor_ref, self._state.bwlimit, _BWLIMIT_BURST)
         self.receives = {
             wire.InfoRequest: self._on_info,
             wire.PrefixRequest: lambda m: self._request(m, shares.prefix_requested, m.length),
@@ -213,10 +234,12 @@ class OwnerActor(Shell):
             Tick: lambda tick: self.run(shares.time_passed(tick.now)),
             actors.PeerDown: lambda event: self.run(shares.recipient_lost(event.name)),
             _OpenTx: self._on_open_tx, _AddFile: self._add, _EndTx: self._on_end_tx,
-            _FindTx: self._on_find_tx, _Stats: self._on_stats,
+            _FindTx: self._on_find_tx, _Stats: self._on_stats, _Bwlimit: self._on_bwlimit,
+            PaceWake: lambda _: self.run(self._paced.woken(self._send_held_chunk)),
         }
         self.carries_out = {
-            core.SendChunk: self._send_chunk,
+            core.SendChunk: lambda cmd: self._paced.carry_out(cmd, cmd.length,
+                                                              self._send_held_chunk),
             core.SendInfo: lambda cmd: self._tell(cmd.to, _answer(cmd)),
             core.SendTreeInfo: lambda cmd: self._tell(cmd.to, _answer(cmd)),
             core.SendMeta: self._send_meta, core.SendRangeDigest: self._send_range_digest,
@@ -239,13 +262,16 @@ class OwnerActor(Shell):
 
     def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
         report_crash(self.site, self.name, exc)
-        self._cleanup()
+        self._cleanup(stop_digests=False)   # the restarted owner keeps its state's digests
 
-    def _cleanup(self) -> None:
+    def _cleanup(self, stop_digests: bool = True) -> None:
+        self._paced.stop()
         for source in self._sources.values():
             source.close()
         self._sources.clear()
-        self._pool.shutdown(wait=False)
+        if stop_digests:
+            self._stopping.set()
+        self._pool.shutdown(wait=False, cancel_futures=stop_digests)
 
     def _on_open_tx(self, message: _OpenTx) -> None:
         self._state.shares.transaction_opened(message.tx_id, message.timeout, time.monotonic())
@@ -285,13 +311,14 @@ class OwnerActor(Shell):
                                  f"under RID {msg.rid}") from None
             raise TransactionExpired(str(err)) from None
         if msg.tree is not None:
-            digests = self._pool.submit(_tree_digests, msg.tree)
+            digests = self._pool.submit(_tree_digests, msg.tree, self._stopping)
             digest: Future[str] = Future()
             digests.add_done_callback(lambda f: _digest_of_digests(f, digest))
             self._state.files[msg.rid] = _Shared(msg.path, msg.size, msg.mtime_ns, digest,
                                                  msg.on_downloaded, msg.tree, manifest, digests)
             return msg.rid
-        digest = self._pool.submit(_digest_of, msg.path, msg.size, msg.mtime_ns, msg.size)
+        digest = self._pool.submit(_digest_of, msg.path, msg.size, msg.mtime_ns, msg.size,
+                                   self._stopping)
         self._state.files[msg.rid] = _Shared(msg.path, msg.size, msg.mtime_ns, digest,
                                              msg.on_downloaded)
         return msg.rid
@@ -353,7 +380,7 @@ class OwnerActor(Shell):
     def _send_prefix(self, cmd: core.SendPrefixDigest) -> None:
         shared = self._state.files[cmd.rid]
         future = self._pool.submit(_digest_of, shared.path, shared.size, shared.mtime_ns,
-                                   cmd.length)
+                                   cmd.length, self._stopping)
         self._reply_when_done(future, cmd.to, cmd.rid,
                               lambda digest: wire.PrefixDigest(cmd.rid, cmd.length, digest))
 
@@ -380,7 +407,7 @@ class OwnerActor(Shell):
     def _send_chunk(self, cmd: core.SendChunk) -> None:
         try:
             source = self._source(cmd.rid)
-            data = source.read(cmd.offset, cmd.length)
+            data = source.read_into(cmd.offset, cmd.length, self._buffers)
             source.check_unchanged()        # after the read: these bytes are of the shared file
         except (ZfsError, OSError) as err:
             log.info("shared file of %s unusable: %s", cmd.rid, err)
@@ -392,6 +419,15 @@ class OwnerActor(Shell):
         self._state.bytes_sent += len(data)
         self._state.chunks_sent += 1
         self._tell(cmd.to, wire.ChunkData(cmd.rid, cmd.offset), (data,))
+
+    def _on_bwlimit(self, message: _Bwlimit) -> None:
+        self._state.bwlimit = message.rate
+        self.run(self._paced.set_rate(message.rate, self._send_held_chunk))
+
+    def _send_held_chunk(self, cmd: core.SendChunk) -> None:
+        """Send a chunk the cap let go, unless its file stopped being shared meanwhile."""
+        if cmd.rid in self._state.files:
+            self._send_chunk(cmd)
 
     def _source(self, rid: str) -> ChunkSource | _TreeStream:
         source = self._sources.get(rid)

@@ -27,7 +27,7 @@ import actors
 from zfs.errors import SourceMissing, TransactionExpired, ZfsError
 from zfs.files import check_name
 from zfs.pull.owner import (OWNER, DownloadedCallback, OwnerActor, OwnerState, TimeoutCallback,
-                            _AddFile, _EndTx, _FindTx, _OpenTx, _Stats)
+                            _AddFile, _Bwlimit, _EndTx, _FindTx, _OpenTx, _Stats)
 from zfs.supervisor import revive, supervise
 from zfs.tree.walk import walk
 
@@ -176,6 +176,7 @@ def stable_reference(secret: bytes, kind: str, path: str) -> str:
 
 def share(site: actors.Site, *, timeout: float = 60.0,
           on_timeout: Optional[TimeoutCallback] = None,
+          bwlimit: Optional[float] = None,
           secret: Optional[bytes] = None) -> Transaction:
     """Open a transaction on ``site``; add files to it with :meth:`Transaction.add_file`
     (folders with :meth:`Transaction.add_tree`).
@@ -183,11 +184,23 @@ def share(site: actors.Site, *, timeout: float = 60.0,
     Args:
         timeout: seconds without any recipient activity on any of its files after which
             it ends; ``on_timeout(tx_id, file_names)`` is then called once.
+        bwlimit: bytes per second the site's owner may send to all its recipients
+            together, for every transaction of the site, from now on (a setting of the
+            site: ``float("inf")`` lifts it; None leaves it as it is, uncapped at first).
+            Requests wait their turn under it: keep a recipient's window times chunk
+            size well under ``bwlimit * request_timeout``, or they are sent again.
         secret: derive RIDs from it (at least 16 bytes, kept by the owner): the same
             path shared again, after a restart too, gets the same RID.
+
+    Raises:
+        ValueError: ``bwlimit`` is not above 0, or ``secret`` is shorter than 16 bytes.
     """
+    if bwlimit is not None and not bwlimit > 0:
+        raise ValueError(f"bwlimit must be above 0 bytes/s (or None), not {bwlimit!r}")
     if secret is not None and len(secret) < 16:
         raise ValueError("a RID secret must be at least 16 bytes")
+    if bwlimit is not None:
+        _ask_owner(site, _Bwlimit(bwlimit))
     tx_id = new_reference()
     _ask_owner(site, _OpenTx(tx_id, float(timeout), on_timeout))
     return Transaction(site, tx_id, secret)

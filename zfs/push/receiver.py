@@ -61,6 +61,7 @@ class _Inbound:
     registration: _Registration
     context: Any
     sender_site: str
+    size: Optional[int]          # as the open declared it (None: a stream)
 
 
 class ReceiverActor(Shell):
@@ -123,10 +124,14 @@ class ReceiverActor(Shell):
             self.run(event(key, *args, time.monotonic()))
 
     def _on_open(self, message: wire.Open) -> None:
+        key = self._key(message.sid)
+        if key is None:
+            return
         self._opening = message
         try:
-            self._stream(message, self._core.open_received, message.name, message.size,
-                         message.chunk_size, message.channel, message.topic)
+            self.run(self._core.open_received(
+                key, message.name, message.size, message.chunk_size, message.channel,
+                message.topic, time.monotonic(), window_chunks=message.window_chunks))
         finally:
             self._opening = None
 
@@ -211,24 +216,25 @@ class ReceiverActor(Shell):
         except (OSError, ZfsError) as err:
             return self._core.io_failed(cmd.key, f"cannot create the file: {err}", now)
         sender_site = cmd.key[0].partition("/")[0]
-        self._files[cmd.key] = _Inbound(partial, reg, opening.context, sender_site)
+        self._files[cmd.key] = _Inbound(partial, reg, opening.context, sender_site,
+                                        opening.size)
         return self._core.file_created(cmd.key, now)
 
     def _write(self, cmd: core.WriteChunk) -> List[Any]:
-        data, now = self.payload[0], time.monotonic()
+        data, now, inbound = self.payload[0], time.monotonic(), self._files[cmd.key]
         try:
-            self._files[cmd.key].partial.write_at(cmd.offset, data)
+            inbound.partial.write_at(cmd.offset, data)
         except OSError as err:
             return self._core.io_failed(cmd.key, f"cannot write: {err}", now)
-        return self._core.chunk_written(cmd.key, cmd.offset, len(data), now)
+        caused = self._core.chunk_written(cmd.key, cmd.offset, len(data), now)
+        if inbound.registration.on_chunk is not None:   # after every chunk, acked or not
+            run_callback(inbound.registration.on_chunk, Progress(
+                inbound.partial.name, cmd.offset + len(data), inbound.size,
+                inbound.sender_site, inbound.context))
+        return caused
 
     def _ack(self, cmd: core.SendAck) -> None:
         self._reply(cmd.key, wire.Acked(cmd.key[1], cmd.received))
-        inbound = self._files[cmd.key]
-        if inbound.registration.on_chunk is not None:
-            run_callback(inbound.registration.on_chunk, Progress(
-                inbound.partial.name, cmd.received, cmd.size, inbound.sender_site,
-                inbound.context))
 
     def _commit(self, cmd: core.CommitFile) -> List[Any]:
         inbound, now = self._files[cmd.key], time.monotonic()

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Unio
 
 import actors
 from zfs.errors import InsecureLink, TransferAborted
+from zfs.buffers import BufferPool
 from zfs.files import ChunkSource, Digest
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, LocalProtocolError
@@ -24,7 +25,8 @@ from zfs.protocol.push import sender as core
 from zfs.push.receiver import RECEIVER
 from zfs.push.source import Source, open_source, read_stream
 from zfs.results import Progress, PushResult
-from zfs.shell import AbortRequested, Shell, Transfer, failure_error, run_callback
+from zfs.shell import (AbortRequested, Paced, PaceWake, Shell, Transfer, failure_error,
+                       run_callback)
 from zfs.supervisor import Tick, ensure_supervisor, watch_time
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class _SendSpec:
     context: Any
     source: Union[ChunkSource, BinaryIO]
     on_progress: Optional[Callable[[Progress], Any]]
+    bwlimit: Optional[float] = None
 
 
 class SenderActor(Shell):
@@ -67,9 +70,14 @@ class SenderActor(Shell):
         self._core = sender
         self._future = future
         self._digest = Digest()
+        # Chunks are read into buffers used again once ZeroMQ has sent them (zfs.buffers).
+        self._buffers = BufferPool(sender.chunk_size, keep=sender.window_chunks + 8)
         self._chunk: Any = b""
         self._started = 0.0
         self._progress_at: Dict[str, float] = {}
+        # The cap counts what leaves this site: each chunk once per target.
+        fan_out = len(sender.targets)
+        self._paced = Paced(self.actor_ref, spec.bwlimit, sender.chunk_size * fan_out)
         self.receives = {
             wire.Accepted: lambda m: self._from_target(m, self._core.accepted),
             wire.Acked: lambda m: self._from_target(m, self._core.ack_received, m.received),
@@ -83,9 +91,12 @@ class SenderActor(Shell):
             AbortRequested: lambda _: self.run(self._core.source_failed(
                 "aborted by the caller", time.monotonic(), Failure.ABORTED)),
             _Begin: self._begin,
+            PaceWake: lambda _: self.run(self._paced.woken(self._read)),
         }
         self.carries_out = {
-            core.ReadChunk: self._read, core.SendChunk: self._send_chunk,
+            core.ReadChunk: lambda cmd: self._paced.carry_out(cmd, cmd.length * fan_out,
+                                                              self._read),
+            core.SendChunk: self._send_chunk,
             core.Progressed: self._progress, core.SendOpen: self._open,
             core.SendEnd: self._end, core.SendAbort: self._abort, core.Finished: self._finish,
         }
@@ -105,6 +116,7 @@ class SenderActor(Shell):
             self._future.set_exception(TransferAborted(f"sender crashed: {exc!r}", self.site.name))
 
     def _close(self) -> None:
+        self._paced.stop()
         if isinstance(self._spec.source, ChunkSource):
             self._spec.source.close()
 
@@ -142,7 +154,8 @@ class SenderActor(Shell):
         at all fails the send at once; its answer comes as a tell (accepted or failed)."""
         spec, now = self._spec, time.monotonic()
         body = wire.encode(wire.Open(spec.sid, spec.name, cmd.size, cmd.chunk_size,
-                                     spec.channel, spec.topic, spec.context))
+                                     self._core.window_chunks, spec.channel, spec.topic,
+                                     spec.context))
         caused: List[Any] = []
         for target in cmd.targets:
             try:
@@ -168,10 +181,12 @@ class SenderActor(Shell):
             pass
 
     def _read(self, cmd: core.ReadChunk) -> List[Any]:
+        if self._core.finished:
+            return []
         source, now = self._spec.source, time.monotonic()
         try:
             if isinstance(source, ChunkSource):
-                data: Any = source.read(cmd.offset, cmd.length)
+                data: Any = source.read_into(cmd.offset, cmd.length, self._buffers)
             else:
                 data = read_stream(source, cmd.length)
         except (OSError, ValueError) as err:
@@ -237,7 +252,8 @@ def push_file_async(site: actors.Site, targets: Union[str, Sequence[str]], sourc
                     chunk_size: int = 1 << 20, window_chunks: int = 8,
                     chunk_timeout: float = 30.0,
                     on_progress: Optional[Callable[[Progress], Any]] = None,
-                    secure: bool = False) -> Transfer[PushResult]:
+                    secure: bool = False,
+                    bwlimit: Optional[float] = None) -> Transfer[PushResult]:
     """Start pushing ``source`` to ``targets``; the handle gives the outcome, or aborts it.
 
     Args:
@@ -247,6 +263,8 @@ def push_file_async(site: actors.Site, targets: Union[str, Sequence[str]], sourc
         context: app data (msgpack-able) handed to the receivers' ``on_done``.
         on_progress: called with :class:`Progress` per target, at most ~10 times a second,
             from the sender actor's thread.
+        bwlimit: bytes per second this push may send, all targets together (each chunk
+            counts once per target); None: as fast as the targets take it.
 
     Returns:
         A :class:`~zfs.shell.Transfer` (a future) of :class:`PushResult`; on failure it
@@ -258,9 +276,11 @@ def push_file_async(site: actors.Site, targets: Union[str, Sequence[str]], sourc
         SourceMissing: the path cannot be opened (nothing was sent).
         UnsafeName: ``name`` is not a plain file name.
         InsecureLink: ``secure=True`` but the site's links are not encrypted.
-        ValueError: no targets, repeated targets, or bad sizes.
+        ValueError: no targets, repeated targets, bad sizes, or a ``bwlimit`` not above 0.
     """
     targets = [targets] if isinstance(targets, str) else list(targets)
+    if bwlimit is not None and not bwlimit > 0:
+        raise ValueError(f"bwlimit must be above 0 bytes/s (or None), not {bwlimit!r}")
     if secure and not site.is_secure:
         raise InsecureLink(f"site {site.name} has no encrypted links (no curve option)")
     if chunk_size > site.options.max_message_size:
@@ -274,7 +294,7 @@ def push_file_async(site: actors.Site, targets: Union[str, Sequence[str]], sourc
             opened.close()
         raise ValueError(str(err)) from None
     sid = secrets.token_hex(16)
-    spec = _SendSpec(sid, name, channel, topic, context, opened, on_progress)
+    spec = _SendSpec(sid, name, channel, topic, context, opened, on_progress, bwlimit)
     transfer: Transfer[PushResult] = Transfer()
     ensure_supervisor(site)
     ref = site.spawn(SenderActor, f"zfs.send.{sid[:16]}", spec, sender, transfer)
@@ -288,7 +308,7 @@ def push_file(site: actors.Site, targets: Union[str, Sequence[str]], source: Sou
               context: Any = None, chunk_size: int = 1 << 20, window_chunks: int = 8,
               chunk_timeout: float = 30.0,
               on_progress: Optional[Callable[[Progress], Any]] = None,
-              secure: bool = False) -> PushResult:
+              secure: bool = False, bwlimit: Optional[float] = None) -> PushResult:
     """Push ``source`` to ``targets`` and wait until every one committed it.
 
     Same arguments and errors as :func:`push_file_async`; a failure raises
@@ -298,4 +318,4 @@ def push_file(site: actors.Site, targets: Union[str, Sequence[str]], source: Sou
     return push_file_async(
         site, targets, source, channel=channel, topic=topic, name=name, context=context,
         chunk_size=chunk_size, window_chunks=window_chunks, chunk_timeout=chunk_timeout,
-        on_progress=on_progress, secure=secure).result()
+        on_progress=on_progress, secure=secure, bwlimit=bwlimit).result()

@@ -11,13 +11,16 @@ changed meanwhile fails the transfer
 
 from __future__ import annotations
 
+import mmap
 import os
 import stat
+import threading
 from collections import OrderedDict
 from types import TracebackType
 from typing import Optional, Type
 
-from zfs.errors import FileChanged, SourceMissing
+from zfs.buffers import BufferPool
+from zfs.errors import FileChanged, SourceMissing, TransferAborted
 from zfs.files import Digest
 from zfs.protocol.tree.layout import Layout
 from zfs.protocol.tree.manifest import Manifest
@@ -58,14 +61,20 @@ class TreeSource:
         """The whole stream's length: every file's bytes."""
         return self.layout.size
 
-    def read(self, layout: Layout, offset: int, length: int) -> bytearray:
-        """The ``length`` bytes at ``offset`` of the stream ``layout`` (a plan of this tree's).
+    def read(self, layout: Layout, offset: int, length: int,
+             pool: Optional[BufferPool] = None) -> memoryview:
+        """The ``length`` bytes at ``offset`` of the stream ``layout`` (a plan of this tree's),
+        read into a buffer of ``pool`` (used again once nothing else holds it) or a fresh
+        one; page-aligned either way (see :mod:`zfs.buffers`).
 
         Raises:
             FileChanged: a file is gone, or differs from the manifest.
         """
-        buffer = bytearray(length)
-        view = memoryview(buffer)
+        if pool is not None and length <= pool.size:
+            buffer = pool.take()
+        else:
+            buffer = mmap.mmap(-1, max(1, length))
+        view = memoryview(buffer)[:length]
         sizes = layout.sizes
         for piece in layout.pieces(offset, length):
             whole = piece.offset == 0 and piece.length == sizes[piece.file]
@@ -80,21 +89,25 @@ class TreeSource:
             if piece.offset + piece.length == sizes[piece.file]:
                 self._check(piece.file, fd)          # read to its end: unchanged since?
                 self._close_file(piece.file)
-        return buffer
+        return view
 
-    def digest(self, file: int, length: int) -> str:
-        """The digest of file ``file``'s first ``length`` bytes.
+    def digest(self, file: int, length: int, stop: Optional[threading.Event] = None) -> str:
+        """The digest of file ``file``'s first ``length`` bytes (ends early once ``stop``
+        is set: a stopping owner must not wait for a large file's digest).
 
         Raises:
             FileChanged: the file is gone, shorter, or differs from the manifest.
+            TransferAborted: ``stop`` was set.
         """
         fd = self._file(file)
         digest = Digest()
         if self._block is None:              # one buffer for every digest of this source
-            self._block = memoryview(bytearray(_BLOCK))
+            self._block = memoryview(mmap.mmap(-1, _BLOCK))
         block = self._block
         done = 0
         while done < length:
+            if stop is not None and stop.is_set():
+                raise TransferAborted("the owner is stopping")
             n = os.preadv(fd, [block[:min(len(block), length - done)]], done)
             if not n:
                 raise FileChanged(f"{self._path(file)!r} shrank while being read")
@@ -106,10 +119,11 @@ class TreeSource:
     def range_digest(self, offset: int, length: int) -> str:
         """The digest of the whole stream's ``length`` bytes at ``offset``."""
         digest = Digest()
+        pool = BufferPool(_BLOCK, keep=1)
         done = 0
         while done < length:
             take = min(_BLOCK, length - done)
-            digest.update(self.read(self.layout, offset + done, take))
+            digest.update(self.read(self.layout, offset + done, take, pool))
             done += take
         return digest.hexdigest()
 

@@ -376,3 +376,17 @@ def test_streams_of_a_lost_sender_site_are_discarded() -> None:
     assert r.site_lost("a", 1.0) == [rx.Discard(("a/s1", "1"), "sender site a lost"),
                                      rx.Discard(("a/s2", "2"), "sender site a lost")]
     assert r.streams == (("ab/s", "3"),)
+
+
+def test_a_receiver_acks_once_per_half_window_and_at_the_end() -> None:
+    r = rx.PushReceiver()
+    r.registration_added("ch", "tp", rx.Limits())
+    key = ("S/send", "sid")
+    (create,) = r.open_received(key, "f", 10, 1, "ch", "tp", 0.0, window_chunks=8)
+    r.file_created(key, 0.0)
+    acks = []
+    for offset in range(10):
+        r.chunk_received(key, offset, 1, 0.0)
+        acks += [c.received for c in r.chunk_written(key, offset, 1, 0.0)
+                 if isinstance(c, rx.SendAck)]
+    assert acks == [4, 8, 10]

@@ -15,10 +15,10 @@ from zfs.protocol.errors import Failure, RemoteProtocolError
 #: One message of every kind, with the msgpack bytes it must encode to: a change of the
 #: wire shows here first.
 EXACT: list[tuple[wire.Message, bytes]] = [
-    (wire.Open("s1", "a.bin", 5, 1024, "ch", "tp", {"k": 1}),
-     b"\x98\xa4open\xa2s1\xa5a.bin\x05\xcd\x04\x00\xa2ch\xa2tp\x81\xa1k\x01"),
-    (wire.Open("s1", "a.bin", None, 1, "c", "t", None),
-     b"\x98\xa4open\xa2s1\xa5a.bin\xc0\x01\xa1c\xa1t\xc0"),
+    (wire.Open("s1", "a.bin", 5, 1024, 8, "ch", "tp", {"k": 1}),
+     b"\x99\xa4open\xa2s1\xa5a.bin\x05\xcd\x04\x00\x08\xa2ch\xa2tp\x81\xa1k\x01"),
+    (wire.Open("s1", "a.bin", None, 1, 1, "c", "t", None),
+     b"\x99\xa4open\xa2s1\xa5a.bin\xc0\x01\x01\xa1c\xa1t\xc0"),
     (wire.Chunk("s1", 7), b"\x93\xa5chunk\xa2s1\x07"),
     (wire.End("s1", 5, "ab"), b"\x94\xa3end\xa2s1\x05\xa2ab"),
     (wire.Abort("s1", "why"), b"\x93\xa5abort\xa2s1\xa3why"),
@@ -70,8 +70,8 @@ def test_every_message_kind_has_an_exact_bytes_case() -> None:
     ["chunk", "s1", 1.5],
     ["chunk", "s1", 2**64],
     ["chunk", 1, 7],                        # the stream id must be a string
-    ["open", "s1", 42, 1, 1, "c", "t", None],
-    ["open", "s1", "a", "big", 1, "c", "t", None],
+    ["open", "s1", 42, 1, 1, 1, "c", "t", None],
+    ["open", "s1", "a", "big", 1, 1, "c", "t", None],
     ["acked", "s1", "10"],                  # no coercion: push and pull alike
     ["chunk?", "r", "0", 8, 0],
     ["report", "r", "maybe"],

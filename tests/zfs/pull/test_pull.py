@@ -262,6 +262,20 @@ def test_references_never_look_like_command_line_options() -> None:
     assert all(rid[0].isalnum() and len(rid) >= 32 for rid in ids)
 
 
+def test_a_stopping_owner_does_not_finish_hashing_a_huge_file_first(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.bin"
+    with open(huge, "wb") as f:
+        f.truncate(200 << 30)                 # 200 GiB, sparse: minutes to hash in full
+    with actors.Site("hasher") as owner:
+        share(owner, timeout=60).add_file(huge)
+        wait_until(lambda: [t for t in threading.enumerate()
+                            if t.name.startswith("zfs.owner.digest") and t.is_alive()], 5)
+    hashing = [t for t in threading.enumerate() if t.name.startswith("zfs.owner.digest")]
+    for thread in hashing:
+        thread.join(10)
+    assert not [t.name for t in hashing if t.is_alive()], "still hashing after the site stopped"
+
+
 @pytest.mark.timeout(60)
 def test_pulling_a_file_already_there_moves_no_byte_and_a_changed_one_is_fetched(
         site: actors.Site, owner: SiteProcess, tmp_path: Path) -> None:

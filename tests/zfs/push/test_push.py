@@ -200,7 +200,7 @@ def test_hostile_names_are_refused_and_nothing_lands_outside(
     beta = trio[0]
     dest = tmp_path / "deep" / "dest"
     register(hub, beta, dest, "hostile")
-    replies = _probe(hub, [["open", f"s{i}", name, 1, 1, "test", "hostile", None]
+    replies = _probe(hub, [["open", f"s{i}", name, 1, 1, 1, "test", "hostile", None]
                            for i, name in enumerate(HOSTILE)])
     assert {type(r) for r in replies} == {wire.Failed}
     assert {r.failure for r in replies} == {Failure.REFUSED}
@@ -223,7 +223,7 @@ def _probe(hub: actors.Site, opens: list[Any]) -> list[Any]:
 
 
 def _open(sid: str, size: int, topic: str) -> list[Any]:
-    return wire.encode(wire.Open(sid, f"{sid}.bin", size, 1, "test", topic, None))
+    return wire.encode(wire.Open(sid, f"{sid}.bin", size, 1, 1, "test", topic, None))
 
 
 def test_a_declared_size_over_the_free_disk_is_refused_before_writing(

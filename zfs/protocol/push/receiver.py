@@ -133,6 +133,8 @@ class _Stream:
     limits: Limits
     active_at: float
     received: int = 0
+    ack_every: int = 1     # chunks written per ack (half the sender's window)
+    acked: int = 0
 
 
 class PushReceiver:
@@ -164,8 +166,9 @@ class PushReceiver:
         self._registrations.pop((channel, topic), None)
 
     def open_received(self, key: Key, name: object, size: object, chunk_size: object,
-                      channel: object, topic: object, now: float) -> List[ReceiverCommand]:
-        """A sender opens a stream."""
+                      channel: object, topic: object, now: float,
+                      window_chunks: int = 1) -> List[ReceiverCommand]:
+        """A sender opens a stream; it keeps up to ``window_chunks`` chunks un-acked."""
         if key in self._streams:
             return self._error(key, Failure.PROTOCOL, "stream opened twice")
         limits = None
@@ -179,7 +182,12 @@ class PushReceiver:
         assert limits is not None and isinstance(name, str) and isinstance(chunk_size, int)
         assert isinstance(channel, str) and isinstance(topic, str)
         declared = size if isinstance(size, int) else None
-        self._streams[key] = _Stream(StreamState.CREATING, declared, chunk_size, limits, now)
+        stream = _Stream(StreamState.CREATING, declared, chunk_size, limits, now)
+        if window_chunks >= 4:
+            # One ack per half window: the sender still has chunks to send when it
+            # comes, and half the acks cross two threads and two mailboxes less.
+            stream.ack_every = window_chunks // 2
+        self._streams[key] = stream
         return [CreateFile(key, name, (channel, topic))]
 
     def _crowding_problem(self, key: Key) -> Optional[str]:
@@ -228,6 +236,10 @@ class PushReceiver:
             raise LocalProtocolError(f"chunk_written({offset}), expected {stream.received}")
         stream.received += length
         stream.active_at = now
+        if (stream.received - stream.acked < stream.ack_every * stream.chunk_size
+                and stream.received != stream.size):
+            return []
+        stream.acked = stream.received
         return [SendAck(key, stream.received, stream.size)]
 
     def end_received(self, key: Key, size: object, digest: object,

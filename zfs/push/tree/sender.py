@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence, Union
 
 import actors
+from zfs.buffers import BufferPool
 from zfs.errors import InsecureLink, TransferAborted, ZfsError
 from zfs.files import Digest, check_name
 from zfs.protocol import wire
@@ -85,6 +86,8 @@ class TreeSenderActor(Shell):
         self._future = future
         self._manifest = spec.walked.manifest
         self._source = TreeSource(spec.walked.root, self._manifest)
+        # Chunks are read into buffers used again once ZeroMQ has sent them (zfs.buffers).
+        self._buffers = BufferPool(sender.chunk_size, keep=sender.window_chunks + 8)
         self._digest = Digest()
         self._chunk: Any = b""
         self._started = 0.0
@@ -253,7 +256,7 @@ class TreeSenderActor(Shell):
         layout, now = self._core.layout, time.monotonic()
         assert layout is not None
         try:
-            data = self._source.read(layout, cmd.offset, cmd.length)
+            data = self._source.read(layout, cmd.offset, cmd.length, self._buffers)
         except ZfsError as err:
             return self._core.source_failed(str(err), now, Failure.CHANGED)
         except (OSError, ValueError) as err:
