@@ -14,7 +14,6 @@ one), (c) at least 0.5x the files per second of tar, and memory flat (peak RSS u
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,11 +52,12 @@ def run(options: Options) -> Report:
             base: Samples = {}
             for folder in folders:
                 label = f"run {run_no}/{options.runs}, ({folder.key}) {folder.label}"
-                sides: list[Callable[[], None]] = [
-                    lambda f=folder: base.update(_tar(work, f, options, label)),
-                    lambda f=folder: ours.update(_ours(work, f, options, label, missing))]
-                for side in (sides if run_no % 2 else reversed(sides)):
-                    side()
+                tar_first = run_no % 2 == 1          # the sides take turns to go first
+                if tar_first:
+                    base.update(_tar(work, folder, options, label))
+                ours.update(_ours(work, folder, options, label, missing))
+                if not tar_first:
+                    base.update(_tar(work, folder, options, label))
             for mode in ("push", "pull"):
                 _derive(ours, base, mode)
             report.ours_runs.append(ours)
@@ -90,9 +90,9 @@ def _make_folders(work: Path, options: Options) -> list[Folder]:
                    options.files)]
 
 
-def _warm(folder: Folder) -> None:
+def _warm(folder: Folder, options: Options) -> None:
     """Flush, read the folder once (cached), and ready recycled pages for the receiver
-    (see :func:`benchmarks.data.warm`)."""
+    (see :func:`benchmarks.data.warm`; not with ``--as-user``)."""
     os.sync()
     buffer = bytearray(_BLOCK)
     for base, _dirs, names in os.walk(folder.path):
@@ -100,7 +100,9 @@ def _warm(folder: Folder) -> None:
             with open(os.path.join(base, name), "rb", buffering=0) as source:
                 while source.readinto(buffer):
                     pass
-    _recycle_page_cache(folder.path.parent / ".recycle", folder.size + folder.size // 8)
+    incoming = options.incoming(folder.size)
+    if incoming:
+        _recycle_page_cache(folder.path.parent / ".recycle", incoming + incoming // 8)
 
 
 def _figures(prefix: str, folder: Folder, start: float, end: float, got: dict[str, float],
@@ -120,7 +122,7 @@ def _tar(work: Path, folder: Folder, options: Options, label: str) -> Samples:
     dest = work / f"tar-{folder.key}"
     dest.mkdir()
     timeout = options.transfer_timeout()
-    with Parties(work) as parties:
+    with Parties(work, plain=options.as_user) as parties:
         receiver = parties.start("benchmarks.rawtar:receiver", {"dest": str(dest)},
                                  f"tar-{folder.key}-receiver")
         port = receiver.expect(30)["port"]
@@ -128,7 +130,7 @@ def _tar(work: Path, folder: Folder, options: Options, label: str) -> Samples:
             "port": port, "parent": str(folder.path.parent), "name": folder.path.name},
             f"tar-{folder.key}-sender")
         sender.expect(30)
-        _warm(folder)
+        _warm(folder, options)
         sender.send(op="go")
         sent = sender.expect(timeout)
         got = receiver.expect(timeout)
@@ -150,7 +152,7 @@ def _push(work: Path, folder: Folder, options: Options, label: str) -> Samples:
     timeout = options.transfer_timeout()
     dest = work / f"push-{folder.key}"
     dest.mkdir()
-    with Parties(work) as parties:
+    with Parties(work, plain=options.as_user) as parties:
         receiver = parties.start("benchmarks.tree_parties:receiver", {
             "name": "r0", "dest_dir": str(dest), "timeout": timeout}, f"push-{folder.key}-r0")
         endpoint = receiver.expect(30)["endpoint"]
@@ -159,7 +161,7 @@ def _push(work: Path, folder: Folder, options: Options, label: str) -> Samples:
             "chunk_size": options.chunk_size, "window": options.window},
             f"push-{folder.key}-sender")
         sender.expect(60)
-        _warm(folder)
+        _warm(folder, options)
         sender.send(op="go")
         sent = sender.expect(timeout)
         got = receiver.expect(timeout)
@@ -173,7 +175,7 @@ def _pull(work: Path, folder: Folder, options: Options, label: str) -> Samples:
     timeout = options.transfer_timeout()
     dest = work / f"pull-{folder.key}"
     dest.mkdir()
-    with Parties(work) as parties:
+    with Parties(work, plain=options.as_user) as parties:
         owner = parties.start("benchmarks.tree_parties:owner", {
             "path": str(folder.path), "timeout": timeout + 60}, f"pull-{folder.key}-owner")
         shared = owner.expect(120)
@@ -182,7 +184,7 @@ def _pull(work: Path, folder: Folder, options: Options, label: str) -> Samples:
             "dest_dir": str(dest), "window": options.window, "chunk_size": options.chunk_size},
             f"pull-{folder.key}-r0")
         recipient.expect(60)
-        _warm(folder)
+        _warm(folder, options)
         recipient.send(op="go")
         got = recipient.expect(timeout)
         rss = {"sender": mib(owner.finish()), "receiver": mib(recipient.finish())}

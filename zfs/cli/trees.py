@@ -116,7 +116,7 @@ def push_folder(s: actors.Site, folder: str, targets: list[str], settings: confi
                 chunk_size=settings.chunk_size, window_chunks=settings.window_chunks,
                 chunk_timeout=settings.chunk_timeout, on_progress=bars.update,
                 secure=settings.keys_dir is not None, no_clobber=no_clobber,
-                check_existing=skip), stop)
+                check_existing=skip, bwlimit=settings.bwlimit), stop)
         except StreamRefused as err:
             raise click.ClickException(
                 f"{err.site} refused the folder {name} on channel {settings.channel!r}, "
@@ -169,8 +169,8 @@ def pull_folder(s: actors.Site, owner: str, rid: str, info: wire.TreeInfo,
                 s, owner, rid, out, window_chunks=settings.window_chunks,
                 chunk_size=settings.chunk_size, request_timeout=settings.request_timeout,
                 retries=settings.retries, on_progress=bars.update,
-                secure=settings.keys_dir is not None, no_clobber=no_clobber,
-                check_existing=skip), stop)
+                secure=settings.keys_dir is not None, bwlimit=settings.bwlimit,
+                no_clobber=no_clobber, check_existing=skip), stop)
             if result is None:
                 raise Interrupted("interrupted: run the same command again to resume "
                                   "(what was received and checked is kept)")

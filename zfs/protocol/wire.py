@@ -32,8 +32,8 @@ A folder (a tree, :mod:`zfs.protocol.tree`) moves as its manifest and ONE virtua
 stream, its files' contents end to end, in the same chunks, acks and requests. Push of
 a tree, per stream ``sid``, to each target's tree receiver::
 
-    TreeOpen(sid, name, key, files, size, manifest_size, chunk_size, channel, topic,
-             context, no_clobber, check_existing) + the manifest as payload        ->
+    TreeOpen(sid, name, key, files, size, manifest_size, chunk_size, window_chunks,
+             channel, topic, context, no_clobber, check_existing) + the manifest    ->
                                  <-  Checking(sid)                 (while it digests)
                                  <-  TreeOffer(sid) + packed offers   | Failed(...)
     Checking(sid)                      ->   (while the sender digests what was offered)
@@ -251,8 +251,9 @@ class TreeOpen:
 
     ``key`` names the tree's staging folder at the target, with the sender's site: the
     same push started again finds what it left there. ``size`` is the bytes of all its
-    files, ``manifest_size`` the payload's. ``no_clobber``: refuse if ``name`` exists;
-    ``check_existing``: offer files already at the final place (else only a resume's).
+    files, ``manifest_size`` the payload's; ``window_chunks`` as in :class:`Open`.
+    ``no_clobber``: refuse if ``name`` exists; ``check_existing``: offer files already
+    at the final place (else only what an interrupted push of it left).
     """
 
     sid: str
@@ -262,6 +263,7 @@ class TreeOpen:
     size: int
     manifest_size: int
     chunk_size: int
+    window_chunks: int
     channel: str
     topic: str
     context: Any
@@ -418,8 +420,8 @@ _KINDS: dict[str, tuple[type, tuple[_Check, ...]]] = {
     "digest": (FileDigest, (_text, _text)),
     "report": (DoneReport, (_text, _status)),
     "refusal": (Refusal, (_text, _failure)),
-    "tree": (TreeOpen, (_text, _text, _text, _count, _count, _count, _count, _text, _text,
-                        _anything, _flag, _flag)),
+    "tree": (TreeOpen, (_text, _text, _text, _count, _count, _count, _count, _count, _text,
+                        _text, _anything, _flag, _flag)),
     "offer": (TreeOffer, (_text,)),
     "checking": (Checking, (_text,)),
     "plan": (TreePlan, (_text, _count)),

@@ -197,7 +197,7 @@ class DownloadActor(Shell):
         options = TreeDownloadOptions(opt.owner, opt.rid, opt.dest_dir, opt.window_chunks,
                                       opt.chunk_size, opt.request_timeout, opt.retries,
                                       opt.abort_signal, opt.on_progress, opt.no_clobber,
-                                      opt.check_existing)
+                                      opt.check_existing, opt.bwlimit)
         ref = self.site.spawn(TreeDownloadActor, f"{self.name}.tree", options, self._future,
                               info, self._started)
         if isinstance(self._future, Transfer):

@@ -178,9 +178,10 @@ def sharing(tmp_path: Path, *files: Path, extra: Sequence[str] = ()
 
 
 @pytest.fixture(autouse=True)
-def config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def config_home(tmp_path_factory: pytest.TempPathFactory,
+                monkeypatch: pytest.MonkeyPatch) -> Path:
     """``$XDG_CONFIG_HOME`` for the test, where ``share`` keeps its RID secret (children
-    inherit it), so no test writes into the user's own config folder."""
-    home = tmp_path / "config-home"
+    inherit it), so no test writes into the user's own config folder (nor its tmp_path)."""
+    home = tmp_path_factory.mktemp("config-home")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
     return home

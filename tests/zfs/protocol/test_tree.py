@@ -292,7 +292,7 @@ class PushWorld:
             cmd = queue.pop(0)
             if isinstance(cmd, tx.SendTreeOpen):
                 opening = rx.Opening("t", "k", len(self.manifest.files), self.manifest.size,
-                                     s.chunk_size, "ch", "tp", False, True)
+                                     s.chunk_size, "ch", "tp", False, True, s.window_chunks)
                 for t in cmd.targets:
                     self.link.append((t, ("open", opening, self.manifest.encode())))
             elif isinstance(cmd, tx.CheckOffers):
@@ -372,7 +372,7 @@ def _held(files: list[bytes], kinds: list[str]) -> dict[int, bytes]:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sizes=st.lists(st.integers(0, 40), min_size=1, max_size=7), n_targets=st.integers(1, 3),
-       chunk=st.integers(1, 32), window=st.integers(1, 4), seed=st.integers(0, 2**16),
+       chunk=st.integers(1, 32), window=st.integers(1, 8), seed=st.integers(0, 2**16),
        script=st.data())
 def test_a_pushed_tree_arrives_whole_at_every_target_sending_only_what_one_lacks(
         sizes: list[int], n_targets: int, chunk: int, window: int, seed: int,

@@ -37,8 +37,8 @@ EXACT: list[tuple[wire.Message, bytes]] = [
     (wire.FileDigest("r", "d"), b"\x93\xa6digest\xa1r\xa1d"),
     (wire.DoneReport("r", wire.Status.SUCCESS), b"\x93\xa6report\xa1r\xa7success"),
     (wire.Refusal("r", Failure.EXPIRED), b"\x93\xa7refusal\xa1r\xa7expired"),
-    (wire.TreeOpen("s1", "t", "k", 2, 9, 40, 1024, "ch", "tp", None, False, True),
-     b"\x9d\xa4tree\xa2s1\xa1t\xa1k\x02\t(\xcd\x04\x00\xa2ch\xa2tp\xc0\xc2\xc3"),
+    (wire.TreeOpen("s1", "t", "k", 2, 9, 40, 1024, 8, "ch", "tp", None, False, True),
+     b"\x9e\xa4tree\xa2s1\xa1t\xa1k\x02\t(\xcd\x04\x00\x08\xa2ch\xa2tp\xc0\xc2\xc3"),
     (wire.TreeOffer("s1"), b"\x92\xa5offer\xa2s1"),
     (wire.Checking("s1"), b"\x92\xa8checking\xa2s1"),
     (wire.TreePlan("s1", 9), b"\x93\xa4plan\xa2s1\t"),
@@ -75,7 +75,7 @@ def test_every_message_kind_has_an_exact_bytes_case() -> None:
     ["acked", "s1", "10"],                  # no coercion: push and pull alike
     ["chunk?", "r", "0", 8, 0],
     ["report", "r", "maybe"],
-    ["tree", "s1", "t", "k", 2, 9, 40, 1024, "ch", "tp", None, 0, True],   # 0 is no bool
+    ["tree", "s1", "t", "k", 2, 9, 40, 1024, 8, "ch", "tp", None, 0, True],   # 0: no bool
     ["meta?", "r", "passwords", 0, 40],     # no such section
     ["plan", "s1", -9],
 ])

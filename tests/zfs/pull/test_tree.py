@@ -110,3 +110,19 @@ def test_a_disk_too_small_is_refused_before_writing_a_tree_or_a_file(
         download(hub, "bigowner", single, str(small), chunk_size=CHUNK)
     assert "space" in str(caught.value)
     assert os.listdir(small) == []
+
+
+@pytest.mark.timeout(60)
+def test_a_capped_tree_pull_takes_at_least_what_its_cap_allows(
+        hub: actors.Site, sites: Any, tmp_path: Path) -> None:
+    (owner,) = sites("capowner")
+    source = tmp_path / "capped"
+    source.mkdir()
+    for i in range(12):
+        (source / f"f{i}").write_bytes(os.urandom(128 << 10))
+    rid = _share(hub, owner, source, None)
+    rate, chunk = 1_000_000, 128 << 10
+    result = download(hub, "capowner", rid, str(tmp_path / "out"), chunk_size=chunk,
+                      window_chunks=2, bwlimit=rate)
+    assert result.seconds >= (result.bytes_moved - chunk) / rate * 0.95, result.seconds
+    assert_same_tree(source, tmp_path / "out" / "capped")

@@ -183,8 +183,8 @@ def test_a_hostile_manifest_naming_dot_dot_is_refused_and_writes_nothing(
     sock = raw_dealer(context, pair[0].endpoint)
     greet(sock, "evil", "e1")
     for name, manifest in (("../up", honest), ("t", evil)):
-        body = wire.encode(wire.TreeOpen("s1", name, "k", 1, 4, len(manifest), CHUNK, CHANNEL,
-                                         "hostile", None, False, True))
+        body = wire.encode(wire.TreeOpen("s1", name, "k", 1, 4, len(manifest), CHUNK, 8,
+                                         CHANNEL, "hostile", None, False, True))
         sock.send_multipart([codec.encode(Kind.TELL, "zfs.tree-receiver", "evil/x", 0, body),
                              manifest])
         reply = codec.decode(sock.recv())
@@ -193,3 +193,19 @@ def test_a_hostile_manifest_naming_dot_dot_is_refused_and_writes_nothing(
     sock.close()
     assert tree_listing(tmp_path) == before
     assert not (tmp_path / "up").exists() and not (tmp_path / "x").exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_capped_tree_push_takes_at_least_what_its_cap_allows(
+        hub: actors.Site, pair: list[SiteProcess], tmp_path: Path) -> None:
+    source = tmp_path / "capped"
+    source.mkdir()
+    for i in range(12):
+        (source / f"f{i}").write_bytes(os.urandom(128 << 10))
+    register(hub, pair[0], tmp_path / "in", "capped")
+    rate, chunk = 1_000_000, 128 << 10
+    result = push_tree(hub, "tree1", str(source), channel=CHANNEL, topic="capped",
+                       chunk_size=chunk, bwlimit=rate)
+    # A token bucket of one chunk lets the first chunk go at once, the rest at the rate.
+    assert result.seconds >= (result.bytes_moved - chunk) / rate * 0.95, result.seconds
+    assert_same_tree(source, tmp_path / "in" / "capped")

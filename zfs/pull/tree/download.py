@@ -30,7 +30,7 @@ from zfs.protocol.tree.layout import DIGEST_CHARS, Offer
 from zfs.protocol.tree.manifest import Manifest
 from zfs.pull.owner import OWNER
 from zfs.results import Progress, TreeDownloadResult
-from zfs.shell import AbortRequested, Shell, failure_error, run_callback
+from zfs.shell import AbortRequested, Paced, PaceWake, Shell, failure_error, run_callback
 from zfs.supervisor import Tick, watch_time
 from zfs.tree.modes import current_umask
 from zfs.tree.removal import PULL_PREFIX
@@ -63,6 +63,7 @@ class TreeDownloadOptions:
     on_progress: Optional[Callable[[Progress], Any]]
     no_clobber: bool = False
     check_existing: bool = True
+    bwlimit: Optional[float] = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,8 @@ class TreeDownloadActor(Shell):
         self._manifest_digest = ""
         self._progress_at = -1.0
         self._ending: Optional[Failure] = None   # how it ended, once it did
+        # A cap holds back our chunk requests, so the owner sends no faster than it allows.
+        self._paced = Paced(self.actor_ref, options.bwlimit, options.chunk_size)
         dl = self._core
         self.receives = {
             wire.ChunkData: self._on_chunk, wire.MetaData: self._on_meta,
@@ -112,6 +115,7 @@ class TreeDownloadActor(Shell):
             Tick: self._on_tick, TreeBegin: self._begin, _Done: self._on_done,
             AbortRequested: lambda _: self.run(dl.abort_requested()),
             actors.PeerDown: self._on_peer_down, actors.PeerUp: self._on_peer_up,
+            PaceWake: lambda _: self.run(self._paced.woken(self._request_chunk)),
         }
         self.carries_out = {
             core.RequestMeta: lambda cmd: self._request(wire.MetaRequest(
@@ -121,8 +125,8 @@ class TreeDownloadActor(Shell):
             core.RequestRangeDigest: lambda cmd: self._request(wire.RangeDigestRequest(
                 options.rid, cmd.offset, cmd.length)),
             core.ApplyPlan: self._apply,
-            core.RequestChunk: lambda cmd: self._request(wire.ChunkRequest(
-                options.rid, cmd.offset, cmd.length, cmd.mark)),
+            core.RequestChunk: lambda cmd: self._paced.carry_out(cmd, cmd.length,
+                                                                 self._request_chunk),
             core.ReportMark: lambda cmd: self._request(wire.MarkReport(options.rid, cmd.mark)),
             core.WriteChunk: self._write, core.Verify: self._verify, core.Commit: self._commit,
             core.Finish: self._finish,
@@ -139,6 +143,7 @@ class TreeDownloadActor(Shell):
         self._give_up(TransferAborted(f"download crashed: {exc!r}", self.site.name))
 
     def _give_up(self, error: TransferAborted) -> None:
+        self._paced.stop()
         self._worker.shutdown(wait=False, cancel_futures=True)
         if self._staging is not None and not self._busy:
             self._staging.close()            # kept: a later run into the same folder resumes
@@ -253,6 +258,12 @@ class TreeDownloadActor(Shell):
             return self._core.owner_lost(f"cannot reach {self._opt.owner}: {err}")
         return []
 
+    def _request_chunk(self, cmd: core.RequestChunk) -> list[Any]:
+        if self._core.finished:              # held back by the cap until after the end
+            return []
+        return self._request(wire.ChunkRequest(self._opt.rid, cmd.offset, cmd.length,
+                                               cmd.mark))
+
     def _store_meta(self, cmd: core.StoreMeta) -> None:
         data = self.payload[0]
         size = (self._info.manifest_size if cmd.section is wire.Section.MANIFEST
@@ -356,6 +367,7 @@ class TreeDownloadActor(Shell):
             except actors.ActorsError:
                 pass
         self._ending = cmd.failure
+        self._paced.stop()
         if self._busy:                       # the worker holds the staging: after its job
             note = "" if cmd.failure in _DISCARD else _KEPT.format(self._opt.dest_dir)
         else:

@@ -164,7 +164,8 @@ class TreeReceiverActor(Shell):
             return
         opening = core.Opening(message.name, message.key, message.files, message.size,
                                message.chunk_size, message.channel, message.topic,
-                               message.no_clobber, message.check_existing)
+                               message.no_clobber, message.check_existing,
+                               message.window_chunks)
         cmds = self._core.open_received(key, opening, manifest, time.monotonic())
         prepare = next((c for c in cmds if isinstance(c, core.Prepare)), None)
         if prepare is not None:

@@ -30,7 +30,8 @@ from zfs.protocol.push.tree import sender as core
 from zfs.protocol.tree.layout import Layout, pack_plan, unpack_offers
 from zfs.push.tree.receiver import TREE_RECEIVER
 from zfs.results import Progress, TreePushResult
-from zfs.shell import AbortRequested, Shell, Transfer, failure_error, run_callback
+from zfs.shell import (AbortRequested, Paced, PaceWake, Shell, Transfer, failure_error,
+                       run_callback)
 from zfs.supervisor import Tick, ensure_supervisor, watch_time
 from zfs.tree.source import TreeSource
 from zfs.tree.walk import Walked, walk
@@ -73,6 +74,7 @@ class _TreeSpec:
     no_clobber: bool
     check_existing: bool
     on_progress: Optional[Callable[[Progress], Any]]
+    bwlimit: Optional[float] = None
 
 
 class TreeSenderActor(Shell):
@@ -94,6 +96,9 @@ class TreeSenderActor(Shell):
         self._held: dict[str, int] = {}
         self._progress_at: dict[str, float] = {}
         self._checker: Optional[ThreadPoolExecutor] = None
+        # The cap counts what leaves this site: each chunk once per target.
+        fan_out = len(sender.targets)
+        self._paced = Paced(self.actor_ref, spec.bwlimit, sender.chunk_size * fan_out)
         self.receives = {
             wire.TreeOffer: self._on_offer,
             wire.Checking: lambda m: self._from_target(m, self._core.checking_received),
@@ -107,13 +112,16 @@ class TreeSenderActor(Shell):
             _OpenFailed: self._open_failed, _Checked: self._checked, _Begin: self._begin,
             AbortRequested: lambda _: self.run(self._core.source_failed(
                 "aborted by the caller", time.monotonic(), Failure.ABORTED)),
+            PaceWake: lambda _: self.run(self._paced.woken(self._read)),
         }
         self.carries_out = {
             core.SendTreeOpen: self._open, core.CheckOffers: self._check,
             core.SendChecking: lambda cmd: self._send(cmd.targets, wire.Checking(
                 self._spec.sid), ()),
             core.Planned: self._planned, core.SendPlan: self._send_plan,
-            stream.ReadChunk: self._read, stream.SendChunk: self._send_chunk,
+            stream.ReadChunk: lambda cmd: self._paced.carry_out(cmd, cmd.length * fan_out,
+                                                                self._read),
+            stream.SendChunk: self._send_chunk,
             stream.Progressed: self._progress, stream.SendEnd: self._end,
             stream.SendAbort: lambda cmd: self._send(cmd.targets, wire.Abort(
                 self._spec.sid, cmd.reason), ()),
@@ -135,6 +143,7 @@ class TreeSenderActor(Shell):
             self._future.set_exception(TransferAborted(f"sender crashed: {exc!r}", self.site.name))
 
     def _close(self) -> None:
+        self._paced.stop()
         self._source.close()
         if self._checker is not None:
             self._checker.shutdown(wait=False, cancel_futures=True)
@@ -200,8 +209,8 @@ class TreeSenderActor(Shell):
         pages = tuple(manifest[i:i + _PAGE] for i in range(0, len(manifest), _PAGE))
         body = wire.encode(wire.TreeOpen(
             spec.sid, spec.name, spec.key, len(self._manifest.files), self._manifest.size,
-            len(manifest), self._core.chunk_size, spec.channel, spec.topic, spec.context,
-            spec.no_clobber, spec.check_existing))
+            len(manifest), self._core.chunk_size, self._core.window_chunks, spec.channel,
+            spec.topic, spec.context, spec.no_clobber, spec.check_existing))
         caused: list[Any] = []
         for target in cmd.targets:
             try:
@@ -253,6 +262,8 @@ class TreeSenderActor(Shell):
         return self._send((cmd.target,), message, (pack_plan(cmd.starts, cmd.own),))
 
     def _read(self, cmd: stream.ReadChunk) -> list[Any]:
+        if self._core.finished:              # held back by the cap until after the end
+            return []
         layout, now = self._core.layout, time.monotonic()
         assert layout is not None
         try:
@@ -352,7 +363,8 @@ def push_tree_async(site: actors.Site, targets: Union[str, Sequence[str]], folde
                     chunk_timeout: float = 30.0,
                     on_progress: Optional[Callable[[Progress], Any]] = None,
                     secure: bool = False, no_clobber: bool = False,
-                    check_existing: bool = True) -> Transfer[TreePushResult]:
+                    check_existing: bool = True,
+                    bwlimit: Optional[float] = None) -> Transfer[TreePushResult]:
     """Start pushing the folder ``folder`` to ``targets``; the handle gives the outcome.
 
     Args:
@@ -367,6 +379,7 @@ def push_tree_async(site: actors.Site, targets: Union[str, Sequence[str]], folde
         no_clobber: a target where ``name`` exists refuses the tree.
         check_existing: files a target already holds with the same size and digest are
             not sent (off: only what an interrupted push of the same tree left is kept).
+        bwlimit: bytes per second this push may send, all targets together (None: no cap).
 
     Returns:
         A :class:`~zfs.shell.Transfer` of :class:`TreePushResult`; on failure it raises
@@ -384,6 +397,8 @@ def push_tree_async(site: actors.Site, targets: Union[str, Sequence[str]], folde
         raise InsecureLink(f"site {site.name} has no encrypted links (no curve option)")
     if chunk_size > site.options.max_message_size:
         raise ValueError(f"chunk_size {chunk_size} is over the site's max_message_size")
+    if bwlimit is not None and not bwlimit > 0:
+        raise ValueError(f"bwlimit must be above 0 bytes/s (or None), not {bwlimit!r}")
     walked = walk(folder)
     tree_name = check_name(name if name is not None else
                            os.path.basename(walked.root.rstrip(os.sep)))
@@ -394,7 +409,8 @@ def push_tree_async(site: actors.Site, targets: Union[str, Sequence[str]], folde
         raise ValueError(str(err)) from None
     sid = secrets.token_hex(16)
     spec = _TreeSpec(sid, tree_name, transfer_key(site, walked.root, tree_name, channel, topic),
-                     channel, topic, context, walked, no_clobber, check_existing, on_progress)
+                     channel, topic, context, walked, no_clobber, check_existing, on_progress,
+                     bwlimit)
     transfer: Transfer[TreePushResult] = Transfer()
     ensure_supervisor(site)
     ref = site.spawn(TreeSenderActor, f"zfs.send-tree.{sid[:16]}", spec, sender, transfer)
