@@ -170,7 +170,7 @@ def test_rate_ratio_is_the_median_of_back_to_back_pairs() -> None:
 
 @pytest.mark.timeout(180)
 def test_tree_scenario_fills_every_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    table = _run(tmp_path, capsys, "tree", "--size", "2MiB", "--files", "50",
+    table = _run(tmp_path, capsys, "tree", "--size", "1MiB", "--files", "20",
                  "--chunk-size", "256KiB")
     labels = [row["label"] for row in table["rows"]]
     assert "push (c) 50 files of 4 KiB: files/s" in labels

@@ -29,7 +29,7 @@ Site = tuple[object, str, Path, Path]
 def test_a_directory_is_pushed_as_a_folder_and_a_missing_one_named(tmp_path: Path) -> None:
     # Folders travel whole (issue 17): the only mistake left is the site it goes to.
     one_line_error(zfs("push", str(tmp_path), "--to", "alice", "--connect",
-                       "alice=127.0.0.1:9"), "cannot reach site alice")
+                       "alice=127.0.0.1:9", "--connect-timeout", "1"), "cannot reach site alice")
     one_line_error(zfs("share", str(tmp_path / "nowhere")), "no such file")
 
 

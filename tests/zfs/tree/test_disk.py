@@ -45,6 +45,7 @@ def copy_tree(source: Path, dest: Path, name: str, check_existing: bool = True,
 
 def test_the_walk_lists_every_entry_in_order_and_refuses_what_cannot_travel(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="zfs.tree.walk")
     root = make_tree(tmp_path / "t", large=1000, small=3)
     os.mkfifo(root / "fifo")
     (root / PARTIAL_DIR).mkdir()
