@@ -1,4 +1,4 @@
-"""The command line: ``python -m benchmarks messages|push|pull|wan|soak [options]``.
+"""The command line: ``python -m benchmarks messages|push|pull|tree|wan|soak [options]``.
 
 Prints one table per scenario (and writes it as JSON with ``--json FILE``). With
 ``--curve``, push and pull compare zfs with CurveZMQ on against zfs over plain links
@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import messages, pull, push
+from benchmarks import messages, pull, push, tree
 from benchmarks.data import parse_size
 from benchmarks.options import Options, parse_counts
 from benchmarks.procs import BenchError
@@ -28,6 +28,7 @@ SCENARIOS: dict[str, Callable[[Options], Report]] = {
     "messages": messages.run,
     "push": push.run,
     "pull": pull.run,
+    "tree": tree.run,
 }
 
 #: Scenarios that can compare CURVE on and off (``--curve``).
@@ -61,6 +62,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--window", type=int, default=8, help="chunks (messages) in flight")
     ap.add_argument("--messages", type=int, default=100_000, help="small tells (messages)")
     ap.add_argument("--asks", type=int, default=2000, help="timed asks (messages)")
+    ap.add_argument("--files", type=int, default=10_000,
+                    help="tree: small files (4 KiB) in the many-files folder")
     ap.add_argument("--dir", default=None, help="where data files go (default: the temp dir)")
     ap.add_argument("--timeout", type=float, default=120.0,
                     help="seconds a party may take beyond 20 MB/s of transfer")
@@ -82,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         return delegate(argv[1:])
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.runs < 1 or args.window < 1 or args.size < 1:
-        print("--runs, --window and --size must be positive", file=sys.stderr)
+    if args.runs < 1 or args.window < 1 or args.size < 1 or args.files < 1:
+        print("--runs, --window, --size and --files must be positive", file=sys.stderr)
         return 2
     if args.curve and args.scenario not in CURVE_SCENARIOS:
         print(f"--curve applies to {' and '.join(CURVE_SCENARIOS)} only", file=sys.stderr)
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(size=args.size, runs=args.runs, targets=args.targets,
                       chunk_size=args.chunk_size, window=args.window, messages=args.messages,
                       asks=args.asks, dir=args.dir, timeout=args.timeout,
-                      curve=args.curve, as_user=args.as_user)
+                      curve=args.curve, files=args.files, as_user=args.as_user)
     load_before = os.getloadavg()[0]
     try:
         report = SCENARIOS[args.scenario](options)

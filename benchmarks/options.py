@@ -23,6 +23,7 @@ class Options:
     dir: str | None = None
     timeout: float = 120.0
     curve: bool = False  # push/pull: zfs with CURVE vs zfs plain instead of zfs vs raw TCP
+    files: int = 10_000  # tree: small files in folder (c)
     as_user: bool = False  # parties as a user's program runs: no tune_malloc, no page recycling
 
     def incoming(self, nbytes: int) -> int:

@@ -1,7 +1,7 @@
 """An asyncio facade: ``await`` a push, a download, a tell or an ask without blocking the loop.
 
 Same names and arguments as the synchronous API (:func:`zfs.push_file`,
-:func:`zfs.download`, ``Site.tell``, ``Site.ask``). The work happens where it always
+:func:`zfs.push_tree`, :func:`zfs.download`, ``Site.tell``, ``Site.ask``). The work happens where it always
 does, in the site's threads and actors; this module only turns the future those calls
 return into something a coroutine awaits. Even starting a call may briefly wait
 (opening a file, a full send queue under backpressure), so every call into the site is
@@ -22,12 +22,13 @@ from typing import Any, TypeVar
 import actors
 from zfs.pull.download import download_async
 from zfs.push.sender import push_file_async
-from zfs.results import DownloadResult, PushResult
+from zfs.push.tree.sender import push_tree_async
+from zfs.results import DownloadResult, PushResult, TreeDownloadResult, TreePushResult
 from zfs.shell import Transfer
 
 T = TypeVar("T")
 
-__all__ = ["ask", "download", "push_file", "tell"]
+__all__ = ["ask", "download", "push_file", "push_tree", "tell"]
 
 
 async def _off_loop(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -57,8 +58,18 @@ async def push_file(site: actors.Site, targets: str | Sequence[str], source: Any
     return await _settle(push_file_async, site, targets, source, **kwargs)
 
 
+async def push_tree(site: actors.Site, targets: str | Sequence[str], folder: str,
+                    **kwargs: Any) -> TreePushResult:
+    """Push the folder ``folder`` to ``targets``; see :func:`zfs.push_tree`.
+
+    Raises:
+        The errors of :func:`zfs.push_tree` (TransferAborted naming the site, ...).
+    """
+    return await _settle(push_tree_async, site, targets, folder, **kwargs)
+
+
 async def download(site: actors.Site, owner: str, rid: str, dest_dir: str | None = None,
-                   **kwargs: Any) -> DownloadResult:
+                   **kwargs: Any) -> DownloadResult | TreeDownloadResult:
     """Download ``rid`` from ``owner`` into the folder ``dest_dir``.
 
     See :func:`zfs.download` for the keyword arguments, the result and the errors.

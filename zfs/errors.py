@@ -15,6 +15,11 @@ class UnsafeName(ZfsError, ValueError):
     """A file name from the network is not a plain name (path parts, NUL, empty...)."""
 
 
+class UnsafeTree(ZfsError, ValueError):
+    """A folder holds what zfs will not send: a link leading out of it, a name that
+    cannot travel (not UTF-8, too long), a tree too large for a manifest."""
+
+
 class SourceMissing(ZfsError, FileNotFoundError):
     """The file to send or share does not exist or cannot be read."""
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import shutil
 import stat
 import time
 from types import TracebackType
@@ -49,6 +50,29 @@ def _open_dirs(dest_dir: str) -> tuple[int, int]:
     except BaseException:
         os.close(dest_fd)
         raise
+
+
+def check_room(dest_dir: str, size: Optional[int]) -> None:
+    """Refuse a declared size the folder's disk cannot hold, before writing a byte.
+
+    Raises:
+        OSError: ENOSPC, naming the sizes.
+    """
+    if size is None:
+        return
+    free = shutil.disk_usage(dest_dir).free
+    if size > free:
+        raise OSError(errno.ENOSPC, f"not enough space: {size} bytes declared, {free} "
+                      f"free in {dest_dir}")
+
+
+def open_partial_dir(dest_dir: str) -> tuple[int, int]:
+    """Descriptors of ``dest_dir`` and of its partial folder (made if missing, never a link).
+
+    Raises:
+        OSError: either is not a folder; the partial folder is a link (ELOOP).
+    """
+    return _open_dirs(dest_dir)
 
 
 def _open_regular(name: str, dir_fd: int, exclusive: bool) -> int:

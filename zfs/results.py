@@ -2,19 +2,22 @@
 
 The same :class:`Progress` for push and pull, at both ends; :class:`PushResult` for the
 sender, :class:`ReceivedFile` for each push target, :class:`DownloadResult` for a
-recipient.
+recipient; for a folder (a tree) :class:`TreePushResult`, :class:`ReceivedTree` and
+:class:`TreeDownloadResult`, whose first fields are those of the file's.
 """
 
 from __future__ import annotations
 
-from typing import Any, List, NamedTuple, Optional
+from typing import Any, List, NamedTuple, Optional, Tuple
 
 
 class Progress(NamedTuple):
     """How far a transfer of ``name`` is with ``peer``: ``bytes_done`` of ``total``.
 
     ``total`` is None while unknown (a pushed stream of unknown length); ``context`` is
-    the stream's context on a push's receiving side (None elsewhere).
+    the stream's context on a push's receiving side (None elsewhere). For a tree,
+    ``files`` is its number of files (0 for a single file), ``files_done`` how many are
+    complete, and ``current`` the file being moved.
     """
 
     name: str
@@ -22,6 +25,9 @@ class Progress(NamedTuple):
     total: Optional[int]
     peer: str
     context: Any = None
+    files_done: int = 0
+    files: int = 0
+    current: str = ""
 
 
 class ReceivedFile(NamedTuple):
@@ -60,3 +66,58 @@ class DownloadResult(NamedTuple):
     owner: str
     bytes_moved: int
     seconds: float
+
+
+class TreePushResult(NamedTuple):
+    """A tree that every target committed.
+
+    ``sent`` and ``skipped`` are the files' relative paths: those whose bytes (some or
+    all) moved, and those no byte of which had to move (every target held them, or they
+    are empty). ``bytes_moved`` is the file bytes that travelled to each target in this
+    run, so ``bytes_moved / seconds`` is its true rate. ``ignored``: special files of the
+    source that were not sent (FIFOs, sockets, devices).
+    """
+
+    name: str
+    size: int
+    files: int
+    sent: Tuple[str, ...]
+    skipped: Tuple[str, ...]
+    bytes_moved: int
+    targets: List[str]
+    seconds: float
+    ignored: Tuple[str, ...] = ()
+
+
+class ReceivedTree(NamedTuple):
+    """A tree a push delivered: checked and put in place at ``path`` (a folder) at once."""
+
+    name: str
+    path: str
+    size: int
+    context: Any
+    sender_site: str
+    channel: str
+    topic: str
+    files: int
+    bytes_moved: int
+
+
+class TreeDownloadResult(NamedTuple):
+    """A downloaded tree, every file checked, put in place at ``path`` at once.
+
+    The first fields are :class:`DownloadResult`'s (``digest`` is the manifest's);
+    ``fetched`` and ``skipped`` are the files' relative paths whose bytes moved in this
+    run, and those already held (or empty).
+    """
+
+    name: str
+    path: str
+    size: int
+    digest: str
+    owner: str
+    bytes_moved: int
+    seconds: float
+    files: int
+    fetched: Tuple[str, ...]
+    skipped: Tuple[str, ...]

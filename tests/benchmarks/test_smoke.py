@@ -166,3 +166,15 @@ def test_rate_ratio_is_the_median_of_back_to_back_pairs() -> None:
     assert rate.spread is not None
     assert (round(rate.spread[0], 2), round(rate.spread[1], 2)) == (0.5, 0.83)
     assert "0.50-0.83x" in Report("x", "title", "ours", "base", rows=[rate]).render()
+
+
+@pytest.mark.timeout(180)
+def test_tree_scenario_fills_every_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    table = _run(tmp_path, capsys, "tree", "--size", "1MiB", "--files", "20",
+                 "--chunk-size", "256KiB")
+    labels = [row["label"] for row in table["rows"]]
+    assert "push (c) 20 files of 4 KiB: files/s" in labels
+    assert "pull: rate of (b) / rate of (a)" in labels
+    for row in table["rows"]:
+        assert row["base"] is not None and row["base"] > 0, row
+        assert row["ours"] is not None and row["ours"] > 0, row

@@ -45,8 +45,9 @@ class _Inquirer(actors.Actor):
         return None
 
 
-def file_info(site: actors.Site, owner: str, rid: str, timeout: float) -> wire.FileInfo:
-    """Ask ``owner`` what ``rid`` is: the file's name, size and resume key.
+def file_info(site: actors.Site, owner: str, rid: str,
+              timeout: float) -> wire.FileInfo | wire.TreeInfo:
+    """Ask ``owner`` what ``rid`` is: the file's (or tree's) name, size and resume key.
 
     Raises:
         UnknownReference, TransactionExpired, FileChanged: the owner's refusal.
@@ -64,7 +65,7 @@ def file_info(site: actors.Site, owner: str, rid: str, timeout: float) -> wire.F
         raise click.ClickException(f"{owner} does not answer as a zfs owner: {err}") from None
     if isinstance(answer, wire.Refusal):
         raise failure_error(answer.failure, answer.failure.value, owner)
-    if not isinstance(answer, wire.FileInfo):
+    if not isinstance(answer, (wire.FileInfo, wire.TreeInfo)):
         raise click.ClickException(f"{owner} answered {type(answer).__name__} about a RID")
     # From the network: checked as the download checks them before they name a file.
     if type(answer.size) is not int or answer.size < 0:

@@ -21,10 +21,11 @@ import click
 
 import actors
 from zfs.cli import settings as config
-from zfs.cli.options import _KEYS, Common, _check_file, _peers, _setting, _settings
+from zfs.cli.options import _KEYS, Common, _peers, _setting, _settings
 from zfs.cli.session import _site, _until_signal, site_name
 from zfs.cli.siteinfo import NAME as SITE_INFO
 from zfs.cli.siteinfo import SiteInfo
+from zfs.cli.trees import check_path, rid_secret
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,9 @@ def _log_downloaded(rid: str, to_site: str, status: str, file_name: str) -> None
 
 def _announce(s: actors.Site, files: Sequence[str], settings: config.Settings,
               stop: threading.Event | None) -> tuple[Any, list[str]]:
-    """Share ``files`` in one transaction; print their RIDs and ready-to-paste pulls.
+    """Share ``files`` (and folders) in one transaction; print their RIDs and
+    ready-to-paste pulls. RIDs are derived from the user's RID secret: the same path
+    shared again, after a restart, gets the same RID.
 
     Returns the transaction and a list that receives the file names if it times out
     (``stop`` is then set too).
@@ -54,8 +57,10 @@ def _announce(s: actors.Site, files: Sequence[str], settings: config.Settings,
                  ", ".join(names))
         if stop is not None:
             stop.set()
-    tx = open_share(s, timeout=timeout, on_timeout=on_timeout, bwlimit=settings.bwlimit)
-    rids = [(tx.add_file(path, on_downloaded=_log_downloaded), path) for path in files]
+    tx = open_share(s, timeout=timeout, on_timeout=on_timeout, bwlimit=settings.bwlimit,
+                    secret=rid_secret())
+    rids = [((tx.add_tree if os.path.isdir(path) else tx.add_file)(
+        path, on_downloaded=_log_downloaded), path) for path in files]
     cap = f", at most {config.format_size(settings.bwlimit)}/s" if settings.bwlimit else ""
     click.echo(f"sharing {len(rids)} file(s) from site {s.name} at {s.endpoint}{cap}; the "
                f"share ends after {timeout:g} s without downloads, or on Ctrl-C")
@@ -135,8 +140,8 @@ class _Arrivals:
               help="Accept pushes on this channel/topic (repeat).")
 @click.option("--dest", "dests", multiple=True, metavar="DIR", type=click.Path(),
               help="Folder for received files: one for all, or one per --receive [ZFS_DEST].")
-@click.option("--share", "shares", multiple=True, metavar="FILE", type=click.Path(),
-              help="Also share this file for pull, as 'share' does (repeat).")
+@click.option("--share", "shares", multiple=True, metavar="PATH", type=click.Path(),
+              help="Also share this file or folder for pull, as 'share' does (repeat).")
 @_setting("share_timeout", "Seconds without downloads before shares end.")
 @_setting("bwlimit", "Most bytes per second to send to those who pull --share files.")
 @_KEYS
@@ -158,7 +163,7 @@ def site(common: Common, connects: Sequence[str], receives: Sequence[str],
         if problem:
             raise click.ClickException(problem)
     for path in shares:
-        _check_file(path)
+        check_path(path)
     arrivals = _Arrivals()
     with _until_signal() as stop, \
             _site(settings.name, settings, settings.bind, _peers(connects)) as s:
@@ -192,10 +197,11 @@ def site(common: Common, connects: Sequence[str], receives: Sequence[str],
 @_KEYS
 @click.pass_obj
 def share(common: Common, files: Sequence[str], **options: Any) -> None:
-    """Share FILES for pull; print one RID per file and the command that downloads it."""
+    """Share FILES (files or folders) for pull; print one RID each and the command that
+    downloads it. The same path shared again later gets the same RID."""
     settings = _settings(common, **options)
     for path in files:
-        _check_file(path)
+        check_path(path)
     with _until_signal() as stop, _site(site_name(settings, "owner"), settings,
                                         settings.bind) as s:
         tx, expired = _announce(s, files, settings, stop)

@@ -1,4 +1,5 @@
-"""The commands that move one file and exit: ``push`` (to sites at once) and ``pull`` (by RID).
+"""The commands that move a file or a folder and exit: ``push`` (to sites at once) and
+``pull`` (by RID); what folders need is in :mod:`zfs.cli.trees`.
 
 Each starts its own short-lived site, waits for its peers, checks what it can before a
 byte moves (a push's targets say whether they take it, a pull learns the file's size
@@ -28,6 +29,8 @@ from zfs.cli.session import _await, _site, _until_signal, _wait_for, site_name
 from zfs.cli.bars import Bars, wanted
 from zfs.cli.preflight import check_room, file_info, partial_bytes
 from zfs.cli.siteinfo import check_targets
+from zfs.cli.trees import (NO_CLOBBER, NO_SKIP, folder_plan, pull_folder, pulled_folder,
+                           push_folder, report_push)
 from zfs.cli.turns import turn
 from zfs.errors import StreamRefused
 from zfs.protocol import wire
@@ -58,18 +61,28 @@ def _report(as_json: bool, record: dict[str, Any], text: str) -> None:
 @_setting("bwlimit", "Most bytes per second to send, all targets together, e.g. 10MB/s.")
 @_CONNECT_TIMEOUT
 @_setting("name", "This side's site name (default push-<random>).")
+@NO_CLOBBER
+@NO_SKIP
 @_KEYS
 @_DRY_RUN
 @_JSON
 @click.pass_obj
 def push(common: Common, file: str, to: str, connects: Sequence[str], as_name: str | None,
-         dry_run: bool, as_json: bool, **options: Any) -> None:
-    """Push FILE to every site of --to at once; all of them get it, or none does.
+         dry_run: bool, as_json: bool, no_clobber: bool, no_skip: bool,
+         **options: Any) -> None:
+    """Push FILE (or a folder) to every site of --to at once; all get it, or none does.
 
-    FILE may be - (standard input, read until it ends; give --as NAME).
+    FILE may be - (standard input, read until it ends; give --as NAME). A folder travels
+    whole (relative paths, modes, times); files a target already holds are not sent
+    again, and a push interrupted and run again resumes.
     """
     settings = _settings(common, **options)
     targets = _targets(to, _peers(connects))
+    if os.path.isdir(file) and file not in STDIN:
+        _push_tree(file, targets, settings, dry_run, as_json, no_clobber, not no_skip)
+        return
+    if no_clobber:
+        raise click.ClickException("--no-clobber applies to folders only in push")
     name, size = _source(file, as_name)
     with _until_signal() as stop, \
             _site(site_name(settings, "push-"), settings, None, targets) as s:
@@ -86,6 +99,23 @@ def push(common: Common, file: str, to: str, connects: Sequence[str], as_name: s
                       "digest": result.digest},
             f"pushed {result.name} to {', '.join(result.targets)} "
             f"({config.format_size(result.size)}) in {result.seconds:.2f} s ({rate})")
+
+
+def _push_tree(folder: str, targets: dict[str, str], settings: config.Settings,
+               dry_run: bool, as_json: bool, no_clobber: bool, skip: bool) -> None:
+    """Push a folder: its targets checked first, as for a file."""
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise click.ClickException(f"cannot read folder: {folder}")
+    name = os.path.basename(os.path.abspath(folder))
+    with _until_signal() as stop, \
+            _site(site_name(settings, "push-"), settings, None, targets) as s:
+        _wait_for(s, targets, settings, stop)
+        answers = check_targets(s, list(targets), settings.channel, settings.topic, name, None)
+        if dry_run:
+            _push_plan(as_json, name + "/", None, settings, targets, answers)
+            return
+        result = push_folder(s, folder, list(targets), settings, stop, no_clobber, skip)
+    report_push(as_json, result)
 
 
 def _targets(to: str, peers: dict[str, str]) -> dict[str, str]:
@@ -179,13 +209,16 @@ def _push_plan(as_json: bool, name: str, size: Optional[int], settings: config.S
 @_setting("bwlimit", "Most bytes per second to ask the owner for, e.g. 10MB/s.")
 @_CONNECT_TIMEOUT
 @_setting("name", "This side's site name (default pull-<random>).")
+@NO_CLOBBER
+@NO_SKIP
 @_KEYS
 @_DRY_RUN
 @_JSON
 @click.pass_obj
 def pull(common: Common, rid: str, source: str, dry_run: bool, as_json: bool,
-         **options: Any) -> None:
-    """Download the file RID from its owner; run it again after an interruption to resume."""
+         no_clobber: bool, no_skip: bool, **options: Any) -> None:
+    """Download the file (or folder) RID from its owner; run it again after an
+    interruption to resume."""
     settings = _settings(common, **options)
     owner, endpoint = next(iter(_peers([source], "--from").items()))
     out = settings.out_dir
@@ -193,6 +226,14 @@ def pull(common: Common, rid: str, source: str, dry_run: bool, as_json: bool,
             _site(site_name(settings, "pull-"), settings, None, {owner: endpoint}) as s:
         _wait_for(s, {owner: endpoint}, settings, stop, flag="--from", gone=_SHARE_GONE)
         info = file_info(s, owner, rid, settings.request_timeout)
+        if isinstance(info, wire.TreeInfo):
+            if dry_run:
+                folder_plan(as_json, info, owner, out)
+                return
+            os.makedirs(out, exist_ok=True)  # the tree checks its room before writing
+            tree = pull_folder(s, owner, rid, info, settings, stop, no_clobber, not no_skip)
+            _report(as_json, tree, pulled_folder(tree, owner))
+            return
         have = partial_bytes(out, info.key)
         check_room(out, info, have)
         if dry_run:
@@ -201,7 +242,7 @@ def pull(common: Common, rid: str, source: str, dry_run: bool, as_json: bool,
         made = not os.path.isdir(out)
         os.makedirs(out, exist_ok=True)
         try:
-            record = _download(s, owner, rid, info, settings, stop)
+            record = _download(s, owner, rid, info, settings, stop, no_clobber, not no_skip)
         except BaseException:
             if made:
                 _remove_if_empty(out)
@@ -222,7 +263,8 @@ def _pulled(record: dict[str, Any], owner: str) -> str:
 
 
 def _download(s: actors.Site, owner: str, rid: str, info: wire.FileInfo,
-              settings: config.Settings, stop: threading.Event) -> dict[str, Any]:
+              settings: config.Settings, stop: threading.Event, no_clobber: bool = False,
+              skip: bool = True) -> dict[str, Any]:
     """Download in our turn at this file in this folder; return the result's record."""
     from zfs.pull.download import download_async
 
@@ -238,7 +280,8 @@ def _download(s: actors.Site, owner: str, rid: str, info: wire.FileInfo,
                 s, owner, rid, out, window_chunks=settings.window_chunks,
                 chunk_size=settings.chunk_size, request_timeout=settings.request_timeout,
                 retries=settings.retries, on_progress=bars.update,
-                secure=settings.keys_dir is not None, bwlimit=settings.bwlimit), stop)
+                secure=settings.keys_dir is not None, bwlimit=settings.bwlimit,
+                no_clobber=no_clobber, check_existing=skip), stop)
             if result is None:
                 # Stopping the site (not an abort) keeps the partial file for a resume.
                 raise Interrupted("interrupted: run the same command again to resume")

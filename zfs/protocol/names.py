@@ -13,6 +13,8 @@ MAX_NAME_BYTES = 255
 #: name from the network may take it.
 PARTIAL_DIR = ".zfs-partial"
 RESERVED_NAMES = frozenset({PARTIAL_DIR})
+_SPECIAL = frozenset({".", ".."}) | RESERVED_NAMES
+_BAD_ASCII = frozenset("/\\\0")
 
 
 def name_problem(name: object) -> Optional[str]:
@@ -21,6 +23,9 @@ def name_problem(name: object) -> Optional[str]:
     A plain name is a non-empty str, not ``.`` or ``..``, without ``/``, ``\\`` or
     NUL, and at most 255 bytes in UTF-8: safe to join to a folder.
     """
+    if type(name) is str and name.isascii() and 0 < len(name) <= MAX_NAME_BYTES \
+            and name not in _SPECIAL and not _BAD_ASCII.intersection(name):
+        return None                          # the common case, decided in C
     if not isinstance(name, str):
         return f"file name must be a str, not {type(name).__name__}"
     if name in ("", ".", ".."):

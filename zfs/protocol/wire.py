@@ -27,6 +27,24 @@ Pull, per RID (recipient to owner, then back)::
     DigestRequest(rid)         ->  <-  FileDigest(rid, digest)
     DoneReport(rid, status)    ->
                                    <-  Refusal(rid, failure)   (instead of any answer)
+
+A folder (a tree, :mod:`zfs.protocol.tree`) moves as its manifest and ONE virtual
+stream, its files' contents end to end, in the same chunks, acks and requests. Push of
+a tree, per stream ``sid``, to each target's tree receiver::
+
+    TreeOpen(sid, name, key, files, size, manifest_size, chunk_size, window_chunks,
+             channel, topic, context, no_clobber, check_existing) + the manifest    ->
+                                 <-  Checking(sid)                 (while it digests)
+                                 <-  TreeOffer(sid) + packed offers   | Failed(...)
+    Checking(sid)                      ->   (while the sender digests what was offered)
+    TreePlan(sid, size) + packed plan  ->   then Chunk / End / Abort as for a file,
+                                 <-  Acked / Committed / Failed    as for a file
+
+Pull of a tree, per RID: ``InfoRequest`` is answered by ``TreeInfo``; then::
+
+    MetaRequest(rid, section, offset, length) -> <- MetaData(rid, section, offset) + bytes
+    RangeDigestRequest(rid, offset, length)   -> <- RangeDigest(rid, offset, length, digest)
+    ChunkRequest / ChunkData / MarkReport / DoneReport / Refusal   as for a file
 """
 
 from __future__ import annotations
@@ -218,9 +236,119 @@ class Refusal:
     failure: Failure
 
 
+# ---- trees --------------------------------------------------------------------------
+
+class Section(str, enum.Enum):
+    """A part of a shared tree other than its stream, fetched by pages."""
+
+    MANIFEST = "manifest"   # the manifest's bytes (zfs.protocol.tree.manifest)
+    DIGESTS = "digests"     # the files' digests end to end (zfs.protocol.tree.layout)
+
+
+@dataclass(frozen=True, slots=True)
+class TreeOpen:
+    """Open a stream of the tree ``name``, its manifest in the payload frames.
+
+    ``key`` names the tree's staging folder at the target, with the sender's site: the
+    same push started again finds what it left there. ``size`` is the bytes of all its
+    files, ``manifest_size`` the payload's; ``window_chunks`` as in :class:`Open`.
+    ``no_clobber``: refuse if ``name`` exists; ``check_existing``: offer files already
+    at the final place (else only what an interrupted push of it left).
+    """
+
+    sid: str
+    name: str
+    key: str
+    files: int
+    size: int
+    manifest_size: int
+    chunk_size: int
+    window_chunks: int
+    channel: str
+    topic: str
+    context: Any
+    no_clobber: bool
+    check_existing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TreeOffer:
+    """The target opened the tree; the payload's offers say what it already holds."""
+
+    sid: str
+
+
+@dataclass(frozen=True, slots=True)
+class Checking:
+    """Still digesting: the target what it holds (it owes its offer), or the sender what
+    the targets offered (it owes the plan)."""
+
+    sid: str
+
+
+@dataclass(frozen=True, slots=True)
+class TreePlan:
+    """The stream will be ``size`` bytes; the payload is this target's plan."""
+
+    sid: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class TreeInfo:
+    """The RID is a tree: its name, resume key, file count, stream and manifest sizes."""
+
+    rid: str
+    name: str
+    key: str
+    files: int
+    size: int
+    manifest_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class MetaRequest:
+    """Send ``length`` bytes at ``offset`` of the tree's ``section``."""
+
+    rid: str
+    section: Section
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class MetaData:
+    """Bytes of ``section`` at ``offset``, in the message's one payload frame."""
+
+    rid: str
+    section: Section
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class RangeDigestRequest:
+    """What is the digest of the stream's ``length`` bytes at ``offset``?"""
+
+    rid: str
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class RangeDigest:
+    """The digest of the stream's ``length`` bytes at ``offset``."""
+
+    rid: str
+    offset: int
+    length: int
+    digest: str
+
+
 Message = Union[Open, Chunk, End, Abort, Accepted, Acked, Committed, Failed,
                 InfoRequest, FileInfo, PrefixRequest, PrefixDigest, ChunkRequest, ChunkData,
-                MarkReport, DigestRequest, FileDigest, DoneReport, Refusal]
+                MarkReport, DigestRequest, FileDigest, DoneReport, Refusal,
+                TreeOpen, TreeOffer, Checking, TreePlan, TreeInfo, MetaRequest, MetaData,
+                RangeDigestRequest, RangeDigest]
 
 
 # ---- the field checks -------------------------------------------------------------
@@ -239,6 +367,19 @@ def _count(value: Any) -> int:
 
 def _maybe_count(value: Any) -> Optional[int]:
     return None if value is None else _count(value)
+
+
+def _flag(value: Any) -> bool:
+    if type(value) is not bool:
+        raise RemoteProtocolError(f"expected true or false, not {value!r}"[:200])
+    return value
+
+
+def _section(value: Any) -> Section:
+    try:
+        return Section(value)
+    except ValueError:
+        raise RemoteProtocolError(f"unknown tree section {value!r}"[:200]) from None
 
 
 def _anything(value: Any) -> Any:
@@ -279,6 +420,16 @@ _KINDS: dict[str, tuple[type, tuple[_Check, ...]]] = {
     "digest": (FileDigest, (_text, _text)),
     "report": (DoneReport, (_text, _status)),
     "refusal": (Refusal, (_text, _failure)),
+    "tree": (TreeOpen, (_text, _text, _text, _count, _count, _count, _count, _count, _text,
+                        _text, _anything, _flag, _flag)),
+    "offer": (TreeOffer, (_text,)),
+    "checking": (Checking, (_text,)),
+    "plan": (TreePlan, (_text, _count)),
+    "tree-info": (TreeInfo, (_text, _text, _text, _count, _count, _count)),
+    "meta?": (MetaRequest, (_text, _section, _count, _count)),
+    "meta": (MetaData, (_text, _section, _count)),
+    "range?": (RangeDigestRequest, (_text, _count, _count)),
+    "range": (RangeDigest, (_text, _count, _count, _text)),
 }
 #: Each class's wire name and field names, for encode.
 _LAYOUT: dict[type, tuple[str, tuple[str, ...]]] = {
@@ -314,7 +465,9 @@ def _plain(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
 
 
-__all__ = ["Abort", "Accepted", "Acked", "ChunkData", "ChunkRequest", "Chunk", "Committed",
-           "DigestRequest", "DoneReport", "End", "Failed", "FileDigest", "FileInfo",
-           "InfoRequest", "MarkReport", "Message", "Open", "PrefixDigest", "PrefixRequest",
-           "Refusal", "Status", "decode", "encode"]
+__all__ = ["Abort", "Accepted", "Acked", "Checking", "ChunkData", "ChunkRequest", "Chunk",
+           "Committed", "DigestRequest", "DoneReport", "End", "Failed", "FileDigest",
+           "FileInfo", "InfoRequest", "MarkReport", "Message", "MetaData", "MetaRequest",
+           "Open", "PrefixDigest", "PrefixRequest", "RangeDigest", "RangeDigestRequest",
+           "Refusal", "Section", "Status", "TreeInfo", "TreeOffer", "TreeOpen", "TreePlan",
+           "decode", "encode"]

@@ -5,9 +5,13 @@
 flight to the owner's :class:`~zfs.pull.owner.OwnerActor`, writes into a
 :class:`~zfs.files.PartialFile` keyed by the owner's resume key (the same for the same
 file shared again, so a restarted download finds and checks its bytes even under a new
-RID), verifies and renames. ``InfoRequest`` is an ask, so a site with no owner actor
+RID), verifies and renames. A file already at its final place with the owner's size is
+checked by digest as a complete partial would be, and kept if it matches: no byte moves.
+``InfoRequest`` is an ask, so a site with no owner actor
 fails the download at once; the other requests are tells. :func:`download` and
-:func:`download_async` start one.
+:func:`download_async` start one. If the owner answers that the RID is a tree (a
+folder), the actor hands the download to a
+:class:`~zfs.pull.tree.download.TreeDownloadActor` and stops.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import stat
 import tempfile
 import time
 from concurrent.futures import Future
@@ -25,12 +30,15 @@ import pykka
 
 import actors
 from zfs.errors import InsecureLink, IntegrityError, TransferAborted, UnsafeName
-from zfs.partials import PartialFile
+from zfs.files import digest_range
+from zfs.partials import PartialFile, check_room
+from zfs.protocol.names import PARTIAL_DIR
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, RemoteProtocolError
 from zfs.protocol.pull import download as core
 from zfs.pull.owner import MAX_CHUNK_SIZE, OWNER
-from zfs.results import DownloadResult, Progress
+from zfs.pull.tree.download import TreeBegin, TreeDownloadActor, TreeDownloadOptions
+from zfs.results import DownloadResult, Progress, TreeDownloadResult
 from zfs.pace import fit_window
 from zfs.shell import (AbortRequested, Paced, PaceWake, Shell, Transfer, failure_error,
                        run_callback)
@@ -51,6 +59,8 @@ class _DownloadOptions:
     abort_signal: Any
     on_progress: Optional[Callable[[Progress], Any]]
     bwlimit: Optional[float] = None
+    no_clobber: bool = False
+    check_existing: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +91,8 @@ class DownloadActor(Shell):
     Started by :func:`download_async`; it stops itself when the download ends.
     """
 
-    def __init__(self, options: _DownloadOptions, future: Future[DownloadResult]) -> None:
+    def __init__(self, options: _DownloadOptions,
+                 future: Future[DownloadResult | TreeDownloadResult]) -> None:
         super().__init__()
         self._opt = options
         self._future = future
@@ -97,10 +108,16 @@ class DownloadActor(Shell):
         self._abort = options.abort_signal
         # A cap holds back our requests, so the owner sends no faster than it allows.
         self._paced = Paced(self.actor_ref, options.bwlimit, options.chunk_size)
+        self._handed_over = False
+        #: The file already at the final place, checked as if it were a complete partial
+        #: (then nothing is fetched); None once a partial file is used.
+        self._existing: Optional[str] = None
+        self._existing_digest = ""
         dl = self._core
         self.receives = {
             wire.ChunkData: self._on_chunk,
             wire.FileInfo: lambda m: self._reply(m, dl.info_received, m.name, m.size, m.key),
+            wire.TreeInfo: self._become_tree,
             wire.PrefixDigest: lambda m: self._reply(m, dl.prefix_received, m.length, m.digest),
             wire.FileDigest: lambda m: self._reply(m, lambda digest, _now: dl.digest_received(
                 digest), m.digest),
@@ -137,7 +154,7 @@ class DownloadActor(Shell):
     def _give_up(self, error: TransferAborted) -> None:
         self._paced.stop()
         # The temporary file stays: a later run into the same folder may resume it.
-        if not self._future.done():
+        if not self._future.done() and not self._handed_over:
             self._future.set_exception(error)
 
     def run(self, commands: Any) -> None:
@@ -170,6 +187,24 @@ class DownloadActor(Shell):
     def _on_peer_up(self, event: actors.PeerUp) -> None:
         if event.name == self._opt.owner:
             self.run(self._core.owner_back(time.monotonic()))
+
+    def _become_tree(self, info: wire.TreeInfo) -> None:
+        """The RID is a tree: a tree download takes over, with our future and options."""
+        if info.rid != self._opt.rid or self._core.state is not core.DlState.OPENING \
+                or self._handed_over:
+            return
+        opt = self._opt
+        options = TreeDownloadOptions(opt.owner, opt.rid, opt.dest_dir, opt.window_chunks,
+                                      opt.chunk_size, opt.request_timeout, opt.retries,
+                                      opt.abort_signal, opt.on_progress, opt.no_clobber,
+                                      opt.check_existing, opt.bwlimit)
+        ref = self.site.spawn(TreeDownloadActor, f"{self.name}.tree", options, self._future,
+                              info, self._started)
+        if isinstance(self._future, Transfer):
+            self._future.started(ref)
+        self._handed_over = True
+        ref.tell(TreeBegin())
+        self.stop()
 
     def _reply(self, message: Any, event: Callable[..., list[Any]], *args: Any) -> None:
         """Hand the owner's answer to the core, if it is about our RID."""
@@ -256,22 +291,54 @@ class DownloadActor(Shell):
 
     def _open_partial(self, cmd: core.OpenPartial) -> list[Any]:
         self._key = cmd.key
+        final = os.path.join(self._opt.dest_dir, cmd.name)
+        if self._opt.no_clobber and os.path.lexists(final):
+            return self._core.refused(Failure.REFUSED, f"{cmd.name} exists in "
+                                      f"{self._opt.dest_dir} and no_clobber is set")
+        if self._opt.check_existing and self._complete_there(final, cmd.key):
+            self._existing = final           # checked by digest as a complete partial is
+            return self._core.partial_opened(self._core.size, time.monotonic())
         return self._on_disk(lambda: self._core.partial_opened(self._new_partial(cmd.name),
                                                                time.monotonic()))
 
+    def _complete_there(self, final: str, key: str) -> bool:
+        """Whether a regular file of the owner's size is at ``final``, and no partial."""
+        try:
+            st = os.lstat(final)
+        except OSError:
+            return False
+        partial = os.path.join(self._opt.dest_dir, PARTIAL_DIR, f"pull-{key}")
+        return stat.S_ISREG(st.st_mode) and st.st_size == self._core.size > 0 \
+            and not os.path.lexists(partial)
+
     def _new_partial(self, name: str) -> int:
         self._partial = PartialFile(self._opt.dest_dir, name, key=self._key)
-        return self._partial.existing_size
+        have = self._partial.existing_size
+        check_room(self._opt.dest_dir, max(0, self._core.size - have))   # before a byte
+        return have
 
     def _digest_prefix(self, cmd: core.DigestPrefix) -> list[Any]:
+        if self._existing is not None:
+            existing = self._existing
+
+            def digest_existing() -> list[Any]:
+                fd = os.open(existing, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+                try:
+                    self._existing_digest, _got = digest_range(fd, cmd.length)
+                finally:
+                    os.close(fd)
+                return self._core.prefix_digested(self._existing_digest, time.monotonic())
+            return self._on_disk(digest_existing)
         partial = self._partial
         assert partial is not None
         return self._on_disk(lambda: self._core.prefix_digested(
             partial.digest_prefix(cmd.length), time.monotonic()))
 
     def _start_over(self, _cmd: core.StartOver) -> list[Any]:
-        assert self._partial is not None
-        self._drop(self._partial)
+        if self._existing is None:
+            assert self._partial is not None
+            self._drop(self._partial)
+        self._existing = None                # the file there differs: fetch it after all
 
         def reopen() -> list[Any]:
             self._new_partial(self._core.name)
@@ -279,6 +346,12 @@ class DownloadActor(Shell):
         return self._on_disk(reopen)
 
     def _commit(self, cmd: core.Commit) -> list[Any]:
+        if self._existing is not None:       # the file there is the owner's: keep it
+            if cmd.digest != self._existing_digest:
+                return self._core.commit_failed("the file there changed while checked")
+            self._result = DownloadResult(self._core.name, self._existing, cmd.size, cmd.digest,
+                                          self._opt.owner, 0, time.monotonic() - self._started)
+            return self._core.committed()
         partial = self._partial
         assert partial is not None
         try:
@@ -344,14 +417,16 @@ def download_async(site: actors.Site, owner: str, rid: str, dest_dir: Optional[s
                    request_timeout: float = 10.0, retries: int = 3,
                    abort_signal: Any = None,
                    on_progress: Optional[Callable[[Progress], Any]] = None,
-                   secure: bool = False,
-                   bwlimit: Optional[float] = None) -> Transfer[DownloadResult]:
+                   secure: bool = False, bwlimit: Optional[float] = None,
+                   no_clobber: bool = False, check_existing: bool = True
+                   ) -> Transfer[DownloadResult | TreeDownloadResult]:
     """Start downloading ``rid`` from site ``owner``; see :func:`download`.
 
     Returns:
-        A :class:`~zfs.shell.Transfer` (a future) of the :class:`DownloadResult`; its
-        exception is one of :func:`download`'s errors. ``abort()`` on it stops the
-        download (what it verified stays for a resume only if the link was cut).
+        A :class:`~zfs.shell.Transfer` (a future) of the :class:`DownloadResult` (a
+        :class:`TreeDownloadResult` for a tree); its exception is one of
+        :func:`download`'s errors. ``abort()`` on it stops the download (what it
+        verified stays for a resume only if the link was cut).
     """
     if secure and not site.is_secure:
         raise InsecureLink(f"site {site.name} has no CURVE security configured")
@@ -365,9 +440,10 @@ def download_async(site: actors.Site, owner: str, rid: str, dest_dir: Optional[s
     dest_dir = os.fspath(dest_dir) if dest_dir is not None else tempfile.gettempdir()
     os.makedirs(dest_dir, exist_ok=True)
     ensure_supervisor(site)
-    transfer: Transfer[DownloadResult] = Transfer()
+    transfer: Transfer[DownloadResult | TreeDownloadResult] = Transfer()
     options = _DownloadOptions(owner, rid, dest_dir, window_chunks, chunk_size,
-                               request_timeout, retries, abort_signal, on_progress, bwlimit)
+                               request_timeout, retries, abort_signal, on_progress, bwlimit,
+                               no_clobber, check_existing)
     ref = site.spawn(DownloadActor, f"zfs.dl.{secrets.token_hex(8)}", options, transfer)
     transfer.started(ref)
     # Begin only once spawn has returned: before that the site may not yet know the
@@ -381,24 +457,38 @@ def download(site: actors.Site, owner: str, rid: str, dest_dir: Optional[str] = 
              window_chunks: int = 8, chunk_size: int = 1 << 20,
              request_timeout: float = 10.0, retries: int = 3, abort_signal: Any = None,
              on_progress: Optional[Callable[[Progress], Any]] = None,
-             secure: bool = False, bwlimit: Optional[float] = None) -> DownloadResult:
-    """Download the file ``rid`` shared by site ``owner`` into the folder ``dest_dir``.
+             secure: bool = False, bwlimit: Optional[float] = None,
+             no_clobber: bool = False,
+             check_existing: bool = True) -> DownloadResult | TreeDownloadResult:
+    """Download the file (or tree) ``rid`` shared by site ``owner`` into ``dest_dir``.
 
     A download interrupted earlier into the same folder resumes after its bytes are
     checked against the owner's. Requests that time out are sent again ``retries``
     times; ``abort_signal.is_set()`` stops it within a tick. ``bwlimit`` caps the bytes per
     second it asks the owner for (None: no cap); under a low cap the window and chunk
     size shrink so that no request waits past ``request_timeout`` (see
-    :func:`zfs.pace.fit_window`).
+    :func:`zfs.pace.fit_window`). The disk's free space is checked before anything is
+    written.
+
+    A file already at ``dest_dir/<name>`` with the owner's size and digest is kept: no
+    byte moves (``check_existing=False``: fetch it anyway). A tree RID
+    (``Transaction.add_tree``) fetches the whole folder, keeping the files already there
+    likewise, and the tree appears at once when every file is checked.
+
+    Args:
+        no_clobber: refuse if ``dest_dir/<name>`` exists.
 
     Returns:
-        The :class:`DownloadResult`; its ``path`` is ``dest_dir/<owner's file name>``.
+        The :class:`DownloadResult` (:class:`TreeDownloadResult` for a tree); its
+        ``path`` is ``dest_dir/<owner's file name>``.
 
     Raises:
         UnknownReference, TransactionExpired, FileChanged, IntegrityError,
-        TransferAborted (owner lost, no answer, aborted), InsecureLink.
+        TransferAborted (owner lost, no answer, aborted), StreamRefused (no_clobber),
+        InsecureLink.
     """
     return download_async(site, owner, rid, dest_dir, window_chunks=window_chunks,
                           chunk_size=chunk_size, request_timeout=request_timeout,
                           retries=retries, abort_signal=abort_signal,
-                          on_progress=on_progress, secure=secure, bwlimit=bwlimit).result()
+                          on_progress=on_progress, secure=secure, bwlimit=bwlimit,
+                          no_clobber=no_clobber, check_existing=check_existing).result()

@@ -7,6 +7,11 @@ value): a chunk's bytes travel as one raw payload frame, read with ``os.pread``.
 Digests are computed on a small thread pool and sent from there when ready, so the
 actor never waits for the disk beyond a chunk. The app's calls reach it through
 :mod:`zfs.pull.transaction`.
+
+A shared tree (a folder) is served the same way: its RID's stream is its files end to
+end, read by a :class:`~zfs.tree.source.TreeSource`; its manifest is held in memory and
+served by pages, and its per-file digests are computed once, on the pool, when it is
+added (a recipient asks for them to check what it holds and what it fetched).
 """
 
 from __future__ import annotations
@@ -27,8 +32,11 @@ from zfs.files import ChunkSource, Digest, digest_range
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, LocalProtocolError
 from zfs.protocol.pull import owner as core
+from zfs.protocol.tree.layout import pack_digests
 from zfs.shell import Paced, PaceWake, Shell, run_callback
 from zfs.supervisor import Tick, report_crash, unsupervise, watch_time
+from zfs.tree.source import TreeSource
+from zfs.tree.walk import Walked
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +69,7 @@ class _AddFile:
     size: int
     mtime_ns: int
     on_downloaded: Optional[DownloadedCallback]
+    tree: Optional[Walked] = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +99,25 @@ class _Shared:
     mtime_ns: int
     digest: Future[str]
     on_downloaded: Optional[DownloadedCallback]
+    tree: Optional[Walked] = None
+    manifest: bytes = b""
+    file_digests: Optional[Future[bytes]] = None
+
+
+class _TreeStream:
+    """A shared tree's stream, read as a shared file's is (by offset)."""
+
+    def __init__(self, walked: Walked) -> None:
+        self._source = TreeSource(walked.root, walked.manifest)
+
+    def read_into(self, offset: int, length: int, pool: BufferPool) -> memoryview:
+        return self._source.read(self._source.layout, offset, length, pool)
+
+    def check_unchanged(self) -> None:
+        """Each file is checked as it is read (see TreeSource)."""
+
+    def close(self) -> None:
+        self._source.close()
 
 
 @dataclass(slots=True)
@@ -139,11 +167,26 @@ def _resume_key(msg: _AddFile) -> str:
     """The same key for the same file shared again (new RID), so a download resumes.
 
     Two different files with one key cannot mix: a resume checks the bytes it holds
-    against the owner's digest of them first.
+    against the owner's digest of them first. A tree's key is its folder's path alone:
+    what a recipient holds of it is checked file by file.
     """
     identity = Digest()
-    identity.update(f"{msg.path}\0{msg.size}\0{msg.mtime_ns}".encode("utf-8", "surrogateescape"))
+    text = (f"tree\0{msg.path}" if msg.tree is not None
+            else f"{msg.path}\0{msg.size}\0{msg.mtime_ns}")
+    identity.update(text.encode("utf-8", "surrogateescape"))
     return identity.hexdigest()
+
+
+def _tree_digests(walked: Walked, stop: threading.Event) -> bytes:
+    """Every file's digest, packed (on the digest pool; ends early once ``stop`` is set)."""
+    with TreeSource(walked.root, walked.manifest) as source:
+        return pack_digests([source.digest(number, walked.manifest.file(number).size, stop)
+                             for number in range(len(walked.manifest.files))])
+
+
+def _range_digest(walked: Walked, offset: int, length: int) -> str:
+    with TreeSource(walked.root, walked.manifest) as source:
+        return source.range_digest(offset, length)
 
 
 def _check_same(path: str, size: int, mtime_ns: int) -> None:
@@ -166,7 +209,7 @@ class OwnerActor(Shell):
     def __init__(self, state: Optional[OwnerState] = None, max_open_files: int = 32) -> None:
         super().__init__()
         self._state = state if state is not None else OwnerState()
-        self._sources: OrderedDict[str, ChunkSource] = OrderedDict()
+        self._sources: OrderedDict[str, ChunkSource | _TreeStream] = OrderedDict()
         self._max_open = max_open_files
         # Chunks are read into buffers used again once ZeroMQ has sent them (zfs.buffers);
         # 1 MiB ones, the default chunk size (larger chunks are read into fresh memory).
@@ -184,6 +227,10 @@ class OwnerActor(Shell):
             wire.MarkReport: lambda m: self._request(m, shares.mark_reported, m.mark),
             wire.DigestRequest: lambda m: self._request(m, shares.digest_requested),
             wire.DoneReport: lambda m: self._request(m, shares.download_reported, m.status),
+            wire.MetaRequest: lambda m: self._request(m, shares.meta_requested, m.section,
+                                                      m.offset, m.length),
+            wire.RangeDigestRequest: lambda m: self._request(
+                m, shares.range_digest_requested, m.offset, m.length),
             Tick: lambda tick: self.run(shares.time_passed(tick.now)),
             actors.PeerDown: lambda event: self.run(shares.recipient_lost(event.name)),
             _OpenTx: self._on_open_tx, _AddFile: self._add, _EndTx: self._on_end_tx,
@@ -194,6 +241,8 @@ class OwnerActor(Shell):
             core.SendChunk: lambda cmd: self._paced.carry_out(cmd, cmd.length,
                                                               self._send_held_chunk),
             core.SendInfo: lambda cmd: self._tell(cmd.to, _answer(cmd)),
+            core.SendTreeInfo: lambda cmd: self._tell(cmd.to, _answer(cmd)),
+            core.SendMeta: self._send_meta, core.SendRangeDigest: self._send_range_digest,
             core.Refuse: lambda cmd: self._tell(cmd.to, _answer(cmd)),
             core.SendPrefixDigest: self._send_prefix, core.SendDigest: self._send_digest,
             core.Downloaded: self._downloaded, core.TimedOut: self._timed_out,
@@ -240,14 +289,34 @@ class OwnerActor(Shell):
         state = self._state
         return {"bytes_sent": state.bytes_sent, "chunks_sent": state.chunks_sent,
                 "bytes_in_flight": state.shares.in_flight.bytes,
-                "open_files": len(self._sources), "shared_files": len(state.files)}
+                "open_files": len(self._sources), "shared_files": len(state.files),
+                "digesting": sum(1 for shared in state.files.values()
+                                 if not shared.digest.done())}
 
     def _add(self, msg: _AddFile) -> str:
+        known = self._state.files.get(msg.rid)
+        if known is not None and known.path == msg.path and \
+                msg.rid in (self._state.shares.transaction_files(msg.tx_id) or ()):
+            return msg.rid                   # the same file added again (a stable RID)
+        shape, manifest = None, b""
+        if msg.tree is not None:
+            manifest = msg.tree.manifest.encode()
+            shape = core.TreeShape(len(msg.tree.manifest.files), len(manifest))
         try:
             self._state.shares.file_added(msg.tx_id, msg.rid, msg.name, msg.size,
-                                          time.monotonic(), _resume_key(msg))
+                                          time.monotonic(), _resume_key(msg), shape)
         except LocalProtocolError as err:
+            if "already shared" in str(err):
+                raise ValueError(f"{msg.path} is already shared in another transaction "
+                                 f"under RID {msg.rid}") from None
             raise TransactionExpired(str(err)) from None
+        if msg.tree is not None:
+            digests = self._pool.submit(_tree_digests, msg.tree, self._stopping)
+            digest: Future[str] = Future()
+            digests.add_done_callback(lambda f: _digest_of_digests(f, digest))
+            self._state.files[msg.rid] = _Shared(msg.path, msg.size, msg.mtime_ns, digest,
+                                                 msg.on_downloaded, msg.tree, manifest, digests)
+            return msg.rid
         digest = self._pool.submit(_digest_of, msg.path, msg.size, msg.mtime_ns, msg.size,
                                    self._stopping)
         self._state.files[msg.rid] = _Shared(msg.path, msg.size, msg.mtime_ns, digest,
@@ -281,6 +350,32 @@ class OwnerActor(Shell):
         return wire.encode(_answer(answer))
 
     # -- what the core asks for
+
+    def _send_meta(self, cmd: core.SendMeta) -> None:
+        shared = self._state.files[cmd.rid]
+        end = cmd.offset + cmd.length
+        if cmd.section is wire.Section.MANIFEST:
+            page = memoryview(shared.manifest)[cmd.offset:end]
+            self._tell(cmd.to, wire.MetaData(cmd.rid, cmd.section, cmd.offset), (page,))
+            return
+        assert shared.file_digests is not None
+
+        def reply(done: Future[bytes]) -> None:
+            try:
+                page = done.result()[cmd.offset:end]
+            except Exception as err:  # noqa: BLE001 - a pool thread must not die silently
+                log.info("digests of the tree %s failed: %s", shared.path, err)
+                self._tell(cmd.to, wire.Refusal(cmd.rid, Failure.CHANGED))
+                return
+            self._tell(cmd.to, wire.MetaData(cmd.rid, cmd.section, cmd.offset), (page,))
+        shared.file_digests.add_done_callback(reply)
+
+    def _send_range_digest(self, cmd: core.SendRangeDigest) -> None:
+        shared = self._state.files[cmd.rid]
+        assert shared.tree is not None
+        future = self._pool.submit(_range_digest, shared.tree, cmd.offset, cmd.length)
+        self._reply_when_done(future, cmd.to, cmd.rid, lambda digest: wire.RangeDigest(
+            cmd.rid, cmd.offset, cmd.length, digest))
 
     def _send_prefix(self, cmd: core.SendPrefixDigest) -> None:
         shared = self._state.files[cmd.rid]
@@ -334,12 +429,18 @@ class OwnerActor(Shell):
         if cmd.rid in self._state.files:
             self._send_chunk(cmd)
 
-    def _source(self, rid: str) -> ChunkSource:
+    def _source(self, rid: str) -> ChunkSource | _TreeStream:
         source = self._sources.get(rid)
         if source is not None:
             self._sources.move_to_end(rid)
             return source
         shared = self._state.files[rid]
+        if shared.tree is not None:
+            try:
+                self._sources[rid] = _TreeStream(shared.tree)
+            except SourceMissing as err:
+                raise FileChanged(str(err)) from err
+            return self._trim_sources(rid)
         try:
             source = ChunkSource(shared.path)
         except SourceMissing as err:
@@ -348,9 +449,12 @@ class OwnerActor(Shell):
             source.close()
             raise FileChanged(f"{shared.path!r} changed since it was shared")
         self._sources[rid] = source
+        return self._trim_sources(rid)
+
+    def _trim_sources(self, rid: str) -> ChunkSource | _TreeStream:
         while len(self._sources) > self._max_open:
             self._sources.popitem(last=False)[1].close()
-        return source
+        return self._sources[rid]
 
     def _reply_when_done(self, future: Future[str], to: str, rid: str,
                          answer: Callable[[str], wire.Message]) -> None:
@@ -373,9 +477,21 @@ class OwnerActor(Shell):
             log.debug("pull reply to %s not sent: %s", to, err)
 
 
+def _digest_of_digests(done: Future[bytes], out: Future[str]) -> None:
+    """A tree's own digest: of its files' digests, end to end."""
+    try:
+        digest = Digest()
+        digest.update(done.result())
+        out.set_result(digest.hexdigest())
+    except Exception as err:  # noqa: BLE001 - the pool's error, handed on
+        out.set_exception(err)
+
+
 def _answer(cmd: core.OwnerCommand) -> wire.Message:
     """The wire message of an info answer or a refusal."""
     if isinstance(cmd, core.SendInfo):
         return wire.FileInfo(cmd.rid, cmd.name, cmd.size, cmd.key)
+    if isinstance(cmd, core.SendTreeInfo):
+        return wire.TreeInfo(cmd.rid, cmd.name, cmd.key, cmd.files, cmd.size, cmd.manifest_size)
     assert isinstance(cmd, core.Refuse), cmd
     return wire.Refusal(cmd.rid, cmd.failure)

@@ -8,10 +8,8 @@ acks each by a tiny tell, checks and renames at the end.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -19,13 +17,17 @@ from typing import Any, Callable, Dict, List, Optional
 
 import actors
 from zfs.errors import IntegrityError, ZfsError
-from zfs.partials import PartialFile, sweep_stale_partials
+from zfs.partials import PartialFile, check_room, sweep_stale_partials
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, RemoteProtocolError
 from zfs.protocol.push import receiver as core
+from zfs.protocol.push.tree.receiver import TreeLimits
+from zfs.push.tree.receiver import (TREE_OPTIONS, TREE_RECEIVER, TreeReceiverActor,
+                                    TreeRegistration, TreeUnregistration)
 from zfs.results import Progress, ReceivedFile
 from zfs.shell import Shell, run_callback
 from zfs.supervisor import Tick, remove_later, watch_time
+from zfs.tree.modes import current_umask
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +211,7 @@ class ReceiverActor(Shell):
         reg, opening, now = self._registrations[cmd.registration], self._opening, time.monotonic()
         assert opening is not None
         try:
-            _check_room(reg.dest_dir, opening.size)
+            check_room(reg.dest_dir, opening.size)
             partial = PartialFile(reg.dest_dir, cmd.name)
         except (OSError, ZfsError) as err:
             return self._core.io_failed(cmd.key, f"cannot create the file: {err}", now)
@@ -253,50 +255,47 @@ class ReceiverActor(Shell):
         return self._core.committed(cmd.key, now)
 
 
-def _check_room(dest_dir: str, size: Optional[int]) -> None:
-    """Refuse a declared size the folder's disk cannot hold, before writing a byte.
-
-    Raises:
-        OSError: ENOSPC, naming the sizes.
-    """
-    if size is None:
-        return
-    free = shutil.disk_usage(dest_dir).free
-    if size > free:
-        raise OSError(errno.ENOSPC, f"not enough space: {size} bytes declared, {free} "
-                      f"free in {dest_dir}")
-
-
 def register_receiver(site: actors.Site, channel: str = "default", topic: str = "default",
                       dest_dir: Optional[str] = None,
                       on_done: Optional[Callable[[ReceivedFile], Any]] = None,
                       on_chunk: Optional[Callable[[Progress], Any]] = None,
                       **options: Any) -> None:
-    """Accept pushes for (channel, topic) into ``dest_dir`` from now on.
+    """Accept pushes for (channel, topic) into ``dest_dir`` from now on: files and trees.
 
     Registering the same (channel, topic) again replaces the earlier registration.
     Callbacks run in the receiver actor's thread; their exceptions are logged.
 
     Args:
-        dest_dir: where received files go (default: the system temp folder).
-        on_done: called with a :class:`ReceivedFile` once a file is checked and in place.
+        dest_dir: where received files and folders go (default: the system temp folder).
+        on_done: called with a :class:`ReceivedFile` once a file is checked and in place
+            (a :class:`ReceivedTree`, whose first fields are the same, for a folder).
         on_chunk: called with a :class:`Progress` after each chunk is written.
         **options: ``inactivity_timeout`` (seconds, default 60) after which a silent
-            stream is dropped, ``max_size`` and ``max_chunk_size`` (bytes) accepted.
+            stream is dropped, ``max_size`` and ``max_chunk_size`` (bytes) accepted;
+            for folders ``max_files``, ``max_manifest_size``, ``shared_write`` (keep
+            group/world write bits, default False) and ``resume_timeout`` (seconds
+            an interrupted folder's bytes wait for the same push to resume, a day).
 
     Raises:
         NotADirectoryError: ``dest_dir`` is not an existing folder.
         TypeError: an unknown option.
     """
-    unknown = sorted(set(options) - set(_OPTIONS))
+    unknown = sorted(set(options) - set(_OPTIONS) - set(TREE_OPTIONS))
     if unknown:
         raise TypeError(f"unknown receiver options: {', '.join(unknown)}")
     dest = os.path.abspath(dest_dir if dest_dir is not None else tempfile.gettempdir())
     if not os.path.isdir(dest):
         raise NotADirectoryError(f"not a folder: {dest!r}")
-    limits = core.Limits(**options)
+    limits = core.Limits(**{k: v for k, v in options.items() if k in _OPTIONS})
+    tree_limits = TreeLimits(**{k: v for k, v in options.items()
+                                if k in _OPTIONS or k in ("max_files", "max_manifest_size")})
     receiver = site.spawn_once(ReceiverActor, RECEIVER)
     receiver.tell(_Registration(channel, topic, dest, on_done, on_chunk, limits))
+    trees = site.spawn_once(TreeReceiverActor, TREE_RECEIVER)
+    trees.tell(TreeRegistration(channel, topic, dest, on_done, on_chunk, tree_limits,
+                                bool(options.get("shared_write", False)),
+                                float(options.get("resume_timeout", 86400.0)),
+                                current_umask()))
 
 
 def unregister_receiver(site: actors.Site, channel: str = "default",
@@ -305,3 +304,6 @@ def unregister_receiver(site: actors.Site, channel: str = "default",
     receiver = site.actor(RECEIVER)
     if receiver is not None:
         receiver.tell(_Unregister(channel, topic))
+    trees = site.actor(TREE_RECEIVER)
+    if trees is not None:
+        trees.tell(TreeUnregistration(channel, topic))

@@ -21,6 +21,8 @@ def open_source(source: Source, name: Optional[str]
                 ) -> Tuple[str, Union[ChunkSource, BinaryIO], Optional[int]]:
     """Check the name and open the source: (name, source to read, size or None)."""
     if isinstance(source, (str, os.PathLike)):
+        if os.path.isdir(source):
+            raise SourceMissing(f"{os.fspath(source)!r} is a folder: push it with push_tree")
         name = check_name(name if name is not None else os.path.basename(os.fspath(source)))
         chunks = ChunkSource(source)
         return name, chunks, chunks.size

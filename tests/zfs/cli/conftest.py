@@ -175,3 +175,13 @@ def sharing(tmp_path: Path, *files: Path, extra: Sequence[str] = ()
         pulls = [party.wait_line(lambda line: "zfs-stream pull" in line, 20)[-1].split()
                  for _ in files]
         yield party, [(words[2], words[4]) for words in pulls]
+
+
+@pytest.fixture(autouse=True)
+def config_home(tmp_path_factory: pytest.TempPathFactory,
+                monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``$XDG_CONFIG_HOME`` for the test, where ``share`` keeps its RID secret (children
+    inherit it), so no test writes into the user's own config folder (nor its tmp_path)."""
+    home = tmp_path_factory.mktemp("config-home")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    return home

@@ -26,10 +26,11 @@ Site = tuple[object, str, Path, Path]
 
 # ---- files that are not files ----------------------------------------------------------
 
-def test_a_directory_is_named_as_one(tmp_path: Path) -> None:
+def test_a_directory_is_pushed_as_a_folder_and_a_missing_one_named(tmp_path: Path) -> None:
+    # Folders travel whole (issue 17): the only mistake left is the site it goes to.
     one_line_error(zfs("push", str(tmp_path), "--to", "alice", "--connect",
-                       "alice=127.0.0.1:9"), "is a directory", "tar c")
-    one_line_error(zfs("share", str(tmp_path)), "is a directory")
+                       "alice=127.0.0.1:9", "--connect-timeout", "1"), "cannot reach site alice")
+    one_line_error(zfs("share", str(tmp_path / "nowhere")), "no such file")
 
 
 @pytest.mark.timeout(60)

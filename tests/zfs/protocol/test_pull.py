@@ -417,6 +417,11 @@ def run_transfers(data: bytes, seed: int, drop: float, dup: float, window: int, 
             now += 1.0
             for rcpt in recipients.values():
                 rcpt.run(rcpt.dl.time_passed(now), now)
+            # The owner's time passes too: a download it has not heard of for a while
+            # (its last report lost) stops holding a share of the budget.
+            for answer in shares.time_passed(now):
+                if hasattr(answer, "to"):
+                    link.send("down", answer)
             continue
         direction, msg = item
         if direction == "up":

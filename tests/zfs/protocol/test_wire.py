@@ -37,6 +37,17 @@ EXACT: list[tuple[wire.Message, bytes]] = [
     (wire.FileDigest("r", "d"), b"\x93\xa6digest\xa1r\xa1d"),
     (wire.DoneReport("r", wire.Status.SUCCESS), b"\x93\xa6report\xa1r\xa7success"),
     (wire.Refusal("r", Failure.EXPIRED), b"\x93\xa7refusal\xa1r\xa7expired"),
+    (wire.TreeOpen("s1", "t", "k", 2, 9, 40, 1024, 8, "ch", "tp", None, False, True),
+     b"\x9e\xa4tree\xa2s1\xa1t\xa1k\x02\t(\xcd\x04\x00\x08\xa2ch\xa2tp\xc0\xc2\xc3"),
+    (wire.TreeOffer("s1"), b"\x92\xa5offer\xa2s1"),
+    (wire.Checking("s1"), b"\x92\xa8checking\xa2s1"),
+    (wire.TreePlan("s1", 9), b"\x93\xa4plan\xa2s1\t"),
+    (wire.TreeInfo("r", "t", "k", 2, 9, 40), b"\x97\xa9tree-info\xa1r\xa1t\xa1k\x02\t("),
+    (wire.MetaRequest("r", wire.Section.MANIFEST, 0, 40),
+     b"\x95\xa5meta?\xa1r\xa8manifest\x00("),
+    (wire.MetaData("r", wire.Section.DIGESTS, 32), b"\x94\xa4meta\xa1r\xa7digests "),
+    (wire.RangeDigestRequest("r", 4, 5), b"\x94\xa6range?\xa1r\x04\x05"),
+    (wire.RangeDigest("r", 4, 5, "d"), b"\x95\xa5range\xa1r\x04\x05\xa1d"),
 ]
 
 
@@ -64,6 +75,9 @@ def test_every_message_kind_has_an_exact_bytes_case() -> None:
     ["acked", "s1", "10"],                  # no coercion: push and pull alike
     ["chunk?", "r", "0", 8, 0],
     ["report", "r", "maybe"],
+    ["tree", "s1", "t", "k", 2, 9, 40, 1024, 8, "ch", "tp", None, 0, True],   # 0: no bool
+    ["meta?", "r", "passwords", 0, 40],     # no such section
+    ["plan", "s1", -9],
 ])
 def test_malformed_bodies_are_refused_as_remote_errors(body: Any) -> None:
     with pytest.raises(RemoteProtocolError):

@@ -274,3 +274,20 @@ def test_a_stopping_owner_does_not_finish_hashing_a_huge_file_first(tmp_path: Pa
     for thread in hashing:
         thread.join(10)
     assert not [t.name for t in hashing if t.is_alive()], "still hashing after the site stopped"
+
+
+@pytest.mark.timeout(60)
+def test_pulling_a_file_already_there_moves_no_byte_and_a_changed_one_is_fetched(
+        site: actors.Site, owner: SiteProcess, tmp_path: Path) -> None:
+    source = make_file(tmp_path / "again.bin", 3 * MiB)
+    rid = owner.call(site, "tests.zfs.pull.test_pull:child_share", [source], 60.0)["rids"][0]
+    out = tmp_path / "out"
+    assert download(site, "owner", rid, str(out)).bytes_moved == 3 * MiB
+    again = download(site, "owner", rid, str(out))
+    assert again.bytes_moved == 0 and again.path == str(out / "again.bin")
+    with open(out / "again.bin", "r+b") as spoiled:
+        spoiled.write(b"X")
+    fixed = download(site, "owner", rid, str(out))
+    assert fixed.bytes_moved == 3 * MiB and file_digest(fixed.path) == file_digest(source)
+    assert download(site, "owner", rid, str(out), check_existing=False).bytes_moved == 3 * MiB
+    assert partials(out) == []

@@ -115,9 +115,12 @@ class InFlight:
             return Decision.SERVE
         if not entry.waiting and self._room(entry, flight, offset, length):
             return Decision.SERVE
+        request = (rid, to, offset, length)
+        if request in entry.waiting:        # asked again while waiting: it waits once
+            return Decision.WAIT
         if len(entry.waiting) >= self._max_waiting:
             return Decision.BUSY
-        entry.waiting.append((rid, to, offset, length))
+        entry.waiting.append(request)
         return Decision.WAIT
 
     def marked(self, to: str, mark: int, now: float) -> None:

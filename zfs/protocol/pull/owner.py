@@ -13,7 +13,8 @@ least once per its timeout::
     OPEN --transaction_ended-------------> ENDED     (pending -> "aborted")
 
 After either, its RIDs are forgotten but remembered (boundedly) as expired, so a late
-request is refused with ``expired`` rather than ``unknown``. The per-file callback fires
+request is refused with ``expired`` rather than ``unknown``; an owner with stable RIDs
+may share the same file again under its old RID (a new transaction takes it back). The per-file callback fires
 once per (RID, recipient site): on its report, or at the transaction's end for a
 recipient that started and never reported. Chunk bytes in flight to all recipients
 together are held to a budget (:class:`~zfs.protocol.pull.budget.InFlight`), so the
@@ -29,7 +30,8 @@ from typing import Optional, Union
 
 from zfs.protocol.errors import Failure, LocalProtocolError
 from zfs.protocol.states import Transitions, move
-from zfs.protocol.wire import Status
+from zfs.protocol.tree.layout import DIGEST_CHARS
+from zfs.protocol.wire import Section, Status
 from zfs.protocol.pull.budget import Decision, InFlight
 
 class TxState(enum.Enum):
@@ -58,6 +60,43 @@ class SendInfo:
     name: str
     size: int
     key: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendTreeInfo:
+    """Answer ``to``: the RID is a tree of ``files`` files, ``size`` stream bytes."""
+
+    rid: str
+    to: str
+    name: str
+    key: str
+    files: int
+    size: int
+    manifest_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendMeta:
+    """Tell ``to`` the ``length`` bytes at ``offset`` of the tree's ``section``.
+
+    The digests' section may not be known yet: the shell sends it once it is.
+    """
+
+    rid: str
+    to: str
+    section: Section
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendRangeDigest:
+    """Tell ``to`` the digest of the stream's ``length`` bytes at ``offset``."""
+
+    rid: str
+    to: str
+    offset: int
+    length: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +169,22 @@ class SiteCut:
     site: str
 
 
-OwnerCommand = Union[SendInfo, SendPrefixDigest, SendChunk, SendDigest, Refuse, Downloaded,
-                     TimedOut, Released, SiteCut]
+OwnerCommand = Union[SendInfo, SendTreeInfo, SendMeta, SendRangeDigest, SendPrefixDigest,
+                     SendChunk, SendDigest, Refuse, Downloaded, TimedOut, Released, SiteCut]
+
+
+@dataclass(frozen=True, slots=True)
+class TreeShape:
+    """What a shared tree has besides its stream: its files and its manifest's bytes."""
+
+    files: int
+    manifest_size: int
+
+    def section_size(self, section: Section) -> int:
+        """The bytes of ``section``."""
+        if section is Section.MANIFEST:
+            return self.manifest_size
+        return self.files * DIGEST_CHARS
 
 
 @dataclass(slots=True)
@@ -140,6 +193,7 @@ class _File:
     name: str
     size: int
     key: str
+    tree: Optional[TreeShape] = None
     changed: bool = False
     pending: set[str] = field(default_factory=set)     # sites that started, not reported
     reported: set[str] = field(default_factory=set)
@@ -191,19 +245,21 @@ class Shares:
         self._txs[tx_id] = _Tx(timeout, now)
 
     def file_added(self, tx_id: str, rid: str, name: str, size: int, now: float,
-                   key: str = "") -> None:
-        """Share a file under ``rid`` in an open transaction.
+                   key: str = "", tree: Optional[TreeShape] = None) -> None:
+        """Share a file (or a tree: ``tree``, ``size`` its stream's) under ``rid``.
 
         ``key`` names the recipients' temporary file: the same for the same file shared
         again (a new RID after an owner restart), so a download can resume across it.
-        Defaults to the RID.
+        Defaults to the RID. A RID of an ended transaction may be shared again (stable
+        RIDs give the same file the same one); one still shared may not.
         """
         tx = self._txs.get(tx_id)
         if tx is None:
             raise LocalProtocolError(f"transaction {tx_id} is not open")
-        if rid in self._files or rid in self._expired:
-            raise LocalProtocolError(f"RID {rid} already used")
-        self._files[rid] = _File(tx_id, name, size, key or rid)
+        if rid in self._files:
+            raise LocalProtocolError(f"RID {rid} is already shared")
+        self._expired.pop(rid, None)
+        self._files[rid] = _File(tx_id, name, size, key or rid, tree)
         tx.rids.append(rid)
         tx.last_activity = now
 
@@ -253,7 +309,35 @@ class Shares:
         file = self._touch(rid, site, now)
         if isinstance(file, Failure):
             return [Refuse(rid, to, file)]
+        if file.tree is not None:
+            return [SendTreeInfo(rid, to, file.name, file.key, file.tree.files, file.size,
+                                 file.tree.manifest_size)]
         return [SendInfo(rid, to, file.name, file.size, file.key)]
+
+    def meta_requested(self, rid: str, site: str, to: str, section: Section, offset: int,
+                       length: int, now: float) -> list[OwnerCommand]:
+        """A recipient of a tree wants a page of its manifest or its files' digests.
+
+        Pages come from memory the owner holds for the tree anyway, so they are not
+        charged to the budget of chunk bytes.
+        """
+        file = self._touch(rid, site, now)
+        if isinstance(file, Failure):
+            return [Refuse(rid, to, file)]
+        total = file.tree.section_size(section) if file.tree is not None else 0
+        if not (0 <= offset < total and length > 0):
+            return [Refuse(rid, to, Failure.PROTOCOL)]
+        return [SendMeta(rid, to, section, offset, min(length, self._max_chunk, total - offset))]
+
+    def range_digest_requested(self, rid: str, site: str, to: str, offset: int, length: int,
+                               now: float) -> list[OwnerCommand]:
+        """A recipient resuming a tree wants the digest of a range of its stream."""
+        file = self._touch(rid, site, now)
+        if isinstance(file, Failure):
+            return [Refuse(rid, to, file)]
+        if file.tree is None or not (length > 0 and offset + length <= file.size):
+            return [Refuse(rid, to, Failure.PROTOCOL)]
+        return [SendRangeDigest(rid, to, offset, length)]
 
     def prefix_requested(self, rid: str, site: str, to: str, length: int,
                          now: float) -> list[OwnerCommand]:
