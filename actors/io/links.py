@@ -197,11 +197,14 @@ class LinkLifecycle:
                 # not a silent connection to cut.
                 self._greeting.greeted(fd, time.monotonic())
             return
-        if known is not None and known.up and not known.greeted_connection_closed:
+        if (known is not None and known.up and known.routing_id is not None
+                and not known.greeted_connection_closed):
             # A hello from a peer that is up comes on a new connection: the old one is
             # dead, even if no event said so (yet, or at all: a redial that took over a
             # half-open connection). What was in flight on it is lost: fail it. (When
-            # its close was seen, that failed it; what was sent since is not lost.)
+            # its close was seen, that failed it; what was sent since is not lost. A
+            # peer we dial that says hello here for the first time lost nothing: it
+            # was up through our link only, and answers came over none of its own.)
             if known.dealer is None:
                 self.peer_down(known, "reconnected")
             else:  # we dial it too: only its answers came over the old connection

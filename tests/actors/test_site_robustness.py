@@ -685,13 +685,18 @@ def test_when_two_sites_dial_each_other_a_drop_of_the_answering_link_fails_pendi
             actors.Site("B", bind="tcp://127.0.0.1:0", **options) as b:
         release = threading.Event()
         a.spawn(Hanger, "hanger", release)
+        a.spawn(Echo, "echo")
+        b.spawn(Echo, "echo")
         assert a.endpoint is not None and b.endpoint is not None
         with LinkEmulator.to_endpoint(a.endpoint) as to_a, \
                 LinkEmulator.to_endpoint(b.endpoint) as to_b:
             a.connect("B", to_b.endpoint)
             b.connect("A", to_a.endpoint)
-            a.wait_for("B", 5)
-            b.wait_for("A", 5)
+            # Up on either side is not enough: each ask goes over its asker's own link,
+            # so once both are answered, both links are there to be dropped (a drop
+            # before A's link reached B dropped nothing, and the ask hung).
+            assert a.ask("B/echo", "over A's link", timeout=10)["got"] == "over A's link"
+            assert b.ask("A/echo", "over B's link", timeout=10)["got"] == "over B's link"
             pending = b.ask("A/hanger", "hang", timeout=60, block=False)
             to_b.drop_connections()  # A's link to B: the one A answers over
             try:
@@ -700,6 +705,30 @@ def test_when_two_sites_dial_each_other_a_drop_of_the_answering_link_fails_pendi
             finally:
                 release.set()
             wait_until(lambda: "B" in a.peers() and "A" in b.peers(), 10)
+
+
+def test_a_peer_we_dial_that_dials_us_too_loses_none_of_our_pending_asks() -> None:
+    """A dials B and asks it something; then B dials A. B's first hello on A's ROUTER
+    is no reconnection (B had no connection to A of its own): A's pending ask stays
+    pending and is answered (it failed as "reconnected", now and then failing the
+    test above before its drop)."""
+    options = dict(hello_timeout=0.5, heartbeat_interval=0.2)
+    with actors.Site("A", bind="tcp://127.0.0.1:0", **options) as a, \
+            actors.Site("B", bind="tcp://127.0.0.1:0", **options) as b:
+        release = threading.Event()
+        b.spawn(Hanger, "hanger", release)
+        assert a.endpoint is not None and b.endpoint is not None
+        a.connect("B", b.endpoint)
+        a.wait_for("B", 5)
+        pending = a.ask("B/hanger", "hang", timeout=30, block=False)
+        b.connect("A", a.endpoint)
+        b.wait_for("A", 5)
+        wait_until(lambda: "B" in a.peers(), 5)
+        try:
+            assert not pending.done()
+        finally:
+            release.set()
+        assert pending.result(10) == "released"
 
 
 def test_spawn_once_from_racing_threads_gives_one_actor(site: actors.Site) -> None:
