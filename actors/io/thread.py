@@ -184,8 +184,12 @@ class IOThread(threading.Thread):
             zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
         dealer.connect(endpoint)
         peer.dealer, peer.monitor, peer.refused, peer.endpoint = dealer, monitor, None, endpoint
-        self._register(dealer, "dealer", peer)
+        # The monitor first, as for the ROUTER: an old connection's disconnect must be
+        # handled before what the next connection brought in the same round (read
+        # after them, it took the peer down just after its welcome, and the peer's
+        # streams with it).
         self._register(monitor, "monitor", peer)
+        self._register(dealer, "dealer", peer)
         self.send_hello(peer)
 
     def send_hello(self, peer: _Peer) -> None:

@@ -731,6 +731,54 @@ def test_a_peer_we_dial_that_dials_us_too_loses_none_of_our_pending_asks() -> No
         assert pending.result(10) == "released"
 
 
+def test_a_peer_we_dial_stays_up_when_its_link_dropped_and_came_back_while_we_were_busy(
+        context: zmq.Context) -> None:
+    """Our link to "raw" drops and is dialled again while our I/O thread is busy; raw
+    tells us something over the new connection. The old connection's disconnect event
+    is handled before that message (it was after it, taking raw down for good just
+    as it spoke on its new connection: seen as a push failing once a veth came back)."""
+    raw = context.socket(zmq.ROUTER)
+    raw.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    raw.setsockopt(zmq.ROUTER_HANDOVER, 1)  # as a site's: the redial takes the id over
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.setsockopt(zmq.RCVTIMEO, 5000)
+    port = raw.bind_to_random_port("tcp://127.0.0.1")
+    with hub_site() as site, LinkEmulator(("127.0.0.1", port)) as link:
+        site.spawn(Collector, "collector")
+        site.connect("raw", link.endpoint)
+        route, _hello = raw.recv_multipart()
+        raw.send_multipart([route, handshake.welcome("raw", "one")])
+        site.wait_for("raw", 5)
+        busy, release = threading.Event(), threading.Event()
+        io, outbox = site._io, site._outbox
+        assert io is not None and outbox is not None
+        io.post(lambda: (busy.set(), release.wait(20)))
+        outbox.wake()
+        assert busy.wait(5)
+        monitor = raw.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        try:
+            link.drop_connections()
+            assert monitor.poll(10_000), "raw never saw its connection drop"
+            tell = codec.encode(Kind.TELL, "collector", "raw", 0, "on the new connection")
+            deadline = time.monotonic() + 10
+            while True:  # our DEALER dials again by itself, under the same routing id
+                try:
+                    raw.send_multipart([route, tell])
+                    break
+                except zmq.ZMQError:
+                    assert time.monotonic() < deadline, "our DEALER did not dial again"
+                    time.sleep(0.01)  # until ZeroMQ attaches the new connection
+            # Through the relay before we go on: in the same round as the events.
+            sent = link.stats()["forwarded"]
+            wait_until(lambda: link.stats()["forwarded"] >= sent + len(tell), 10, 0.01)
+        finally:
+            release.set()
+            monitor.close(linger=0)
+        records = wait_until(lambda: site.ask("test/collector", "dump", timeout=5), 10)
+        assert [r["body"] for r in records] == ["on the new connection"]
+        assert "raw" in site.peers()
+
+
 def test_spawn_once_from_racing_threads_gives_one_actor(site: actors.Site) -> None:
     import threading as _threading
 
