@@ -159,12 +159,12 @@ class Held(actors.Actor):
 
 class Blaster(actors.Actor):
     """At ``{"blast": count, "size": size, "to": address}``, tells ``address`` ``count``
-    messages of one ``size``-byte payload frame; returns how many went, and why it
-    stopped if it did."""
+    messages of one ``size``-byte payload frame, each its own buffer (as chunks read
+    from a file are); returns how many went, and why it stopped if it did."""
 
     def on_receive(self, message: Any) -> Any:
-        chunk = b"\x42" * message["size"]
         for index in range(message["blast"]):
+            chunk = bytes([index % 251]) * message["size"]
             try:
                 self.site.tell(message["to"], index, payload=[chunk])
             except actors.ActorsError as err:
