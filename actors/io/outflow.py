@@ -109,10 +109,11 @@ class Outflow:
 
     def stalled(self, peer: _Peer, now: float, timeout: float) -> int:
         """Bytes queued toward ``peer`` (backlog and unacknowledged) if its host has
-        acknowledged nothing for ``timeout`` while bytes wait for it; else 0."""
+        acknowledged nothing (nor its backlog shrunk) for ``timeout`` while bytes wait
+        for it; else 0."""
         in_flight = self.measure(peer, now) if peer.pending or peer.in_flight else 0
-        if not (peer.pending or in_flight):
-            peer.progressed_at = now
+        if not (peer.pending or in_flight) or (in_flight is None and not peer.up):
+            peer.progressed_at = now  # nothing waits, or no link yet to judge it by
             return 0
         if now - peer.progressed_at <= timeout:
             return 0

@@ -152,6 +152,8 @@ class Peers:
     def hold(self, peer: _Peer, frames: Sequence[Any]) -> None:
         """Queue a message behind ``peer``'s backlog."""
         size = message_size(frames)
+        if not peer.pending:  # from now on, its backlog must move (actors.io.outflow)
+            peer.progressed_at = time.monotonic()
         peer.pending.append(frames)
         peer.pending_bytes += size
         self.pending_bytes += size

@@ -238,7 +238,7 @@ class IOThread(threading.Thread):
             if message is None:
                 self._calls.run_all()
             else:
-                self.send(*message)
+                self._out.send(*message)
 
     def _read_router(self) -> None:
         assert self._router is not None
