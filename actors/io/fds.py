@@ -35,7 +35,9 @@ class TcpCounters:
         name = ctypes.util.find_library("c")
         if name is not None and hasattr(socket, "TCP_INFO"):
             try:
-                getsockopt = ctypes.CDLL(name, use_errno=True).getsockopt
+                # PyDLL keeps the GIL: a syscall this short is cheaper than handing
+                # the GIL to another thread and waiting to get it back.
+                getsockopt = ctypes.PyDLL(name).getsockopt
             except (OSError, AttributeError):
                 return
             getsockopt.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
