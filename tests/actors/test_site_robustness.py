@@ -18,6 +18,7 @@ import msgpack
 import pykka
 import pytest
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 import actors
 from actors import codec
@@ -755,10 +756,16 @@ def test_a_peer_we_dial_stays_up_when_its_link_dropped_and_came_back_while_we_we
         io.post(lambda: (busy.set(), release.wait(20)))
         outbox.wake()
         assert busy.wait(5)
-        monitor = raw.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        monitor = raw.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
         try:
             link.drop_connections()
-            assert monitor.poll(10_000), "raw never saw its connection drop"
+            # The old connection gone and the new one through its handshake: a send then
+            # goes on the new one (sent sooner, it could still go on the old, and be lost).
+            for wanted in (zmq.EVENT_DISCONNECTED, zmq.EVENT_HANDSHAKE_SUCCEEDED):
+                while True:
+                    assert monitor.poll(10_000), f"raw never saw event {wanted}"
+                    if recv_monitor_message(monitor)["event"] == wanted:
+                        break
             tell = codec.encode(Kind.TELL, "collector", "raw", 0, "on the new connection")
             deadline = time.monotonic() + 10
             while True:  # our DEALER dials again by itself, under the same routing id
