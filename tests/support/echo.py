@@ -188,3 +188,18 @@ def peer_table(site: actors.Site) -> dict[str, int]:
 def peer_state(site: actors.Site, name: str) -> list[str]:
     """Run in a child site: its state of the peer ``name`` and why ([] if unknown)."""
     return list(site._peer_states._states.get(name, ()))
+
+
+def round_trip(site: actors.Site, peer: str, timeout: float = 40.0) -> bool:
+    """Run in a child site: ask ``peer``'s control actor a question until one is answered
+    (within ``timeout``): a round trip on the link as it is now, after a fault."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            site.wait_for(peer, max(0.1, left))
+            site.ask(f"{peer}/ctl", {"events": "none"}, timeout=min(5.0, max(0.1, left)))
+            return True
+        except actors.ActorsError:
+            if time.monotonic() >= deadline:
+                raise
