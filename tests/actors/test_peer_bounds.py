@@ -8,6 +8,7 @@ states, and checks that honest peers are still served. Children get small limits
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -181,7 +182,11 @@ def test_one_connection_speaks_for_one_site_and_the_peer_table_stays_bounded(
 
 
 def _open(sid: str, sender: str) -> bytes:
-    body = wire.encode(wire.Open(sid, f"{sid}.bin", 1 << 20, 1 << 20, "bounds", "slots", None))
+    """A push's Open, as zfs's wire has it (by field name: the wire gains fields)."""
+    values = {"sid": sid, "name": f"{sid}.bin", "size": MiB, "chunk_size": MiB,
+              "window_chunks": 8, "channel": "bounds", "topic": "slots", "context": None}
+    names = [field.name for field in dataclasses.fields(wire.Open)]
+    body = wire.encode(wire.Open(**{name: values[name] for name in names}))
     return codec.encode(Kind.TELL, "zfs.receiver", sender, 0, body)
 
 
@@ -324,7 +329,10 @@ def test_a_peer_that_does_not_read_is_cut_and_the_site_serves_everyone_through_i
             flood.join(10)
             slow.close()
         _, peak = child.memory()
-        assert peak - rss_before < 64 * MiB, f"{(peak - rss_before) >> 20} MiB"
+        # 8 MiB unacknowledged, 16 MiB of backlogs before every sender waits, and what
+        # malloc keeps of the 1,200 buffers freed (tune_malloc: up to 16 MiB an arena);
+        # it was 1,200 MiB before the bound.
+        assert peak - rss_before < 128 * MiB, f"{(peak - rss_before) >> 20} MiB"
         assert hub.ask("target/echo", "after", timeout=10)["got"] == "after"
         source = tmp_path / "after.bin"
         source.write_bytes(b"a" * (2 * MiB + 1))
