@@ -4,15 +4,15 @@ Knows nothing about files; ``zfs`` builds file streaming on it.
 """
 
 from actors.actor import Actor
-from actors.errors import (ActorError, ActorsError, AskTimeout, CodecError, MessageTooLarge,
-                           PeerLost, PeerRefused, SiteClosed, UnknownActor, UnknownSite,
-                           WaitTimeout)
+from actors.errors import (ActorError, ActorsError, AskTimeout, CodecError, MailboxFull,
+                           MessageTooLarge, PeerLost, PeerRefused, SiteClosed, UnknownActor,
+                           UnknownSite, WaitTimeout)
 from actors.events import PeerDown, PeerUp
 from actors.refs import LocalRef, Ref
 from actors.site import Site
 
 __all__ = [
     "Actor", "ActorError", "ActorsError", "AskTimeout", "CodecError", "LocalRef",
-    "MessageTooLarge", "PeerDown", "PeerLost", "PeerRefused", "PeerUp", "Ref", "Site", "SiteClosed",
+    "MailboxFull", "MessageTooLarge", "PeerDown", "PeerLost", "PeerRefused", "PeerUp", "Ref", "Site", "SiteClosed",
     "UnknownActor", "UnknownSite", "WaitTimeout",
 ]

@@ -2,7 +2,7 @@
 
     python -m actors --name NAME --bind ENDPOINT [--connect NAME=ENDPOINT ...]
                      [--spawn NAME=module:Class ...] [--heartbeat-interval S]
-                     [--heartbeat-timeout S]
+                     [--heartbeat-timeout S] [--option NAME=VALUE ...]
 
 Once the site is up it prints ``READY <name> <endpoint>`` on stdout, so a parent
 process (a test, a benchmark, a supervisor) knows the port the OS chose.
@@ -19,6 +19,7 @@ import sys
 import threading
 from typing import Any
 
+from actors.options import SiteOptions
 from actors.process import tune_malloc
 from actors.site import Site
 
@@ -53,8 +54,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--heartbeat-timeout", type=_seconds, default=None,
                         help="seconds of silence after which a peer counts as lost "
                              "(default 6; longer for links that stall)")
+    parser.add_argument("--option", type=_pair, action="append", default=[],
+                        help="any numeric site option (see actors.options.SiteOptions), "
+                             "e.g. max_message_size=8388608")
     parser.add_argument("--log-level", default="WARNING")
     return parser.parse_args(argv)
+
+
+def _options(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Numeric site options from ``NAME=VALUE`` pairs, typed as SiteOptions declares them."""
+    defaults = SiteOptions()
+    options: dict[str, Any] = {}
+    for name, text in pairs:
+        default = getattr(defaults, name, None)
+        if not isinstance(default, (int, float)) or isinstance(default, bool):
+            raise SystemExit(f"python -m actors: --option {name}: not a numeric site option")
+        try:
+            options[name] = type(default)(text)
+        except ValueError:
+            raise SystemExit(f"python -m actors: --option {name}: not a number: {text!r}"
+                             ) from None
+    return options
 
 
 def _seconds(text: str) -> float:
@@ -76,10 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    options: dict[str, Any] = {
+    options: dict[str, Any] = _options(args.option)
+    options.update({
         name: value for name, value in (("heartbeat_interval", args.heartbeat_interval),
                                         ("heartbeat_timeout", args.heartbeat_timeout))
-        if value is not None}
+        if value is not None})
     if args.keys:
         from actors.security import Curve
         options["curve"] = Curve.from_dirs(args.name, args.keys, args.allow)

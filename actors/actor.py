@@ -16,6 +16,7 @@ import pykka
 
 from actors.backlog import Backlog
 from actors.delivery import SPAWNING, Acting, Batch, Delivery
+from actors.ratelog import LogLimit
 from actors.site import Site
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class Actor(pykka.ThreadingActor):
         self.address = f"{self.site.name}/{self.name}"
         self._acting: Acting = spawning.acting
         self._backlog = Backlog(self.name)
+        self._failure_log = LogLimit(log)  # a peer can make every message it sends fail
         # Known by name before its thread starts, so answers to what on_start sends
         # find it.
         spawning.registry.add(self.name, self.actor_ref, self._backlog)
@@ -81,8 +83,8 @@ class Actor(pykka.ThreadingActor):
                 raise
             # pykka stops an actor whose tell raised; a message from a peer must not
             # be able to do that, so log it and go on with the next message.
-            log.exception("%s failed on a message from %s; going on", self.address,
-                          delivery.sender)
+            self._failure_log.error("%s failed on a message from %s; going on",
+                                    self.address, delivery.sender, exc_info=True)
             return None
         finally:
             self.sender, self.payload = None, ()

@@ -24,6 +24,7 @@ from actors.events import PeerDown, PeerUp
 from actors.inbound import Inbound
 from actors.options import SiteOptions
 from actors.peerstates import PeerStates, PeerWatchers
+from actors.ratelog import LogLimit
 from actors.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,11 @@ class Dispatcher:
         self._peers = peers
         self._watchers = watchers
         self._send_answer = send_answer
-        self._inbound = Inbound(site_name, registry, self)
+        self._inbound = Inbound(site_name, options, registry, self)
         self._next_expiry = 0.0
         self._next_backlog_check = 0.0
+        # Peers come and go as often as a peer can open a connection: bounded lines.
+        self._log = LogLimit(log)
 
     # -- called by the I/O thread (LinkHandler) --------------------------------------
 
@@ -72,12 +75,12 @@ class Dispatcher:
         self._inbound.flush()
 
     def on_peer_up(self, peer: str) -> None:
-        log.info("site %s: peer %s up", self._site_name, peer)
+        self._log.info("site %s: peer %s up", self._site_name, peer)
         self._peers.set_up(peer)
         self._notify(PeerUp(peer))
 
     def on_peer_down(self, peer: str, reason: str, refused: bool) -> None:
-        log.info("site %s: peer %s down: %s", self._site_name, peer, reason)
+        self._log.info("site %s: peer %s down: %s", self._site_name, peer, reason)
         self._peers.set_down(peer, reason, refused)
         if refused:
             self._asks.fail_peer(peer, PeerRefused(f"{peer} refused: {reason}"))
@@ -89,8 +92,14 @@ class Dispatcher:
     def on_answers_lost(self, peer: str, reason: str) -> None:
         """The connection ``peer`` answered us over dropped (the link stays up): what it
         had answered on it is lost, so our pending asks to it fail now, not at timeout."""
-        log.info("site %s: answers from %s lost: %s", self._site_name, peer, reason)
+        self._log.info("site %s: answers from %s lost: %s", self._site_name, peer, reason)
         self._asks.fail_peer(peer, PeerLost(f"{peer}: {reason}"))
+
+    def on_peer_forgotten(self, peer: str) -> None:
+        self._peers.forget(peer)
+
+    def on_peer_congested(self, peer: str, congested: bool) -> None:
+        self._peers.set_congested(peer, congested)
 
     def on_undeliverable(self, peer: str, header: bytes, error: ActorsError) -> None:
         try:
@@ -100,7 +109,8 @@ class Dispatcher:
         if decoded.kind is Kind.ASK:
             self._asks.fail(decoded.corr, peer, error)
         else:
-            log.warning("site %s: %s dropped: %s", self._site_name, decoded.kind.name, error)
+            self._log.warning("site %s: %s dropped: %s", self._site_name, decoded.kind.name,
+                              error)
 
     def on_tick(self, now: float) -> None:
         if now >= self._next_expiry:
@@ -108,8 +118,10 @@ class Dispatcher:
             self._asks.expire(now)
         if now >= self._next_backlog_check:
             self._next_backlog_check = now + 1.0
+            self._inbound.settle()
             backlog.check(self._site_name, self._registry.backlogs(),
                           self._options.backlog_warning)
+            self._log.flush(now)
 
     def _notify(self, event: PeerUp | PeerDown) -> None:
         for ref in self._watchers.live():

@@ -43,6 +43,11 @@ class MessageTooLarge(ActorsError, ValueError):
     """A message or its payload is over the site's maximum message size."""
 
 
+class MailboxFull(ActorsError):
+    """The receiving site holds too much of our payload not yet handled: slow down
+    (send bulk with a window of acks) and try again later."""
+
+
 class CodecError(ActorsError):
     """Bytes that do not decode to a valid message, or a value that cannot be encoded."""
 
@@ -84,7 +89,7 @@ class ActorError(ActorsError):
 _BY_NAME: dict[str, type[ActorsError]] = {
     cls.__name__: cls
     for cls in (SiteClosed, PeerLost, PeerRefused, UnknownSite, UnknownActor,
-                AskTimeout, MessageTooLarge, CodecError)
+                AskTimeout, MessageTooLarge, MailboxFull, CodecError)
 }
 
 

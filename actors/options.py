@@ -20,9 +20,23 @@ class SiteOptions:
         hwm: ZeroMQ high-water mark, in messages, of every socket.
         max_pending_bytes: outbound bytes the I/O thread holds for slow peers before it
             stops taking new messages, so senders wait instead of memory growing.
+        max_peer_pending_bytes: outbound bytes held for one peer past which senders to
+            that peer (only) wait.
+        max_unacked_bytes: bytes handed to ZeroMQ for one peer that its host has not
+            acknowledged (TCP); more wait in the site's backlog (``actors.io.outflow``).
+        max_site_unacked_bytes: the same for all peers together.
+        stalled_peer_timeout: a peer whose host acknowledges nothing for this long while
+            bytes wait for it is cut, and what was queued for it dropped.
+        max_arriving_bytes: bytes of incomplete messages all connections together may
+            hold; past it the connection holding most is cut (``actors.io.intake``).
+        max_peers: peers the site keeps in its table; a peer that is down and that we
+            do not dial makes room for a new name.
+        max_peer_waiting_bytes: payload bytes from one peer delivered to actors and not
+            yet handled; past it that peer's payload messages are refused (an ask
+            fails with ``MailboxFull``, a tell is dropped). See ``actors.backlog``.
+        max_waiting_bytes: the same for all peers together.
         backlog_warning: payload bytes from peers waiting unhandled in one actor's
-            mailbox above which the site logs a warning (mailboxes have no bound; see
-            ``actors.backlog``).
+            mailbox above which the site logs a warning.
         linger: how long closing sockets may take to flush (BYE, last replies).
         default_ask_timeout: the timeout of an ask that names none.
         hello_timeout: a peer that connected must say hello within this, or is dropped.
@@ -35,6 +49,14 @@ class SiteOptions:
     max_payload_frames: int = 16
     hwm: int = 1000
     max_pending_bytes: int = 64 << 20
+    max_peer_pending_bytes: int = 16 << 20
+    max_unacked_bytes: int = 32 << 20
+    max_site_unacked_bytes: int = 256 << 20
+    stalled_peer_timeout: float = 15.0
+    max_arriving_bytes: int = 256 << 20
+    max_peers: int = 1024
+    max_peer_waiting_bytes: int = 256 << 20
+    max_waiting_bytes: int = 1 << 30
     backlog_warning: int = 256 << 20
     linger: float = 0.5
     default_ask_timeout: float = 30.0
@@ -46,8 +68,16 @@ class SiteOptions:
             raise ValueError("heartbeat_interval and heartbeat_timeout must be positive, "
                              "finite, and the interval shorter than the timeout; got "
                              f"{self.heartbeat_interval!r} and {self.heartbeat_timeout!r}")
-        if self.backlog_warning <= 0:
-            raise ValueError(f"backlog_warning must be positive, not {self.backlog_warning}")
+        for name in ("backlog_warning", "max_pending_bytes", "max_peer_pending_bytes",
+                     "max_unacked_bytes", "max_site_unacked_bytes", "max_arriving_bytes",
+                     "max_peers", "max_peer_waiting_bytes", "max_waiting_bytes",
+                     "max_message_size"):
+            value = getattr(self, name)
+            if type(value) is not int or value <= 0:
+                raise ValueError(f"{name} must be positive (an int), not {value!r}")
+        if not 0 < self.stalled_peer_timeout < math.inf:
+            raise ValueError("stalled_peer_timeout must be positive and finite, not "
+                             f"{self.stalled_peer_timeout!r}")
         if not 0 <= self.max_payload_frames <= 255:  # the inbox counts them in one byte
             raise ValueError(f"max_payload_frames must be 0..255, not {self.max_payload_frames}")
 

@@ -16,11 +16,14 @@ import pykka
 
 from actors.errors import PeerLost, PeerRefused, UnknownSite
 
-CONNECTING, UP, LOST, REFUSED = "connecting", "up", "lost", "refused"
+CONNECTING, UP, CONGESTED, LOST, REFUSED = "connecting", "up", "congested", "lost", "refused"
 
 #: Shared state tuples, so "is this peer up" is an identity test.
 _CONNECTING: tuple[str, str] = (CONNECTING, "")
 _UP: tuple[str, str] = (UP, "")
+#: Up, but too much waits to go to it: senders to it wait (``actors.io.outbound``).
+_CONGESTED: tuple[str, str] = (CONGESTED, "")
+_LIVE = (UP, CONGESTED)
 
 
 class PeerStates:
@@ -43,6 +46,19 @@ class PeerStates:
         """``name`` went away (``refused``: it refused our link), for ``reason``."""
         self._set(name, (REFUSED if refused else LOST, reason))
 
+    def set_congested(self, name: str, congested: bool) -> None:
+        """Senders to ``name`` must wait (``congested``) or may go on; an up peer only."""
+        with self._changed:
+            if self._states.get(name) in (_UP, _CONGESTED):
+                self._states[name] = _CONGESTED if congested else _UP
+                self._changed.notify_all()
+
+    def forget(self, name: str) -> None:
+        """Know ``name`` no more (it was down long enough, and we do not dial it)."""
+        with self._changed:
+            self._states.pop(name, None)
+            self._changed.notify_all()
+
     def _set(self, name: str, state: tuple[str, str]) -> None:
         with self._changed:
             self._states[name] = state
@@ -52,8 +68,10 @@ class PeerStates:
         """Whether ``name`` is up now (one lookup: the send path asks it every time)."""
         return self._states.get(name) is _UP
 
-    def check(self, name: str) -> None:
-        """Raise why a message for ``name`` cannot go out; return if it can (or will).
+    def check(self, name: str, wait: float = 1.0) -> bool:
+        """Raise why a message for ``name`` cannot go out; return whether it must wait.
+
+        A congested peer is waited on for up to ``wait`` seconds; True if it still is.
 
         Raises:
             UnknownSite: no such peer was ever connected or heard from.
@@ -61,6 +79,10 @@ class PeerStates:
             PeerLost: the peer went away.
         """
         state = self._states.get(name)
+        if state is _CONGESTED:
+            with self._changed:
+                self._changed.wait_for(lambda: self._states.get(name) is not _CONGESTED, wait)
+                state = self._states.get(name)
         if state is None:
             raise UnknownSite(f"site {self._site_name} knows no site named {name!r}")
         kind, reason = state
@@ -68,6 +90,7 @@ class PeerStates:
             raise PeerRefused(f"{name} refused: {reason}")
         if kind == LOST:
             raise PeerLost(f"{name} is lost: {reason}")
+        return state is _CONGESTED
 
     def wait_up(self, name: str, timeout: float) -> bool:
         """Wait until ``name`` is up (True) or ``timeout`` passed (False).
@@ -77,18 +100,18 @@ class PeerStates:
         """
         def settled() -> bool:
             state = self._states.get(name)
-            return state is _UP or (state is not None and state[0] == REFUSED)
+            return state is not None and state[0] in (UP, CONGESTED, REFUSED)
 
         with self._changed:
             self._changed.wait_for(settled, timeout)
             state = self._states.get(name)  # as it was when the wait ended
         if state is not None and state[0] == REFUSED:
             raise PeerRefused(f"{name} refused: {state[1]}")
-        return state is _UP
+        return state is not None and state[0] in _LIVE
 
     def up(self) -> list[str]:
         """Names of the peers up now, sorted."""
-        return sorted(name for name, state in list(self._states.items()) if state is _UP)
+        return sorted(name for name, state in list(self._states.items()) if state[0] in _LIVE)
 
 
 class PeerWatchers:

@@ -36,6 +36,7 @@ from zmq.utils import z85
 
 from actors.errors import ActorsError, UnknownSite
 from actors.addresses import valid_site_name
+from actors.ratelog import LogLimit
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,7 @@ class _Authenticator(ThreadAuthenticator):
         super().__init__(context, log=logging.getLogger(f"{__name__}.zap"))
         self._curve = curve
         self._logged: dict[bytes, float] = {}
+        self._log = LogLimit(log)  # made-up keys are each new: a bound on them all
         self.configure_curve_callback(ZAP_DOMAIN, self)
 
     def callback(self, domain: str, key: bytes) -> bool:
@@ -218,8 +220,8 @@ class _Authenticator(ThreadAuthenticator):
             self._logged.clear()
         if now - self._logged.get(key, -_LOG_EVERY) >= _LOG_EVERY:
             self._logged[key] = now
-            log.warning("site %s: refused a connection with unknown key %s",
-                        self._curve.site_name, key.decode(errors="replace"))
+            self._log.warning("site %s: refused a connection with unknown key %s",
+                              self._curve.site_name, key.decode(errors="replace"))
         return False
 
     def curve_user_id(self, client_public_key: bytes) -> str:
@@ -350,10 +352,13 @@ class Curve:
                               "allow-list; cannot open an authenticated link to it")
         sock.setsockopt(zmq.CURVE_SERVERKEY, server_key)
 
-    def check_name(self, name: str, head_frame: zmq.Frame) -> str:
-        """Why the connection ``head_frame`` came on may not claim ``name`` ("" if it may)."""
+    def check_name(self, name: str, head_frame: Any) -> str:
+        """Why the connection ``head_frame`` came on may not claim ``name`` ("" if it may).
+
+        Only a ``zmq.Frame`` tells its connection's key; anything else is not authenticated.
+        """
         try:
-            user = head_frame.get("User-Id")
+            user = head_frame.get("User-Id") if isinstance(head_frame, zmq.Frame) else None
         except zmq.ZMQError:
             user = None
         if not user:

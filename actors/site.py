@@ -322,8 +322,10 @@ class Site:
 
     def _check_sendable(self, site: str, payload: Sequence[Any]) -> None:
         if not self._peer_states.is_up(site) or self._closed:  # one lookup when all is well
+            # A congested peer: wait (a second at a time) until it drains or is cut.
             self._check_open()
-            self._peer_states.check(site)
+            while self._peer_states.check(site):
+                self._check_open()
         if payload:
             if len(payload) > self.options.max_payload_frames:
                 raise MessageTooLarge(f"{len(payload)} payload frames; at most "

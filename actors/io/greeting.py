@@ -16,8 +16,10 @@ aborting whatever it carried.
 from __future__ import annotations
 
 import logging
-import socket
 from dataclasses import dataclass
+
+from actors.io.fds import peer_address, shut_down
+from actors.ratelog import LogLimit
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +37,11 @@ class HelloDeadlines:
         self._timeout = hello_timeout
         self._waiting: dict[int, _Accepted] = {}
         self._greeted_early: dict[int, _Accepted] = {}  # hellos read before their accept
+        self._log = LogLimit(log)
 
     def accepted(self, fd: int, now: float) -> None:
         """A peer connected on ``fd``; its hello is due by ``now + hello_timeout``."""
-        address = _peer_address(fd)
+        address = peer_address(fd)
         early = self._greeted_early.pop(fd, None)
         if early is not None and address is not None and early.peer_address == address:
             return  # this connection said hello already
@@ -47,7 +50,7 @@ class HelloDeadlines:
     def greeted(self, fd: int, now: float) -> None:
         """The connection on ``fd`` said hello."""
         if self._waiting.pop(fd, None) is None:
-            self._greeted_early[fd] = _Accepted(now, _peer_address(fd))
+            self._greeted_early[fd] = _Accepted(now, peer_address(fd))
 
     def closed(self, fd: int) -> None:
         """The connection on ``fd`` is gone (its number may be reused)."""
@@ -58,37 +61,12 @@ class HelloDeadlines:
         overdue = [fd for fd, entry in self._waiting.items() if now - entry.at > self._timeout]
         for fd in overdue:
             entry = self._waiting.pop(fd)
-            if entry.peer_address is not None and _peer_address(fd) == entry.peer_address:
-                log.warning("dropped a connection from %s: no hello within %g s",
-                            entry.peer_address, self._timeout)
-                _shut_down(fd)
+            if entry.peer_address is not None and shut_down(fd, entry.peer_address):
+                self._log.warning("dropped a connection from %s: no hello within %g s",
+                                  entry.peer_address, self._timeout)
         stale = [fd for fd, entry in self._greeted_early.items()
                  if now - entry.at > self._timeout]  # an accept event that never came
         for fd in stale:
             del self._greeted_early[fd]
 
 
-def _peer_address(fd: int) -> object:
-    try:
-        sock = socket.socket(fileno=fd)
-    except OSError:
-        return None
-    try:
-        return sock.getpeername()
-    except OSError:
-        return None
-    finally:
-        sock.detach()  # ZeroMQ owns the descriptor: never close it here
-
-
-def _shut_down(fd: int) -> None:
-    try:
-        sock = socket.socket(fileno=fd)
-    except OSError:  # closed meanwhile, or not a socket any more
-        return
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    finally:
-        sock.detach()

@@ -51,11 +51,13 @@ def hello_refusal(site_name: str, options: SiteOptions, known: Any, name: str,
     """The refusal code and reason for a hello, or ("", "") to welcome it.
 
     ``known`` is what this site knows of a peer of that name (an ``actors.io.peers``
-    record), or None.
+    record), or None. ``head`` is the hello's header frame (a ``zmq.Frame``, which
+    tells the connection's key), or None for a hello again on a connection that said
+    hello under this name before: its key was checked then.
     """
     if name == site_name:
         return REFUSE_NAME, f"{name!r} is this site's own name"
-    if options.curve is not None:
+    if options.curve is not None and head is not None:
         refusal = options.curve.check_name(name, head)
         if refusal:
             return REFUSE_NAME, refusal

@@ -3,12 +3,14 @@
 A peer is found by name (outbound messages), by ROUTER routing id (inbound messages
 on connections it opened to us) and by file descriptor (the ROUTER monitor's events).
 Messages a peer's queue has no room for wait here, in order, and the table keeps
-the total of their bytes so the I/O thread can stop taking more. Used by the I/O
-thread only.
+the total of their bytes so the I/O thread can stop taking more. The table is
+bounded: a peer that is down and that we do not dial is forgotten after a while,
+or at once when a new name needs its place. Used by the I/O thread only.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ class _Peer:
     sender_prefix: str = field(init=False)  # "name/": how its actors' addresses begin
     dealer: zmq.Socket | None = None
     monitor: zmq.Socket | None = None
+    endpoint: str = ""  # where our DEALER dials it
     connected_once: bool = False
     routing_id: bytes | None = None
     fd: int | None = None
@@ -38,9 +41,23 @@ class _Peer:
     refused: str | None = None
     retry_hello_at: float = 0.0  # when a "busy" refusal is worth another hello
     last_heard: float = 0.0
+    router_heard: float = 0.0  # a message read from its connection to our ROUTER
+    dealer_heard: float = 0.0  # a message read from our DEALER's connection to it
+    dealer_fd: int | None = None  # our DEALER's current connection, once connected
+    down_at: float = 0.0
     last_sent: float = 0.0
     pending: deque[Sequence[Any]] = field(default_factory=deque)
     pending_bytes: int = 0
+    congested: bool = False  # its backlog is over its share: senders to it wait
+    # What actors.io.outflow grants and measures (bytes, kernel counters, when):
+    sent: int = 0  # handed to ZeroMQ, ever
+    flight_limit: int = 0  # may hand to ZeroMQ up to this ``sent`` without asking
+    reserved: int = 0  # its part of the site's unacknowledged bytes
+    in_flight: int = 0  # unacknowledged when last measured
+    floor: int = 0  # lowest ``sent - acked`` seen on its connection
+    flight_fd: int | None = None
+    acked: int = 0
+    progressed_at: float = 0.0  # its host last acknowledged bytes (or its backlog shrank)
 
     def __post_init__(self) -> None:
         self.sender_prefix = self.name + "/"
@@ -58,6 +75,9 @@ class Peers:
 
     def __iter__(self) -> Iterator[_Peer]:
         return iter(self._by_name.values())
+
+    def __len__(self) -> int:
+        return len(self._by_name)
 
     def get(self, name: str) -> _Peer | None:
         """The peer named ``name``, if known."""
@@ -96,6 +116,28 @@ class Peers:
         peer.fd = fd
         if fd is not None:
             self._by_fd[fd] = peer.name
+        if peer.dealer is None:
+            peer.flight_limit = peer.sent  # measured on this connection from now on
+
+    def unroute(self, peer: _Peer) -> None:
+        """Forget ``peer``'s connection to our ROUTER (it is being cut): messages from it
+        no longer count as the peer's."""
+        if peer.routing_id is not None and self._by_routing_id.get(peer.routing_id) is peer:
+            del self._by_routing_id[peer.routing_id]
+        peer.routing_id = None
+        self.set_fd(peer, None)
+
+    def forgettable(self, now: float, after: float) -> list[_Peer]:
+        """Peers down for over ``after`` seconds that we do not dial, oldest first."""
+        idle = [peer for peer in self._by_name.values()
+                if not peer.up and peer.dealer is None and now - peer.down_at > after]
+        return sorted(idle, key=lambda peer: peer.down_at)
+
+    def forget(self, peer: _Peer) -> None:
+        """Drop ``peer`` from the table (it is down, and we do not dial it)."""
+        self.unroute(peer)
+        self.drop_pending(peer)
+        self._by_name.pop(peer.name, None)
 
     def connection_closed(self, fd: int) -> _Peer | None:
         """Forget the connection on ``fd``; the peer it was the connection of, if any."""
@@ -110,6 +152,8 @@ class Peers:
     def hold(self, peer: _Peer, frames: Sequence[Any]) -> None:
         """Queue a message behind ``peer``'s backlog."""
         size = message_size(frames)
+        if not peer.pending:  # from now on, its backlog must move (actors.io.outflow)
+            peer.progressed_at = time.monotonic()
         peer.pending.append(frames)
         peer.pending_bytes += size
         self.pending_bytes += size
@@ -123,6 +167,7 @@ class Peers:
                 size = message_size(peer.pending.popleft())
                 peer.pending_bytes -= size
                 self.pending_bytes -= size
+                peer.progressed_at = time.monotonic()
 
     def drop_pending(self, peer: _Peer) -> int:
         """Drop ``peer``'s backlog; how many messages it held."""

@@ -9,9 +9,11 @@ Inbound messages are read and decoded here; what they mean for their peer link
 hands messages for actors to a :class:`LinkHandler` (the site's
 ``actors.dispatch.Dispatcher``); the handler runs on this thread and must not block.
 
-The poll loop, the sockets and sending live here; the rules of the handshake in
-``actors.io.handshake``, the peer table and backlog in ``actors.io.peers``, socket
-options in ``actors.io.sockets``, calls from other threads in ``actors.io.calls``.
+The poll loop and the sockets live here; sending and backlogs in
+``actors.io.outbound``, the rules of the handshake in ``actors.io.handshake``, the
+peer table and backlog in ``actors.io.peers``, the bound on messages still arriving
+in ``actors.io.intake``, socket options in ``actors.io.sockets``, calls from other
+threads in ``actors.io.calls``.
 """
 
 from __future__ import annotations
@@ -31,12 +33,13 @@ from actors import codec
 from actors.io import handshake, sockets
 from actors.io.calls import Calls
 from actors.codec import Header, Kind
-from actors.errors import (ActorsError, CodecError, PeerLost, PeerRefused, UnknownSite,
-                           VersionMismatch)
-from actors.io.frames import (NOBLOCK, NOBLOCK_MORE, readable, recv, recv_message, recv_rest,
-                           send_first, send_parts)
+from actors.errors import CodecError, VersionMismatch
+from actors.io.fds import TcpCounters, shut_down
+from actors.io.frames import NOBLOCK, readable, recv, recv_message, recv_rest
 from actors.io.handshake import REFUSE_VERSION
+from actors.io.intake import Intake
 from actors.io.links import LinkHandler, LinkLifecycle
+from actors.io.outbound import Outbound
 from actors.options import SiteOptions
 from actors.io.outbox import read_inbox
 from actors.io.peers import Peers, _Peer
@@ -65,11 +68,16 @@ class IOThread(threading.Thread):
         self._options = options
         self._handler = handler
         self._peers = Peers()
+        counters = TcpCounters()
+        self._intake = Intake(site_name, options, counters)
+        self._out = Outbound(site_name, options, self._peers, handler, counters,
+                             self._pause_inbox)
         self._links = LinkLifecycle(site_name, self.incarnation, options, self._peers,
                                     handler, self)
+        self._out.links = self._links
+        self._log = self._links.log
         self._roles: dict[zmq.Socket, tuple[str, _Peer | None]] = {}
         self._poller = zmq.Poller()
-        self._inbox_paused = False
         self._stopping = False
         self._next_beat = 0.0
         self._calls = Calls()
@@ -108,20 +116,23 @@ class IOThread(threading.Thread):
 
     def _loop(self) -> None:
         while not self._stopping:
-            timeout_ms = 5 if self._peers.pending_bytes else 100
+            # Often enough to bound what one message can make us hold (actors.io.intake).
+            timeout_ms = 5 if self._peers.pending_bytes or self._intake.hot else 20
             for sock, _event in self._poller.poll(timeout_ms):
                 role, peer = self._roles.get(sock, ("", None))
                 try:
                     self._read(sock, role, peer)
                 except Exception:  # one bad message must not end the site's I/O
-                    log.exception("site %s: error handling %s input; going on",
-                                  self.site_name, role)
-            if self._peers.pending_bytes:
-                self._flush_pending()
+                    self._log.error("site %s: error handling %s input; going on",
+                                    self.site_name, role, exc_info=True)
+            if self._peers.pending_bytes or self._out.paused:
+                self._out.flush()
             now = time.monotonic()
+            self._intake.check(now)
             if now >= self._next_beat:
                 self._next_beat = now + self._options.heartbeat_interval / 2
                 self._links.beat(now)
+                self._cut_stalled(now)
             self._handler.on_tick(now)
 
     def _read(self, sock: zmq.Socket, role: str, peer: _Peer | None) -> None:
@@ -161,6 +172,7 @@ class IOThread(threading.Thread):
         self._register(self._router_monitor, "monitor", None)
         self._register(router, "router", None)  # registered before bind: a failed bind closes it
         router.bind(endpoint)
+        self._out.router = router
         self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
 
     def _connect(self, name: str, endpoint: str) -> None:
@@ -171,9 +183,13 @@ class IOThread(threading.Thread):
         monitor = dealer.get_monitor_socket(
             zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
         dealer.connect(endpoint)
-        peer.dealer, peer.monitor, peer.refused = dealer, monitor, None
-        self._register(dealer, "dealer", peer)
+        peer.dealer, peer.monitor, peer.refused, peer.endpoint = dealer, monitor, None, endpoint
+        # The monitor first, as for the ROUTER: an old connection's disconnect must be
+        # handled before what the next connection brought in the same round (read
+        # after them, it took the peer down just after its welcome, and the peer's
+        # streams with it).
         self._register(monitor, "monitor", peer)
+        self._register(dealer, "dealer", peer)
         self.send_hello(peer)
 
     def send_hello(self, peer: _Peer) -> None:
@@ -182,7 +198,20 @@ class IOThread(threading.Thread):
         try:
             peer.dealer.send(handshake.hello(self.site_name, self.incarnation), zmq.NOBLOCK)
         except zmq.Again:
-            log.warning("site %s: hello to %s not sent: queue full", self.site_name, peer.name)
+            self._log.warning("site %s: hello to %s not sent: queue full", self.site_name,
+                              peer.name)
+
+    def _redial(self, peer: _Peer) -> None:
+        """Close ``peer``'s DEALER with what it queued and dial again with a new one."""
+        assert peer.dealer is not None and peer.monitor is not None
+        for sock in (peer.monitor, peer.dealer):
+            self._unregister(sock)
+            sock.close(linger=0)
+        if peer.dealer_fd is not None:
+            self._intake.closed(peer.dealer_fd)
+        peer.dealer = peer.monitor = peer.dealer_fd = None
+        peer.connected_once = False
+        self._connect(peer.name, peer.endpoint)
 
     def _close_all(self, linger: float) -> None:
         for sock in list(self._roles):
@@ -199,7 +228,7 @@ class IOThread(threading.Thread):
         inbox = self._inbox
         assert inbox is not None
         for index in range(_BATCH):
-            if self._inbox_paused or (index == 1 and not readable(inbox)):
+            if self._out.paused or (index == 1 and not readable(inbox)):
                 return
             try:
                 first = recv(inbox, NOBLOCK)
@@ -209,7 +238,7 @@ class IOThread(threading.Thread):
             if message is None:
                 self._calls.run_all()
             else:
-                self.send(*message)
+                self._out.send(*message)
 
     def _read_router(self) -> None:
         assert self._router is not None
@@ -221,7 +250,8 @@ class IOThread(threading.Thread):
             except zmq.Again:
                 return
             if len(frames) > 2 + self._options.max_payload_frames:
-                log.warning("site %s: dropped a message of %d frames", self.site_name, len(frames))
+                self._log.warning("site %s: dropped a message of %d frames", self.site_name,
+                                  len(frames))
                 continue
             self._on_router_message(frames[0], frames[1], frames[2:])
 
@@ -248,6 +278,9 @@ class IOThread(threading.Thread):
             # an older connection on the same descriptor, were queued before this
             # message (ZeroMQ sends them first). Handle them first.
             self._read_monitor(self._router_monitor, None)
+            fd = head.get(zmq.SRCFD)
+            if isinstance(fd, int) and fd >= 0:
+                self._intake.heard(fd, time.monotonic())
         try:
             header = codec.decode(head.buffer if isinstance(head, zmq.Frame) else head)
         except VersionMismatch as err:
@@ -256,8 +289,8 @@ class IOThread(threading.Thread):
             return
         except CodecError as err:
             peer = self._peers.at(routing_id)
-            log.warning("site %s: bad message from %s: %s", self.site_name,
-                        peer.name if peer is not None else "an unnamed peer", err)
+            self._log.warning("site %s: bad message from %s: %s", self.site_name,
+                              peer.name if peer is not None else "an unnamed peer", err)
             return
         self._links.on_router_message(routing_id, head, header, payload)
 
@@ -271,14 +304,15 @@ class IOThread(threading.Thread):
             except zmq.Again:
                 return
             if len(frames) > 1 + self._options.max_payload_frames:
-                log.warning("site %s: dropped a message of %d frames from %s",
-                            self.site_name, len(frames), peer.name)
+                self._log.warning("site %s: dropped a message of %d frames from %s",
+                                  self.site_name, len(frames), peer.name)
                 continue
             try:
                 header = codec.decode(frames[0])
             except VersionMismatch as err:
                 if err.kind != int(Kind.REFUSE):
-                    log.warning("site %s: bad message from %s: %s", self.site_name, peer.name, err)
+                    self._log.warning("site %s: bad message from %s: %s", self.site_name,
+                                      peer.name, err)
                     continue
                 # A refusal from a site of another version (of our hello, likely for
                 # that very reason): its reason still reaches the callers.
@@ -286,7 +320,8 @@ class IOThread(threading.Thread):
                 header = Header(Kind.REFUSE, "", peer.name, 0, [
                     REFUSE_VERSION, f"it speaks protocol {err.version!r}: {text}"[:2000]])
             except CodecError as err:
-                log.warning("site %s: bad message from %s: %s", self.site_name, peer.name, err)
+                self._log.warning("site %s: bad message from %s: %s", self.site_name,
+                                  peer.name, err)
                 continue
             self._links.on_dealer_message(peer, header, frames[1:])
 
@@ -296,70 +331,63 @@ class IOThread(threading.Thread):
                 event = recv_monitor_message(sock, zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self._links.on_monitor_event(peer, event["event"], event["value"])
+            kind, fd = event["event"], event["value"]
+            if kind == zmq.EVENT_ACCEPTED:  # the router's
+                self._intake.opened(fd)
+            elif kind == zmq.EVENT_CONNECTED and peer is not None:  # a DEALER's
+                peer.dealer_fd, peer.flight_limit = fd, peer.sent
+                self._intake.opened(fd, peer)
+            elif kind == zmq.EVENT_DISCONNECTED:
+                self._intake.closed(fd)
+                if peer is not None and peer.dealer_fd == fd:
+                    peer.dealer_fd = None
+            self._links.on_monitor_event(peer, kind, fd)
 
-    # -- outbound ----------------------------------------------------------------
+    # -- outbound (actors.io.outbound; these are the lifecycle's Wire) --------------
 
     def send(self, name: str, frames: Sequence[Any]) -> None:
         """Send a message to a peer now, or queue it behind that peer's backlog."""
-        peer = self._peers.get(name)
-        if peer is None or (peer.dealer is None and peer.routing_id is None):
-            self._handler.on_undeliverable(name, _frame_bytes(frames[0]),
-                                           UnknownSite(f"{name}: unknown site"))
-            return
-        if peer.refused is not None:
-            self._handler.on_undeliverable(name, _frame_bytes(frames[0]),
-                                           PeerRefused(f"{name} refused: {peer.refused}"))
-            return
-        if peer.pending or not self.try_send(peer, frames):
-            self._peers.hold(peer, frames)
-            self._pause_inbox_if_full()
+        self._out.send(name, frames)
 
     def try_send(self, peer: _Peer, frames: Sequence[Any]) -> bool:
         """Send without blocking; False when the peer's queue is full."""
-        try:
-            if peer.dealer is not None:
-                send_parts(peer.dealer, frames, NOBLOCK)
-            else:
-                assert peer.routing_id is not None and self._router is not None
-                send_first(self._router, peer.routing_id, NOBLOCK_MORE)
-                send_parts(self._router, frames, 0)
-        except zmq.Again:
-            return False
-        except zmq.ZMQError as err:  # EHOSTUNREACH: the peer's connection is gone
-            self._handler.on_undeliverable(peer.name, _frame_bytes(frames[0]),
-                                           PeerLost(f"{peer.name}: {err}"))
-            self._links.peer_down(peer, f"unreachable ({err})")
-            return True
-        peer.last_sent = time.monotonic()
-        return True
+        return self._out.try_send(peer, frames)
 
     def router_send(self, routing_id: bytes, frames: Sequence[Any]) -> None:
         """Send to a connection by routing id, whether or not it said hello."""
-        assert self._router is not None
-        try:
-            send_first(self._router, routing_id, NOBLOCK_MORE)
-            send_parts(self._router, frames, 0)
-        except zmq.ZMQError as err:
-            log.info("site %s: reply to an unnamed peer not sent: %s", self.site_name, err)
+        self._out.router_send(routing_id, frames)
 
     def refuse(self, routing_id: bytes, code: str, text: str) -> None:
         """Send REFUSE ``[code, text]`` to the connection ``routing_id``."""
-        self.router_send(routing_id, [handshake.refuse(code, text)])
+        self._out.refuse(routing_id, code, text)
 
-    def _flush_pending(self) -> None:
-        self._peers.flush(self.try_send)
-        if self._inbox_paused and self._peers.pending_bytes < self._options.max_pending_bytes // 2:
-            self._inbox_paused = False
-            assert self._inbox is not None
+    def released(self, peer: _Peer) -> None:
+        """``peer``'s backlog was dropped: what waited on it goes on."""
+        self._out.released(peer)
+
+    def greeted(self, fd: int, peer: _Peer) -> None:
+        """The connection on ``fd`` said hello as ``peer``."""
+        self._intake.greeted(fd, peer)
+
+    def _pause_inbox(self, pause: bool) -> None:
+        """Stop (or resume) taking messages from senders: they wait meanwhile."""
+        assert self._inbox is not None
+        if pause:
+            self._poller.unregister(self._inbox)
+        else:
             self._poller.register(self._inbox, zmq.POLLIN)
 
-    def _pause_inbox_if_full(self) -> None:
-        """Stop taking new messages while slow peers hold too many bytes: senders wait."""
-        if not self._inbox_paused and self._peers.pending_bytes > self._options.max_pending_bytes:
-            self._inbox_paused = True
-            assert self._inbox is not None
-            self._poller.unregister(self._inbox)
+    def _cut_stalled(self, now: float) -> None:
+        """Cut every peer that stopped reading while bytes wait for it."""
+        for peer, queued in self._out.stalled(now):
+            reason = (f"not reading: {queued >> 20} MiB queued and nothing acknowledged for "
+                      f"over {self._options.stalled_peer_timeout:g} s")
+            self._log.warning("site %s: cut %s: %s", self.site_name, peer.name, reason)
+            if peer.dealer is not None:
+                self._redial(peer)
+            elif peer.fd is not None:
+                shut_down(peer.fd)
+            self._links.peer_down(peer, f"cut: {reason}")
 
     # -- calls from other threads -------------------------------------------------
 
@@ -387,5 +415,3 @@ class IOThread(threading.Thread):
                 self.try_send(peer, [bye])
 
 
-def _frame_bytes(frame: Any) -> bytes:
-    return frame.bytes if isinstance(frame, zmq.Frame) else bytes(frame)

@@ -61,3 +61,28 @@ def test_connecting_keeps_a_known_state() -> None:
     states.set_up("there")
     states.connecting("there")  # connecting again to an up peer does not reset it
     assert states.is_up("there")
+
+
+def test_a_congested_peer_is_up_and_its_senders_wait_until_it_drains() -> None:
+    states = PeerStates("here", ["there"])
+    states.set_up("there")
+    states.set_congested("there", True)
+    assert not states.is_up("there")  # off the one-lookup path: senders check
+    assert states.up() == ["there"] and states.wait_up("there", timeout=1)
+    assert states.check("there", wait=0.01) is True  # still congested: wait more
+    drained = threading.Timer(0.05, states.set_congested, ("there", False))
+    drained.start()
+    assert states.check("there", wait=10) is False
+    drained.join()
+    assert states.is_up("there")
+
+
+def test_congestion_of_a_peer_that_is_not_up_is_ignored_and_forgetting_unknows_it() -> None:
+    states = PeerStates("here", ["there"])
+    states.set_down("there", "connection lost", refused=False)
+    states.set_congested("there", True)
+    with pytest.raises(actors.PeerLost):
+        states.check("there")
+    states.forget("there")
+    with pytest.raises(actors.UnknownSite):
+        states.check("there")

@@ -18,6 +18,7 @@ import msgpack
 import pykka
 import pytest
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 import actors
 from actors import codec
@@ -685,13 +686,18 @@ def test_when_two_sites_dial_each_other_a_drop_of_the_answering_link_fails_pendi
             actors.Site("B", bind="tcp://127.0.0.1:0", **options) as b:
         release = threading.Event()
         a.spawn(Hanger, "hanger", release)
+        a.spawn(Echo, "echo")
+        b.spawn(Echo, "echo")
         assert a.endpoint is not None and b.endpoint is not None
         with LinkEmulator.to_endpoint(a.endpoint) as to_a, \
                 LinkEmulator.to_endpoint(b.endpoint) as to_b:
             a.connect("B", to_b.endpoint)
             b.connect("A", to_a.endpoint)
-            a.wait_for("B", 5)
-            b.wait_for("A", 5)
+            # Up on either side is not enough: each ask goes over its asker's own link,
+            # so once both are answered, both links are there to be dropped (a drop
+            # before A's link reached B dropped nothing, and the ask hung).
+            assert a.ask("B/echo", "over A's link", timeout=10)["got"] == "over A's link"
+            assert b.ask("A/echo", "over B's link", timeout=10)["got"] == "over B's link"
             pending = b.ask("A/hanger", "hang", timeout=60, block=False)
             to_b.drop_connections()  # A's link to B: the one A answers over
             try:
@@ -700,6 +706,84 @@ def test_when_two_sites_dial_each_other_a_drop_of_the_answering_link_fails_pendi
             finally:
                 release.set()
             wait_until(lambda: "B" in a.peers() and "A" in b.peers(), 10)
+
+
+def test_a_peer_we_dial_that_dials_us_too_loses_none_of_our_pending_asks() -> None:
+    """A dials B and asks it something; then B dials A. B's first hello on A's ROUTER
+    is no reconnection (B had no connection to A of its own): A's pending ask stays
+    pending and is answered (it failed as "reconnected", now and then failing the
+    test above before its drop)."""
+    options = dict(hello_timeout=0.5, heartbeat_interval=0.2)
+    with actors.Site("A", bind="tcp://127.0.0.1:0", **options) as a, \
+            actors.Site("B", bind="tcp://127.0.0.1:0", **options) as b:
+        release = threading.Event()
+        b.spawn(Hanger, "hanger", release)
+        assert a.endpoint is not None and b.endpoint is not None
+        a.connect("B", b.endpoint)
+        a.wait_for("B", 5)
+        pending = a.ask("B/hanger", "hang", timeout=30, block=False)
+        b.connect("A", a.endpoint)
+        b.wait_for("A", 5)
+        wait_until(lambda: "B" in a.peers(), 5)
+        try:
+            assert not pending.done()
+        finally:
+            release.set()
+        assert pending.result(10) == "released"
+
+
+def test_a_peer_we_dial_stays_up_when_its_link_dropped_and_came_back_while_we_were_busy(
+        context: zmq.Context) -> None:
+    """Our link to "raw" drops and is dialled again while our I/O thread is busy; raw
+    tells us something over the new connection. The old connection's disconnect event
+    is handled before that message (it was after it, taking raw down for good just
+    as it spoke on its new connection: seen as a push failing once a veth came back)."""
+    raw = context.socket(zmq.ROUTER)
+    raw.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    raw.setsockopt(zmq.ROUTER_HANDOVER, 1)  # as a site's: the redial takes the id over
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.setsockopt(zmq.RCVTIMEO, 5000)
+    port = raw.bind_to_random_port("tcp://127.0.0.1")
+    with hub_site() as site, LinkEmulator(("127.0.0.1", port)) as link:
+        site.spawn(Collector, "collector")
+        site.connect("raw", link.endpoint)
+        route, _hello = raw.recv_multipart()
+        raw.send_multipart([route, handshake.welcome("raw", "one")])
+        site.wait_for("raw", 5)
+        busy, release = threading.Event(), threading.Event()
+        io, outbox = site._io, site._outbox
+        assert io is not None and outbox is not None
+        io.post(lambda: (busy.set(), release.wait(20)))
+        outbox.wake()
+        assert busy.wait(5)
+        monitor = raw.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        try:
+            link.drop_connections()
+            # The old connection gone and the new one through its handshake: a send then
+            # goes on the new one (sent sooner, it could still go on the old, and be lost).
+            for wanted in (zmq.EVENT_DISCONNECTED, zmq.EVENT_HANDSHAKE_SUCCEEDED):
+                while True:
+                    assert monitor.poll(10_000), f"raw never saw event {wanted}"
+                    if recv_monitor_message(monitor)["event"] == wanted:
+                        break
+            tell = codec.encode(Kind.TELL, "collector", "raw", 0, "on the new connection")
+            deadline = time.monotonic() + 10
+            while True:  # our DEALER dials again by itself, under the same routing id
+                try:
+                    raw.send_multipart([route, tell])
+                    break
+                except zmq.ZMQError:
+                    assert time.monotonic() < deadline, "our DEALER did not dial again"
+                    time.sleep(0.01)  # until ZeroMQ attaches the new connection
+            # Through the relay before we go on: in the same round as the events.
+            sent = link.stats()["forwarded"]
+            wait_until(lambda: link.stats()["forwarded"] >= sent + len(tell), 10, 0.01)
+        finally:
+            release.set()
+            monitor.close(linger=0)
+        records = wait_until(lambda: site.ask("test/collector", "dump", timeout=5), 10)
+        assert [r["body"] for r in records] == ["on the new connection"]
+        assert "raw" in site.peers()
 
 
 def test_spawn_once_from_racing_threads_gives_one_actor(site: actors.Site) -> None:

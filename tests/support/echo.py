@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
+import time
 from typing import Any
 
 import pykka
@@ -135,3 +137,69 @@ def spawn_after_a_failed_start(site: actors.Site, name: str) -> dict[str, Any]:
     site.spawn(Echo, name)
     return {"raised": raised, "free": free, "known_after_failure": known,
             "answer": site.ask(f"{site.name}/{name}", "hi", timeout=10)["got"]}
+
+
+class Held(actors.Actor):
+    """Waits, at ``{"hold": path}``, until that file exists; then counts the payload
+    bytes of every message; ``ask("count")`` returns the count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes = 0
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, dict) and "hold" in message:
+            _wait_for_path(message["hold"], 60.0)
+            return None
+        if message == "count":
+            return self.bytes
+        self.bytes += sum(len(frame) for frame in self.payload)
+        return self.bytes
+
+
+class Blaster(actors.Actor):
+    """At ``{"blast": count, "size": size, "to": address}``, tells ``address`` ``count``
+    messages of one ``size``-byte payload frame, each its own buffer (as chunks read
+    from a file are); returns how many went, and why it stopped if it did."""
+
+    def on_receive(self, message: Any) -> Any:
+        for index in range(message["blast"]):
+            chunk = bytes([index % 251]) * message["size"]
+            try:
+                self.site.tell(message["to"], index, payload=[chunk])
+            except actors.ActorsError as err:
+                return {"sent": index, "error": f"{type(err).__name__}: {err}"}
+        return {"sent": message["blast"], "error": ""}
+
+
+def _wait_for_path(path: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)  # polls a file another process creates, under a deadline
+
+
+def peer_table(site: actors.Site) -> dict[str, int]:
+    """Run in a child site: how many peers its I/O thread and its peer states know."""
+    io = site._io
+    assert io is not None
+    return {"peers": len(io._peers), "states": len(site._peer_states._states)}
+
+
+def peer_state(site: actors.Site, name: str) -> list[str]:
+    """Run in a child site: its state of the peer ``name`` and why ([] if unknown)."""
+    return list(site._peer_states._states.get(name, ()))
+
+
+def round_trip(site: actors.Site, peer: str, timeout: float = 40.0) -> bool:
+    """Run in a child site: ask ``peer``'s control actor a question until one is answered
+    (within ``timeout``): a round trip on the link as it is now, after a fault."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            site.wait_for(peer, max(0.1, left))
+            site.ask(f"{peer}/ctl", {"events": "none"}, timeout=min(5.0, max(0.1, left)))
+            return True
+        except actors.ActorsError:
+            if time.monotonic() >= deadline:
+                raise

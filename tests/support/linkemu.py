@@ -356,8 +356,11 @@ class LinkEmulator:
         with self._lock:
             self._accepted += 1
             connection = _Connection(client, upstream, self, self._accepted)
+            # Started before anyone can see it: a cut or stop that found it listed but
+            # not started joined threads that never ran ("cannot join thread before it
+            # is started"), which made a test that drops connections fail by chance.
+            connection.start()
             self._connections.append(connection)
-        connection.start()
 
     def _reap(self) -> None:
         """Close the sockets of connections whose both directions ended."""

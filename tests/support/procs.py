@@ -25,11 +25,15 @@ class SiteProcess:
         connect: peers the child connects to, ``{name: endpoint}``.
         spawn: extra actors, ``{actor_name: "module:Class"}``.
         bind: the child's bind endpoint (an OS-chosen port by default).
+        options: numeric site options (``actors.options.SiteOptions``).
+        log_path: a file for the child's log (stderr) instead of the test's output.
     """
 
     def __init__(self, name: str, connect: Mapping[str, str] | None = None,
                  spawn: Mapping[str, str] | None = None, bind: str = "tcp://127.0.0.1:0",
-                 log_level: str = "WARNING", extra_args: Sequence[str] = ()) -> None:
+                 log_level: str = "WARNING", extra_args: Sequence[str] = (),
+                 options: Mapping[str, float] | None = None,
+                 log_path: Path | None = None) -> None:
         self.name = name
         self.endpoint = ""
         self._argv = [sys.executable, "-m", "actors", "--name", name, "--bind", bind,
@@ -38,7 +42,10 @@ class SiteProcess:
             self._argv += ["--connect", f"{peer}={endpoint}"]
         for actor_name, spec in (spawn or {}).items():
             self._argv += ["--spawn", f"{actor_name}={spec}"]
+        for option, value in (options or {}).items():
+            self._argv += ["--option", f"{option}={value}"]
         self._argv += list(extra_args)
+        self._log_path = log_path
         self.process: subprocess.Popen[str] | None = None
 
     @property
@@ -50,8 +57,13 @@ class SiteProcess:
         """Start the child and wait for its READY line (with its real endpoint)."""
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep
                    + os.environ.get("PYTHONPATH", ""))
-        self.process = subprocess.Popen(self._argv, stdout=subprocess.PIPE, text=True,
-                                        env=env, cwd=REPO_ROOT)
+        log = open(self._log_path, "w") if self._log_path is not None else None
+        try:
+            self.process = subprocess.Popen(self._argv, stdout=subprocess.PIPE, text=True,
+                                            env=env, cwd=REPO_ROOT, stderr=log)
+        finally:
+            if log is not None:
+                log.close()  # the child has its own copy
         line = _read_line(self.process, timeout)
         parts = line.split()
         if len(parts) != 3 or parts[0] != "READY":
@@ -59,6 +71,16 @@ class SiteProcess:
             raise RuntimeError(f"site {self.name} did not start: {line!r}")
         self.endpoint = parts[2]
         return self
+
+    def memory(self) -> tuple[int, int]:
+        """The child's resident memory now and its peak so far (VmRSS, VmHWM), in bytes."""
+        fields = {}
+        with open(f"/proc/{self.pid}/status") as status:
+            for line in status:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    fields[key] = int(value.split()[0]) * 1024
+        return fields["VmRSS"], fields["VmHWM"]
 
     def kill(self) -> None:
         """SIGKILL the child (a crash, as far as its peers can tell) and reap it."""
