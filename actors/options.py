@@ -41,6 +41,10 @@ class SiteOptions:
         default_ask_timeout: the timeout of an ask that names none.
         hello_timeout: a peer that connected must say hello within this, or is dropped.
         curve: security settings (see ``actors.security``); None for plain links.
+        keep_buffers: let glibc keep freed payload buffers (up to 8 MiB each, 16 MiB per
+            arena) for reuse instead of returning them to the kernel and faulting them in
+            again (``actors.process.keep_chunk_buffers``): a process-wide malloc setting,
+            made once a site starts; False leaves the process's allocator alone.
     """
 
     heartbeat_interval: float = 1.0
@@ -62,6 +66,7 @@ class SiteOptions:
     default_ask_timeout: float = 30.0
     hello_timeout: float = 10.0
     curve: Any = None
+    keep_buffers: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.heartbeat_interval < self.heartbeat_timeout < math.inf:  # nan too

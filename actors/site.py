@@ -31,6 +31,7 @@ from actors.io.frames import message_size
 from actors.addresses import valid_site_name
 from actors.io.thread import IOThread
 from actors.options import SiteOptions
+from actors.process import keep_chunk_buffers
 from actors.io.outbox import Outbox
 from actors.peerstates import PeerStates, PeerWatchers
 from actors.addresses import split_address
@@ -82,6 +83,8 @@ class Site:
         """Bind, connect and start the I/O thread; returns once the site is usable."""
         if self._io is not None:
             raise RuntimeError(f"site {self.name} was already started")
+        if self.options.keep_buffers:
+            keep_chunk_buffers(min(self.options.max_message_size, 8 << 20))
         self._context = zmq.Context()
         if self.options.curve is not None:  # the ZAP handler must be up before the ROUTER binds
             self.options.curve.start(self._context)
