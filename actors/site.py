@@ -33,7 +33,7 @@ from actors.io.thread import IOThread
 from actors.options import SiteOptions
 from actors.process import keep_chunk_buffers
 from actors.io.outbox import Outbox
-from actors.peerstates import PeerStates, PeerWatchers
+from actors.peerstates import PeerState, PeerStates, PeerWatchers
 from actors.addresses import split_address
 from actors.refs import LocalRef, Ref
 from actors.registry import Registry
@@ -46,15 +46,22 @@ log = logging.getLogger(__name__)
 class Site:
     """Hosts actors under names and links them to the actors of other sites.
 
+    Sites it is not linked to are reached through the peers they share with it (a
+    route each peer announces, ``actors.io.relay``): ``tell``, ``ask``, ``wait_for`` and
+    the peer events work for them as for peers, and :meth:`routes` lists them.
+
     Args:
         name: this site's name; addresses of its actors are ``"name/actor"``.
         bind: an endpoint to accept peers on (``"tcp://127.0.0.1:0"`` picks a port).
         connect: peers to connect to, ``{site_name: endpoint}``.
+        routes: routes the app names, ``{site_name: peer}``: reach that site through that
+            linked peer, whatever the peers announce (see :meth:`route`).
         **options: see :class:`~actors.options.SiteOptions`.
     """
 
     def __init__(self, name: str, bind: str | None = None,
-                 connect: Mapping[str, str] | None = None, **options: Any) -> None:
+                 connect: Mapping[str, str] | None = None,
+                 routes: Mapping[str, str] | None = None, **options: Any) -> None:
         if not valid_site_name(name):
             raise ValueError(f"a site name is 1-200 characters without '/', not {name!r}")
         self.name = name
@@ -63,12 +70,16 @@ class Site:
         self._connect = dict(connect or {})
         for peer in self._connect:
             self._check_peer_name(peer)
+        self._routes = dict(routes or {})
+        for site, via in self._routes.items():
+            self._check_peer_name(site)
+            self._check_peer_name(via)
         self._registry = Registry()
         self._spawn_lock = threading.Lock()
         self._close_lock = threading.Lock()
         self._asks = Asks()
         self._watchers = PeerWatchers()
-        self._peer_states = PeerStates(name, self._connect)
+        self._peer_states = PeerStates(name, [*self._connect, *self._routes])
         self._acting = Acting()
         self._context: zmq.Context | None = None
         self._io: IOThread | None = None
@@ -90,7 +101,7 @@ class Site:
             self.options.curve.start(self._context)
         inbox = f"inproc://actors-{self.name}-{uuid.uuid4().hex}"
         self._io = IOThread(self.name, self._context, inbox, self._bind, self._connect,
-                            self.options, self._dispatcher)
+                            self.options, self._dispatcher, self._routes)
         self._outbox = Outbox(self._context, inbox, self.options.hwm)
         self._io.start()
         if not self._io.ready.wait(timeout) or self._io.startup_error is not None:
@@ -355,19 +366,57 @@ class Site:
         outbox.wake()
         done.result(timeout)
 
+    def route(self, site: str, via: str | None, timeout: float = 5.0) -> None:
+        """Reach ``site`` through the linked peer ``via``, whatever the peers announce
+        (``via`` None: drop that route, and learn one again).
+
+        The route holds while ``via`` is linked; ``site`` must be linked to ``via`` or
+        reachable from it. A site we are linked to is reached over its own link.
+        """
+        self._check_peer_name(site)
+        if via is not None:
+            self._check_peer_name(via)
+        io, outbox = self._io, self._outbox
+        if io is None or outbox is None:
+            if via is None:
+                self._routes.pop(site, None)
+            else:
+                self._routes[site] = via
+                self._peer_states.connecting(site)
+            return
+        if via is not None:
+            self._peer_states.connecting(site)
+        done = io.post(lambda: io.relay.route_named(site, via))
+        outbox.wake()
+        done.result(timeout)
+
     def wait_for(self, name: str, timeout: float = 10.0) -> None:
-        """Return once the peer ``name`` is connected and has said hello.
+        """Return once the site ``name`` is linked and has said hello, or is reachable
+        through a relay.
 
         Raises:
             WaitTimeout: it did not within ``timeout`` seconds.
             PeerRefused: it refused our link.
         """
         if not self._peer_states.wait_up(name, timeout):
-            raise WaitTimeout(f"site {name} did not connect within {timeout:g} s")
+            state = self._peer_states.state(name)
+            why = f": {state.reason}" if state is not None and state.reason else ""
+            raise WaitTimeout(f"site {name} did not connect within {timeout:g} s{why}")
 
     def peers(self) -> list[str]:
-        """Names of the peers connected now."""
+        """Names of the peers linked to this site and up now (see :meth:`routes`)."""
         return self._peer_states.up()
+
+    def routes(self) -> dict[str, str]:
+        """The sites reachable now through a relay, each with the linked peer it goes
+        through."""
+        return self._peer_states.routes()
+
+    def state_of(self, name: str) -> PeerState | None:
+        """What this site knows of the site ``name`` now (None: nothing): connecting
+        (with what the last attempt met), up, congested, lost or refused (with why),
+        and the peer it is reached through if it is routed."""
+        return self._peer_states.state(name)
 
     def _check_peer_name(self, name: str) -> None:
         if not valid_site_name(name) or name == self.name:
