@@ -19,7 +19,8 @@ class SiteOptions:
         max_payload_frames: payload frames allowed in one message (at most 255).
         hwm: ZeroMQ high-water mark, in messages, of every socket.
         max_pending_bytes: outbound bytes the I/O thread holds for slow peers before it
-            stops taking new messages, so senders wait instead of memory growing.
+            stops taking new messages, so senders wait instead of memory growing; also
+            the payload bytes senders may have handed over that it has not read yet.
         max_peer_pending_bytes: outbound bytes held for one peer past which senders to
             that peer (only) wait.
         max_unacked_bytes: bytes handed to ZeroMQ for one peer that its host has not

@@ -32,7 +32,7 @@ from actors.addresses import valid_site_name
 from actors.io.thread import IOThread
 from actors.options import SiteOptions
 from actors.process import keep_chunk_buffers
-from actors.io.outbox import Outbox
+from actors.io.outbox import InboxBudget, Outbox
 from actors.peerstates import PeerState, PeerStates, PeerWatchers
 from actors.addresses import split_address
 from actors.refs import LocalRef, Ref
@@ -100,9 +100,10 @@ class Site:
         if self.options.curve is not None:  # the ZAP handler must be up before the ROUTER binds
             self.options.curve.start(self._context)
         inbox = f"inproc://actors-{self.name}-{uuid.uuid4().hex}"
+        budget = InboxBudget(self.options.max_pending_bytes)
         self._io = IOThread(self.name, self._context, inbox, self._bind, self._connect,
-                            self.options, self._dispatcher, self._routes)
-        self._outbox = Outbox(self._context, inbox, self.options.hwm)
+                            self.options, self._dispatcher, budget, self._routes)
+        self._outbox = Outbox(self._context, inbox, self.options.hwm, budget)
         self._io.start()
         if not self._io.ready.wait(timeout) or self._io.startup_error is not None:
             error = self._io.startup_error

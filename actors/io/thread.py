@@ -35,13 +35,13 @@ from actors.io.calls import Calls
 from actors.codec import Header, Kind
 from actors.errors import CodecError, VersionMismatch
 from actors.io.fds import TcpCounters, shut_down
-from actors.io.frames import NOBLOCK, readable, recv, recv_message, recv_rest
+from actors.io.frames import NOBLOCK, message_size, readable, recv, recv_message, recv_rest
 from actors.io.handshake import REFUSE_VERSION
 from actors.io.intake import Intake
 from actors.io.links import LinkHandler, LinkLifecycle
 from actors.io.outbound import Outbound
 from actors.options import SiteOptions
-from actors.io.outbox import read_inbox
+from actors.io.outbox import InboxBudget, read_inbox
 from actors.io.peers import Peers, _Peer
 from actors.io.relay import Relay, RouteHandler
 
@@ -62,12 +62,14 @@ class IOThread(threading.Thread):
 
     def __init__(self, site_name: str, context: zmq.Context, inbox_endpoint: str,
                  bind: str | None, connect: dict[str, str], options: SiteOptions,
-                 handler: Handler, routes: dict[str, str] | None = None) -> None:
+                 handler: Handler, inbox_budget: InboxBudget,
+                 routes: dict[str, str] | None = None) -> None:
         super().__init__(name=f"actors-io-{site_name}", daemon=True)
         self.site_name = site_name
         self.incarnation = uuid.uuid4().hex
         self._context = context
         self._inbox_endpoint = inbox_endpoint
+        self._inbox_budget = inbox_budget
         self._bind = bind
         self._initial_connect = dict(connect)
         self._initial_routes = dict(routes or {})
@@ -250,8 +252,11 @@ class IOThread(threading.Thread):
             message = read_inbox(inbox, first)
             if message is None:
                 self._calls.run_all()
-            else:
-                self._out.send(*message)
+                continue
+            peer, frames = message
+            if len(frames) > 1:
+                self._inbox_budget.give(message_size(frames[1:]))
+            self._out.send(peer, frames)
 
     def _read_router(self) -> None:
         assert self._router is not None

@@ -103,8 +103,10 @@ FRAME = 8 * MiB
 #: 48 frames of 8 MiB: 384 MiB in one message, held whole before this bound.
 FRAMES = 48
 #: README: before hello 256 KiB, after it max_message_size + 64 KiB + 16 MiB, plus what
-#: arrives between two checks (a few MiB here); what the child allocates besides.
-BOUND_ONE_MESSAGE = 48 * MiB
+#: libzmq's own thread takes off the socket between two of the site's checks: a few MiB
+#: on a quiet machine, 36 MiB seen on a busy one (loopback moves ~3 GB/s while the I/O
+#: thread waits for a core); what the child allocates besides. A quarter of the message.
+BOUND_ONE_MESSAGE = 96 * MiB
 
 
 @pytest.mark.timeout(90)
@@ -329,8 +331,8 @@ def test_a_peer_that_does_not_read_is_cut_and_the_site_serves_everyone_through_i
             flood.join(10)
             slow.close()
         _, peak = child.memory()
-        # 8 MiB unacknowledged, 16 MiB of backlogs before every sender waits, and what
-        # malloc keeps of the 1,200 buffers freed (tune_malloc: up to 16 MiB an arena);
+        # 8 MiB unacknowledged, 16 MiB of backlogs before every sender waits, 16 MiB
+        # handed to the busy I/O thread and not yet read by it, and what malloc keeps of the 1,200 buffers freed (tune_malloc: up to 16 MiB an arena);
         # it was 1,200 MiB before the bound.
         assert peak - rss_before < 128 * MiB, f"{(peak - rss_before) >> 20} MiB"
         assert hub.ask("target/echo", "after", timeout=10)["got"] == "after"

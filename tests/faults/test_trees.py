@@ -35,8 +35,12 @@ def test_a_target_killed_mid_tree_fails_the_push_naming_it_and_no_tree_appears(
         register(hub, proc, tmp_path / proc.name, "tkill", resume_timeout=1.0)
     source = make_tree(tmp_path / "run", large=12 * MiB, small=40)
     throttle = Throttle(0.02, 4 * MiB)
+    # Capped at 4 MB/s, so the kill lands seconds before the end, however busy the
+    # machine: each target commits on its own once the last byte is checked, so a
+    # target killed after that point fails the push without taking back the others'.
     push = push_tree_async(hub, ["tk1", "tk2"], str(source), channel=CHANNEL, topic="tkill",
-                           chunk_size=CHUNK, window_chunks=2, on_progress=throttle)
+                           chunk_size=CHUNK, window_chunks=2, on_progress=throttle,
+                           bwlimit=4e6)
     assert throttle.under_way.wait(30)
     victim.kill()
     killed = time.monotonic()

@@ -13,7 +13,7 @@ import zmq
 from actors.errors import SiteClosed
 from actors.io.frames import recv
 from actors.options import SiteOptions
-from actors.io.outbox import Outbox, read_inbox
+from actors.io.outbox import InboxBudget, Outbox, read_inbox
 
 
 @pytest.fixture()
@@ -22,7 +22,7 @@ def inbox() -> Iterator[tuple[Outbox, zmq.Socket]]:
     endpoint = f"inproc://test-{uuid.uuid4().hex}"
     pull = context.socket(zmq.PULL)
     pull.bind(endpoint)
-    outbox = Outbox(context, endpoint, hwm=100)
+    outbox = Outbox(context, endpoint, hwm=100, budget=InboxBudget(64 << 20))
     yield outbox, pull
     outbox.close()
     pull.close(linger=0)
