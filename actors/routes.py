@@ -64,7 +64,9 @@ Change = Reachable | Unreachable | Announce
 @dataclass(slots=True)
 class _Peer:
     reaches: dict[str, int] = field(default_factory=dict)   # what it announced
-    announced: dict[str, int] | None = None                   # what we last told it
+    announced: dict[str, int] = field(default_factory=dict)  # what we last told it
+    # (nothing told yet is as good as an empty table: a peer that reaches nothing through
+    # us hears nothing, so a site with one peer sends no announcements at all)
 
 
 class Routes:
@@ -222,7 +224,7 @@ class Routes:
                     table[site] = hops
             entry = self._peers[peer]
             if entry.announced != table:
-                gone = (entry.announced or {}).keys() - table.keys()
+                gone = entry.announced.keys() - table.keys()
                 withdrawn = {site: self._why[site] for site in gone if site in self._why}
                 entry.announced = table
                 out.append(Announce(peer, table, withdrawn))
