@@ -1,0 +1,145 @@
+"""Routing between sites that are not linked: a server and clients connected only to it.
+
+The server and the other clients are separate OS processes; the test process is the
+client "c1". Every message between clients goes through the server (``actors.io.relay``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import zmq
+
+import actors
+from actors import codec
+from actors.codec import Kind
+from tests.support.echo import Collector
+from tests.support.procs import SiteProcess, wait_until
+from tests.support.rawpeer import greet, raw_dealer
+
+ECHO, COLLECTOR = "tests.support.echo:Echo", "tests.support.echo:Collector"
+FAST = {"heartbeat_interval": 0.5, "heartbeat_timeout": 2.0}
+
+
+def client(name: str, server: SiteProcess, **spawn: str) -> SiteProcess:
+    """A client process linked to ``server`` only."""
+    return SiteProcess(name, connect={"server": server.endpoint}, options=FAST,
+                       spawn={"echo": ECHO, "collector": COLLECTOR, **spawn}).start()
+
+
+@pytest.fixture(scope="module")
+def star() -> Iterator[tuple[actors.Site, SiteProcess, list[SiteProcess]]]:
+    """The server, the clients c2 and c3, and the test's own client c1."""
+    with SiteProcess("server", spawn={"echo": ECHO}, options=FAST) as server:
+        with client("c2", server) as c2, client("c3", server) as c3:
+            with actors.Site("c1", connect={"server": server.endpoint}, **FAST) as c1:
+                c1.spawn(Collector, "collector")
+                for name in ("c2", "c3"):
+                    c1.wait_for(name, 10)
+                yield c1, server, [c2, c3]
+
+
+def routes_of(site: actors.Site) -> dict[str, str]:
+    """The routes of the site a child control actor runs in (called there)."""
+    return site.routes()
+
+
+@pytest.mark.timeout(30)
+def test_a_client_tells_and_asks_another_client_through_the_server(star: Any) -> None:
+    c1, _server, _clients = star
+    assert c1.peers() == ["server"]
+    assert c1.routes() == {"c2": "server", "c3": "server"}
+    answer = c1.ask("c2/echo", "hello", payload=[b"x" * 100_000], timeout=10)
+    assert answer == {"got": "hello", "sender": "c1", "payload": [100_000]}
+    for i in range(20):
+        c1.tell("c3/collector", i, payload=[bytes([i]) * 1000])
+    records = wait_until(lambda: (r := c1.ask("c3/collector", "dump", timeout=5))
+                         and len(r) >= 20 and r, 10)
+    assert [r["body"] for r in records] == list(range(20))  # each once, in order
+    assert {r["sender"] for r in records} == {"c1"}
+
+
+@pytest.mark.timeout(30)
+def test_a_client_reached_through_the_server_answers_back_by_its_own_route(star: Any) -> None:
+    c1, _server, (c2, c3) = star
+    assert c2.call(c1, "tests.actors.test_relay:routes_of") == {"c1": "server", "c3": "server"}
+    c2.call(c1, "tests.actors.test_relay:tell_c1", "from c2")
+    records = wait_until(lambda: c1.ask("c1/collector", "dump", timeout=5), 10)
+    assert [(r["body"], r["sender"]) for r in records] == [("from c2", "c2/ctl")]
+
+
+def tell_c1(site: actors.Site, body: str) -> None:
+    """Tell c1's collector ``body`` (called in a child)."""
+    site.tell("c1/collector", body)
+
+
+@pytest.mark.timeout(30)
+def test_an_unroutable_site_fails_at_once_naming_it(star: Any) -> None:
+    c1, _server, _clients = star
+    with pytest.raises(actors.UnknownSite, match="nowhere"):
+        c1.ask("nowhere/echo", "hi", timeout=10)
+    with pytest.raises(actors.UnknownSite, match="nowhere"):
+        c1.tell("nowhere/echo", "hi")
+
+
+@pytest.mark.timeout(30)
+def test_a_routed_client_that_dies_fails_the_pending_ask_and_is_reported_down(
+        star: Any) -> None:
+    c1, server, _clients = star
+    with client("doomed", server, silent="tests.support.echo:Silent") as doomed:
+        c1.wait_for("doomed", 10)
+        assert c1.state_of("doomed") == actors.PeerState("up", "", "server")
+        pending = c1.ask("doomed/silent", "hang", timeout=25, block=False)
+        doomed.kill()
+        with pytest.raises(actors.PeerLost, match="doomed"):
+            pending.result(20)  # well before the ask's own timeout
+    state = c1.state_of("doomed")
+    assert state is not None and state.kind == "lost" and "server" in state.reason
+    assert "doomed" not in c1.routes()
+
+
+@pytest.mark.timeout(30)
+def test_a_client_cannot_forge_another_clients_origin_through_the_server(
+        star: Any, context: zmq.Context) -> None:
+    c1, server, _clients = star
+    mallory = raw_dealer(context, server.endpoint)
+    greet(mallory, "mallory", "m1")
+    c1.wait_for("mallory", 10)
+
+    def routed(origin: str, sender: str, body: str) -> bytes:
+        inner = codec.encode(Kind.TELL, "collector", sender, 0, body)
+        return codec.encode(Kind.ROUTED, sender="mallory", body=["c1", origin, 1, inner])
+
+    mallory.send(routed("c2", "c2", "forged origin"))
+    mallory.send(routed("mallory", "c2/echo", "forged sender"))
+    mallory.send(routed("mallory", "mallory", "honest"))
+    records = wait_until(lambda: [r for r in c1.ask("c1/collector", "dump", timeout=5)
+                                  if r["body"] == "honest"], 10)
+    bodies = [r["body"] for r in c1.ask("c1/collector", "dump", timeout=5)]
+    assert "forged origin" not in bodies and "forged sender" not in bodies
+    assert records[0]["sender"] == "mallory"
+
+
+@pytest.mark.timeout(40)
+def test_a_triangle_neither_loops_nor_duplicates_and_forgets_a_lost_corner() -> None:
+    with SiteProcess("a", options=FAST, spawn={"echo": ECHO}) as a:
+        with SiteProcess("b", connect={"a": a.endpoint}, options=FAST,
+                         spawn={"echo": ECHO}) as b:
+            with SiteProcess("c", connect={"a": a.endpoint, "b": b.endpoint}, options=FAST,
+                             spawn={"collector": COLLECTOR}) as c:
+                with actors.Site("t", connect={"a": a.endpoint}, **FAST) as t:
+                    t.wait_for("c", 10)
+                    for i in range(30):
+                        t.tell("c/collector", i)
+                    records = wait_until(lambda: (r := t.ask("c/collector", "dump", timeout=5))
+                                         and len(r) >= 30 and r, 10)
+                    assert [r["body"] for r in records] == list(range(30))
+                    c.kill()
+                    wait_until(lambda: "c" not in t.routes()
+                               and "c" not in b.call(t, "tests.actors.test_relay:routes_of"),
+                               15)
+                    with pytest.raises((actors.UnknownSite, actors.PeerLost)):
+                        t.ask("c/collector", "dump", timeout=10)
+                    assert t.ask("b/echo", "still here", timeout=10)["got"] == "still here"
