@@ -11,7 +11,8 @@ from that very peer (split horizon, so two sites never route a site through each
 and never past :data:`MAX_HOPS`. A site reaches another through the peer that announced
 the fewest hops; on a tie it keeps the route it uses (a message stream does not change
 paths, and so order, for nothing), else takes the peer first by name. A route the app
-named (:meth:`Routes.route_named`) wins over learned ones. Counting to infinity is cut
+named (:meth:`Routes.route_named`) wins over learned ones while its peer announces the
+site (so a named route never keeps a vanished site alive). Counting to infinity is cut
 by the hop bound: a withdrawn route disappears within ``MAX_HOPS`` rounds of
 announcements. An announcement also says why each site it no longer carries went away
 (``"server lost c2: connection lost"``), so a site two hops off learns the cause, not
@@ -193,9 +194,9 @@ class Routes:
             else:
                 best[site] = (min(p for h, p in options if h == hops), hops)
         for site, via in self._named.items():
-            if via in self._peers and site not in self._peers:
-                offered = self._peers[via].reaches.get(site)
-                best[site] = (via, offered + 1 if offered is not None else 2)
+            offered = self._peers[via].reaches.get(site) if via in self._peers else None
+            if offered is not None and site not in self._peers:
+                best[site] = (via, offered + 1)
         kept = sorted(best.items(), key=lambda item: (item[1][1], item[0]))[: self.max_sites]
         return dict(kept)
 

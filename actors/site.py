@@ -26,7 +26,8 @@ from actors.delivery import SPAWNING, Acting, Delivery, LocalReply, Spawning, de
 from actors.asks import Asks
 from actors.codec import Kind
 from actors.dispatch import Dispatcher
-from actors.errors import AskTimeout, MessageTooLarge, SiteClosed, UnknownActor, WaitTimeout
+from actors.errors import (AskTimeout, MessageTooLarge, SiteClosed, UnknownActor, UnknownSite,
+                           WaitTimeout)
 from actors.io.frames import message_size
 from actors.addresses import valid_site_name
 from actors.io.thread import IOThread
@@ -255,8 +256,12 @@ class Site:
 
     # -- messages ----------------------------------------------------------------------
 
-    def tell(self, address: str, message: Any, payload: Sequence[Any] = ()) -> None:
+    def tell(self, address: str, message: Any, payload: Sequence[Any] = (),
+             via: str | None = None) -> None:
         """Send ``message`` (and raw payload frames) to an actor without waiting.
+
+        ``via``: the linked peer to reach the address's site through, for this message
+        and the next ones (as :meth:`route`); a site linked to us is reached directly.
 
         Raises:
             UnknownSite, PeerLost, PeerRefused: the address's site cannot be reached.
@@ -270,13 +275,17 @@ class Site:
             deliver(self._local(actor, address), Delivery(message, sender, _views(payload)),
                     None, address)
             return
+        if via is not None:
+            self._route_through(site, via)
         self._check_sendable(site, payload)
         header = codec.encode(Kind.TELL, actor, sender, 0, message)
         self._hand_over(site, header, payload)
 
     def ask(self, address: str, message: Any, *, timeout: float | None = None,
-            block: bool = True, payload: Sequence[Any] = ()) -> Any:
+            block: bool = True, payload: Sequence[Any] = (), via: str | None = None) -> Any:
         """Send ``message`` and wait for the actor's answer, or return a future of it.
+
+        ``via``: as for :meth:`tell`.
 
         Raises (or sets on the future):
             AskTimeout: no answer within ``timeout`` seconds.
@@ -293,6 +302,8 @@ class Site:
             delivery = Delivery(message, self._sender_address(), _views(payload), True)
             deliver(ref, delivery, LocalReply(future, address), address)
         else:
+            if via is not None:
+                self._route_through(site, via)
             self._check_sendable(site, payload)
             corr = self._asks.add(future, site, time.monotonic(), timeout, address)
             try:
@@ -371,25 +382,42 @@ class Site:
         """Reach ``site`` through the linked peer ``via``, whatever the peers announce
         (``via`` None: drop that route, and learn one again).
 
-        The route holds while ``via`` is linked; ``site`` must be linked to ``via`` or
-        reachable from it. A site we are linked to is reached over its own link.
+        The route holds while ``via`` is linked and announces ``site`` (linked to it, or
+        reachable from it); otherwise the learned route is used. A site we are linked to
+        is reached over its own link.
         """
         self._check_peer_name(site)
         if via is not None:
             self._check_peer_name(via)
+        if via is None:
+            self._routes.pop(site, None)
+        else:
+            self._routes[site] = via
+            self._peer_states.connecting(site)
         io, outbox = self._io, self._outbox
         if io is None or outbox is None:
-            if via is None:
-                self._routes.pop(site, None)
-            else:
-                self._routes[site] = via
-                self._peer_states.connecting(site)
             return
-        if via is not None:
-            self._peer_states.connecting(site)
         done = io.post(lambda: io.relay.route_named(site, via))
         outbox.wake()
         done.result(timeout)
+
+    def _route_through(self, site: str, via: str) -> None:
+        """A message's ``via=``: name the route once; later messages find it named.
+
+        Raises:
+            UnknownSite: ``via`` is not a peer linked to this site and up, or does not
+                reach ``site``.
+        """
+        if self._routes.get(site) == via:
+            return
+        state = self._peer_states.state(via)
+        if state is None or state.via or not self._peer_states.is_up(via):
+            raise UnknownSite(f"site {self.name} is not linked to {via!r}: no route to "
+                              f"{site!r} through it")
+        self.route(site, via)
+        state = self._peer_states.state(site)
+        if state is None or (state.via != via and state.via):
+            raise UnknownSite(f"{via} does not reach {site!r} (it announces no route to it)")
 
     def wait_for(self, name: str, timeout: float = 10.0) -> None:
         """Return once the site ``name`` is linked and has said hello, or is reachable

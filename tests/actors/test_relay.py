@@ -82,6 +82,8 @@ def test_an_unroutable_site_fails_at_once_naming_it(star: Any) -> None:
         c1.ask("nowhere/echo", "hi", timeout=10)
     with pytest.raises(actors.UnknownSite, match="nowhere"):
         c1.tell("nowhere/echo", "hi")
+    with pytest.raises(actors.UnknownSite, match="not linked to 'c3'"):
+        c1.ask("c2/echo", "hi", via="c3", timeout=10)  # c3 is routed, not linked
 
 
 @pytest.mark.timeout(30)
@@ -123,16 +125,21 @@ def test_a_client_cannot_forge_another_clients_origin_through_the_server(
 
 
 @pytest.mark.timeout(40)
-def test_a_triangle_neither_loops_nor_duplicates_and_forgets_a_lost_corner() -> None:
+def test_a_triangle_neither_loops_nor_duplicates_follows_via_and_forgets_a_lost_corner() -> None:
     with SiteProcess("a", options=FAST, spawn={"echo": ECHO}) as a:
         with SiteProcess("b", connect={"a": a.endpoint}, options=FAST,
                          spawn={"echo": ECHO}) as b:
             with SiteProcess("c", connect={"a": a.endpoint, "b": b.endpoint}, options=FAST,
                              spawn={"collector": COLLECTOR}) as c:
-                with actors.Site("t", connect={"a": a.endpoint}, **FAST) as t:
-                    t.wait_for("c", 10)
+                with actors.Site("t", connect={"a": a.endpoint, "b": b.endpoint},
+                                 **FAST) as t:
+                    # b and c are routed through a until t's own link to b is up; then
+                    # c has two equal routes, and keeps the first by name
+                    wait_until(lambda: t.peers() == ["a", "b"], 10)
+                    assert t.routes() == {"c": "a"}
                     for i in range(30):
-                        t.tell("c/collector", i)
+                        t.tell("c/collector", i, via="b" if i >= 15 else None)
+                    assert t.routes() == {"c": "b"}  # named by the app, it sticks
                     records = wait_until(lambda: (r := t.ask("c/collector", "dump", timeout=5))
                                          and len(r) >= 30 and r, 10)
                     assert [r["body"] for r in records] == list(range(30))
