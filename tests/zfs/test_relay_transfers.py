@@ -19,6 +19,7 @@ from tests.support.faults import (CHANNEL, CHUNK, MiB, assert_clean, gated, in_t
                                   partials, register)
 from tests.support.procs import SiteProcess, wait_until
 from zfs import download, push_file, push_file_async
+from zfs.compat.flare import FileStreamer, ReturnCode, download_file
 from zfs.errors import TransferAborted
 from zfs.files import file_digest
 
@@ -102,3 +103,17 @@ def test_a_relay_killed_mid_pull_fails_it_naming_the_relay(star: Any, tmp_path: 
     error = pulling.get("error")
     assert isinstance(error, TransferAborted) and "server" in str(error), pulling
     assert not (tmp_path / "pulled" / "big.bin").exists()
+
+
+@pytest.mark.timeout(40)
+def test_flare_dotted_names_reach_a_client_through_the_server(
+        star: Any, tmp_path: Path) -> None:
+    c1, _server, (c2, _c3) = star
+    register(c1, c2, tmp_path / "c2", "flare")
+    src = make_file(tmp_path / "w.bin", MiB + 1)
+    assert FileStreamer.stream_file(CHANNEL, "flare", {"round": 1}, ["server.c2"], str(src),
+                                    c1) == (ReturnCode.OK, True)
+    assert file_digest(tmp_path / "c2" / "w.bin") == file_digest(src)
+    rid = c2.call(c1, SHARE, [str(src)], 30.0)["rids"][0]
+    error, path = download_file("server.c2", rid, 10.0, c1, str(tmp_path / "pulled"))
+    assert error is None and path is not None and file_digest(path) == file_digest(src)
