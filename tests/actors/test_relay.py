@@ -6,6 +6,8 @@ client "c1". Every message between clients goes through the server (``actors.io.
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -150,3 +152,24 @@ def test_a_triangle_neither_loops_nor_duplicates_follows_via_and_forgets_a_lost_
                     with pytest.raises((actors.UnknownSite, actors.PeerLost)):
                         t.ask("c/collector", "dump", timeout=10)
                     assert t.ask("b/echo", "still here", timeout=10)["got"] == "still here"
+
+
+@pytest.mark.timeout(40)
+def test_a_relay_holds_a_bounded_backlog_and_refuses_an_ask_past_it_at_its_origin() -> None:
+    bounded = {"max_unacked_bytes": 4 << 20, "max_peer_pending_bytes": 4 << 20,
+               "heartbeat_timeout": 30.0, "stalled_peer_timeout": 60.0}
+    with SiteProcess("server", options=bounded) as server:
+        with client("c2", server) as c2:
+            with actors.Site("c1", connect={"server": server.endpoint}, **FAST) as c1:
+                c1.wait_for("c2", 10)
+                os.kill(c2.pid, signal.SIGSTOP)  # it reads nothing: the server's queue grows
+                try:
+                    chunk = b"\0" * (1 << 20)
+                    for _ in range(96):
+                        c1.tell("c2/collector", "chunk", payload=[chunk])
+                    with pytest.raises(actors.MailboxFull, match="relay server"):
+                        c1.ask("c2/collector", "dump", timeout=20)
+                    _rss, peak = server.memory()
+                    assert peak < 96 << 20  # it did not take in all it was sent
+                finally:
+                    os.kill(c2.pid, signal.SIGCONT)
