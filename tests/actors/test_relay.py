@@ -9,14 +9,17 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import zmq
+import zmq.auth
 
 import actors
 from actors import codec
 from actors.codec import Kind
+from actors.security import Curve, new_keypair
 from tests.support.echo import Collector
 from tests.support.procs import SiteProcess, wait_until
 from tests.support.rawpeer import greet, raw_dealer
@@ -173,3 +176,69 @@ def test_a_relay_holds_a_bounded_backlog_and_refuses_an_ask_past_it_at_its_origi
                     assert peak < 96 << 20  # it did not take in all it was sent
                 finally:
                     os.kill(c2.pid, signal.SIGCONT)
+
+
+def _allow(tmp_path: Path, keys: Path, owner: str, *names: str) -> Path:
+    """An allow folder for ``owner`` with the public keys of ``names``."""
+    folder = tmp_path / f"allow-{owner}"
+    folder.mkdir()
+    for name in names:
+        (folder / f"{name}.key").write_bytes((keys / f"{name}.key").read_bytes())
+    return folder
+
+
+@pytest.mark.timeout(40)
+def test_with_curve_a_trusted_client_cannot_forge_an_origin_nor_reach_a_site_that_distrusts_it(
+        tmp_path: Path, context: zmq.Context) -> None:
+    keys = tmp_path / "keys"
+    for name in ("server", "c1", "c2", "mallory"):
+        new_keypair(name, keys)
+    allow = ["--keys", str(keys), "--allow"]
+    server_args = [*allow, str(_allow(tmp_path, keys, "server", "c1", "c2", "mallory"))]
+    with SiteProcess("server", spawn={"echo": ECHO}, options=FAST,
+                     extra_args=server_args) as server:
+        c2_args = [*allow, str(_allow(tmp_path, keys, "c2", "server", "c1"))]
+        with SiteProcess("c2", connect={"server": server.endpoint}, options=FAST,
+                         extra_args=c2_args).start() as c2:
+            curve = Curve.from_dirs("c1", keys, _allow(tmp_path, keys, "c1", "server", "c2"))
+            with actors.Site("c1", connect={"server": server.endpoint}, curve=curve,
+                             **FAST) as c1:
+                c1.spawn(Collector, "collector")
+                c1.wait_for("c2", 10)
+                assert "mallory" not in c1.routes()  # a site c1 does not trust: no route
+                mallory = _curve_dealer(context, server.endpoint, keys)
+                greet(mallory, "mallory", "m1")
+
+                def routed(origin: str, body: str) -> bytes:
+                    inner = codec.encode(Kind.TELL, "collector", origin, 0, body)
+                    return codec.encode(Kind.ROUTED, sender="mallory",
+                                        body=["c1", origin, 1, inner])
+
+                mallory.send(routed("c2", "forged origin"))
+                mallory.send(routed("mallory", "from an untrusted origin"))
+                # Its ask answered, the server has handled what mallory sent before it.
+                mallory.send(codec.encode(Kind.ASK, "echo", "mallory", 1, "sync"))
+                assert codec.decode(_next_reply(mallory)).kind is Kind.REPLY
+                c2.call(c1, "tests.actors.test_relay:tell_c1", "from c2")
+                records = wait_until(lambda: c1.ask("c1/collector", "dump", timeout=5), 10)
+                assert [(r["body"], r["sender"]) for r in records] == [("from c2", "c2/ctl")]
+
+
+def _curve_dealer(context: zmq.Context, endpoint: str, keys: Path) -> zmq.Socket:
+    """A raw DEALER with mallory's keys, which the server trusts."""
+    public, secret = zmq.auth.load_certificate(str(keys / "mallory.key_secret"))
+    server_key, _ = zmq.auth.load_certificate(str(keys / "server.key"))
+    assert secret is not None
+    return raw_dealer(context, endpoint, curve=(public, secret, server_key))
+
+
+def _next_reply(sock: zmq.Socket) -> bytes:
+    """The next REPLY or FAIL header on ``sock`` (pings and announcements skipped)."""
+    while True:
+        head = sock.recv_multipart()[0]
+        try:
+            kind = codec.decode(head).kind
+        except actors.CodecError:
+            continue
+        if kind in (Kind.REPLY, Kind.FAIL):
+            return head
