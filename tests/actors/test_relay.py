@@ -20,7 +20,7 @@ import actors
 from actors import codec
 from actors.codec import Kind
 from actors.security import Curve, new_keypair
-from tests.support.echo import Collector
+from tests.support.echo import Collector, PeerWatcher
 from tests.support.procs import SiteProcess, wait_until
 from tests.support.rawpeer import greet, raw_dealer
 
@@ -95,8 +95,10 @@ def test_an_unroutable_site_fails_at_once_naming_it(star: Any) -> None:
 def test_a_routed_client_that_dies_fails_the_pending_ask_and_is_reported_down(
         star: Any) -> None:
     c1, server, _clients = star
+    watcher = c1.spawn(PeerWatcher, "watcher")
     with client("doomed", server, silent="tests.support.echo:Silent") as doomed:
         c1.wait_for("doomed", 10)
+        wait_until(lambda: ["PeerUp", "doomed"] in watcher.ask("events"), 5)
         assert c1.state_of("doomed") == actors.PeerState("up", "", "server")
         pending = c1.ask("doomed/silent", "hang", timeout=25, block=False)
         doomed.kill()
@@ -105,6 +107,8 @@ def test_a_routed_client_that_dies_fails_the_pending_ask_and_is_reported_down(
     state = c1.state_of("doomed")
     assert state is not None and state.kind == "lost" and "server" in state.reason
     assert "doomed" not in c1.routes()
+    wait_until(lambda: ["PeerDown", "doomed"] in watcher.ask("events"), 5)
+    watcher.stop()
 
 
 @pytest.mark.timeout(30)
