@@ -6,6 +6,9 @@ client "c1", linked to the server only (``actors.io.relay`` routes the rest).
 
 from __future__ import annotations
 
+import shutil
+import socket
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,14 +17,16 @@ from typing import Any
 import pytest
 
 import actors
+from tests.support import netns
 from tests.support.faults import (CHANNEL, CHUNK, MiB, assert_clean, gated, in_thread,
-                                  make_file,
-                                  partials, register)
+                                  make_file, network, partials, register)
 from tests.support.procs import SiteProcess, wait_until
 from zfs import download, push_file, push_file_async
 from zfs.compat.flare import FileStreamer, ReturnCode, download_file
 from zfs.errors import TransferAborted
 from zfs.files import file_digest
+
+__all__ = ["network"]  # a fixture, used by name
 
 FAST = {"heartbeat_interval": 0.5, "heartbeat_timeout": 2.0}
 SHARE = "tests.zfs.pull.test_pull:child_share"
@@ -117,3 +122,40 @@ def test_flare_dotted_names_reach_a_client_through_the_server(
     rid = c2.call(c1, SHARE, [str(src)], 30.0)["rids"][0]
     error, path = download_file("server.c2", rid, 10.0, c1, str(tmp_path / "pulled"))
     assert error is None and path is not None and file_digest(path) == file_digest(src)
+
+
+def tcp_reaches(site: actors.Site, endpoint: str) -> bool:
+    """Whether a TCP connection to ``endpoint`` opens (called in a child)."""
+    host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=2.0).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(60)
+def test_clients_in_namespaces_that_cannot_reach_each_other_push_through_the_server(
+        network: netns.Network, tmp_path: Path) -> None:
+    sockets = Path(tempfile.mkdtemp(prefix="zfs-ns-"))  # a short path: sun_path is 108 bytes
+    try:
+        with actors.Site("server", bind=f"ipc://{sockets}/server.sock", **FAST) as server:
+            hosts = [network.add_host(name) for name in ("n1", "n2")]
+            for host in hosts:
+                network.link_down(host.name)  # no IP path between the two namespaces
+            link = {"server": str(server.endpoint)}
+            with netns.NamespacedSite(hosts[0], "n1", connect=link) as n1, \
+                    netns.NamespacedSite(hosts[1], "n2", connect=link) as n2:
+                for name in ("n1", "n2"):
+                    server.wait_for(name, 20)
+                assert not n1.call(server, "tests.zfs.test_relay_transfers:tcp_reaches",
+                                   n2.endpoint)
+                register(server, n2, tmp_path / "n2", "ns")
+                src = make_file(tmp_path / "f.bin", 3 * MiB + 5)
+                result = n1.call(server, "tests.support.faults:child_push_file", "n2", "ns",
+                                 str(src))
+                assert result["targets"] == ["n2"]
+                assert file_digest(tmp_path / "n2" / "f.bin") == file_digest(src)
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
