@@ -13,7 +13,8 @@ The poll loop and the sockets live here; sending and backlogs in
 ``actors.io.outbound``, the rules of the handshake in ``actors.io.handshake``, the
 peer table and backlog in ``actors.io.peers``, the bound on messages still arriving
 in ``actors.io.intake``, socket options in ``actors.io.sockets``, calls from other
-threads in ``actors.io.calls``.
+threads in ``actors.io.calls``; routes to sites we are not linked to, and relaying for
+our peers, in ``actors.io.relay``.
 """
 
 from __future__ import annotations
@@ -47,11 +48,13 @@ from actors.io.relay import Relay, RouteHandler
 
 __all__ = ["IOThread"]
 
+log = logging.getLogger(__name__)
+
 
 class Handler(LinkHandler, RouteHandler, Protocol):
-    """What the I/O thread tells its site: of links (``LinkHandler``) and routes."""
+    """What the I/O thread tells its site: of links (``LinkHandler``) and of routes
+    (``actors.io.relay.RouteHandler``)."""
 
-log = logging.getLogger(__name__)
 
 #: Messages read from one socket before the loop looks at the others.
 _BATCH = 256
