@@ -204,7 +204,7 @@ def load_allow_dir(directory: str | os.PathLike[str]) -> dict[str, bytes]:
 class _Authenticator(ThreadAuthenticator):
     """The ZAP handler of one site: allows the keys of the allow-list, names them."""
 
-    def __init__(self, context: zmq.Context, curve: Curve) -> None:
+    def __init__(self, context: zmq.Context[zmq.Socket[bytes]], curve: Curve) -> None:
         super().__init__(context, log=logging.getLogger(f"{__name__}.zap"))
         self._curve = curve
         self._logged: dict[bytes, float] = {}
@@ -311,7 +311,7 @@ class Curve:
 
     # -- hooks called by the site ---------------------------------------------------
 
-    def start(self, context: zmq.Context) -> None:
+    def start(self, context: zmq.Context[zmq.Socket[bytes]]) -> None:
         """Start the ZAP handler on the site's context (before its ROUTER binds)."""
         with self._lock:
             if self._auth is not None:
@@ -326,7 +326,7 @@ class Curve:
         if auth is not None:
             auth.stop()
 
-    def configure(self, sock: zmq.Socket, server: bool, peer: str | None = None) -> None:
+    def configure(self, sock: zmq.Socket[bytes], server: bool, peer: str | None = None) -> None:
         """Make ``sock`` speak CURVE: a ROUTER as server, a DEALER as client of ``peer``.
 
         Raises:

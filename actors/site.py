@@ -82,7 +82,7 @@ class Site:
         self._watchers = PeerWatchers()
         self._peer_states = PeerStates(name, [*self._connect, *self._routes])
         self._acting = Acting()
-        self._context: zmq.Context | None = None
+        self._context: zmq.Context[zmq.Socket[bytes]] | None = None
         self._io: IOThread | None = None
         self._outbox: Outbox | None = None
         self._closed = False
@@ -161,7 +161,7 @@ class Site:
                 log.warning("site %s: an actor did not stop in time", self.name)
         self._registry.clear()
 
-    def _term_context(self, context: zmq.Context, timeout: float) -> None:
+    def _term_context(self, context: zmq.Context[zmq.Socket[bytes]], timeout: float) -> None:
         ender = threading.Thread(target=context.term, name=f"actors-term-{self.name}",
                                  daemon=True)
         ender.start()

@@ -34,7 +34,7 @@ recv = _BackendSocket.recv
 _recv = recv
 
 
-def readable(sock: zmq.Socket) -> bool:
+def readable(sock: zmq.Socket[bytes]) -> bool:
     """Whether a message waits on ``sock``.
 
     Asked once after a read loop's first message: when that was the only one, as on
@@ -45,7 +45,7 @@ def readable(sock: zmq.Socket) -> bool:
     return bool(events & _POLLIN)
 
 
-def recv_rest(sock: zmq.Socket, parts: list[Any], copied: int) -> list[Any]:
+def recv_rest(sock: zmq.Socket[bytes], parts: list[Any], copied: int) -> list[Any]:
     """Append the remaining parts of a message whose first part(s) ``parts`` holds.
 
     Parts up to index ``copied`` (routing id, header: small) come as bytes, cheaper
@@ -56,12 +56,12 @@ def recv_rest(sock: zmq.Socket, parts: list[Any], copied: int) -> list[Any]:
     return parts
 
 
-def recv_message(sock: zmq.Socket, copied: int) -> list[Any]:
+def recv_message(sock: zmq.Socket[bytes], copied: int) -> list[Any]:
     """Receive one multipart message without blocking (raises zmq.Again if none)."""
     return recv_rest(sock, [_recv(sock, NOBLOCK)], copied)
 
 
-def recv_frames(sock: zmq.Socket, count: int) -> list[Any]:
+def recv_frames(sock: zmq.Socket[bytes], count: int) -> list[Any]:
     """Receive ``count`` more parts of a message, as zero-copy Frames, whatever they hold.
 
     For a socket whose sender is trusted to say how many parts follow (the site's own
@@ -70,7 +70,7 @@ def recv_frames(sock: zmq.Socket, count: int) -> list[Any]:
     return [_recv(sock, 0, False) for _ in range(count)]
 
 
-def send_parts(sock: zmq.Socket, frames: Sequence[Any], flags: int) -> None:
+def send_parts(sock: zmq.Socket[bytes], frames: Sequence[Any], flags: int) -> None:
     """Send a multipart message; large parts without copying, small ones copied.
 
     ``flags`` applies to the first part only: once the first part of a message is
@@ -86,7 +86,7 @@ def send_parts(sock: zmq.Socket, frames: Sequence[Any], flags: int) -> None:
         _send(sock, frame, (flags if index == 0 else 0) | more, len(frame) < COPY_BELOW)
 
 
-def send_first(sock: zmq.Socket, frame: Any, flags: int) -> None:
+def send_first(sock: zmq.Socket[bytes], frame: Any, flags: int) -> None:
     """Send one part (a routing id, say) with ``flags``; small, so copied."""
     _send(sock, frame, flags, True)
 

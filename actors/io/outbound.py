@@ -53,7 +53,7 @@ class Outbound:
         self._pause = pause
         self.paused = False
         self._congested: set[_Peer] = set()
-        self.router: zmq.Socket | None = None  # the site's ROUTER, once bound
+        self.router: zmq.Socket[bytes] | None = None  # the site's ROUTER, once bound
         self.links: LinkLifecycle | None = None  # set once the lifecycle exists
         self.relay: Relay | None = None  # set once the relay exists
 

@@ -34,10 +34,10 @@ class _ThreadSocket(threading.local):
     """This thread's inproc socket (None until it first sends; a class default reads
     faster than a missing attribute's AttributeError)."""
 
-    socket: zmq.Socket | None = None
+    socket: zmq.Socket[bytes] | None = None
 
 
-def read_inbox(inbox: zmq.Socket, first: bytes) -> tuple[str, list[Any]] | None:
+def read_inbox(inbox: zmq.Socket[bytes], first: bytes) -> tuple[str, list[Any]] | None:
     """Complete a message whose first part ``first`` the I/O thread read from its inbox.
 
     Returns ``(peer, [header, *payload])``, or None for a wake-up.
@@ -102,7 +102,7 @@ class InboxBudget:
 class Outbox:
     """Thread-local inproc sockets into the I/O thread; one per sending thread."""
 
-    def __init__(self, context: zmq.Context, endpoint: str, hwm: int,
+    def __init__(self, context: zmq.Context[zmq.Socket[bytes]], endpoint: str, hwm: int,
                  budget: InboxBudget) -> None:
         self.budget = budget
         self._context = context
@@ -110,7 +110,7 @@ class Outbox:
         self._hwm = hwm
         self._local = _ThreadSocket()
         self._lock = threading.Lock()
-        self._sockets: list[tuple[threading.Thread, zmq.Socket]] = []
+        self._sockets: list[tuple[threading.Thread, zmq.Socket[bytes]]] = []
         self._closed = False
 
     def send(self, peer: str, header: bytes, payload: Sequence[Any]) -> None:
@@ -146,7 +146,7 @@ class Outbox:
         except zmq.ZMQError as err:
             raise SiteClosed("the site is stopped") from err
 
-    def _open(self) -> zmq.Socket:
+    def _open(self) -> zmq.Socket[bytes]:
         with self._lock:
             if self._closed:
                 raise SiteClosed("the site is stopped")

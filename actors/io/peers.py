@@ -27,8 +27,8 @@ class _Peer:
 
     name: str
     sender_prefix: str = field(init=False)  # "name/": how its actors' addresses begin
-    dealer: zmq.Socket | None = None
-    monitor: zmq.Socket | None = None
+    dealer: zmq.Socket[bytes] | None = None
+    monitor: zmq.Socket[bytes] | None = None
     endpoint: str = ""  # where our DEALER dials it
     connected_once: bool = False
     routing_id: bytes | None = None

@@ -15,7 +15,7 @@ from actors import codec
 from actors.options import SiteOptions
 
 
-def configure(sock: zmq.Socket, options: SiteOptions, peer: str | None = None) -> None:
+def configure(sock: zmq.Socket[bytes], options: SiteOptions, peer: str | None = None) -> None:
     """Set a new socket's options; ``peer`` names the site a DEALER connects to."""
     sock.setsockopt(zmq.LINGER, int(options.linger * 1000))
     sock.setsockopt(zmq.SNDHWM, options.hwm)
@@ -28,7 +28,8 @@ def configure(sock: zmq.Socket, options: SiteOptions, peer: str | None = None) -
         options.curve.configure(sock, server=sock.type == zmq.ROUTER, peer=peer)
 
 
-def new_inbox(context: zmq.Context, endpoint: str, hwm: int) -> zmq.Socket:
+def new_inbox(context: zmq.Context[zmq.Socket[bytes]], endpoint: str,
+              hwm: int) -> zmq.Socket[bytes]:
     """The inproc PULL socket other threads hand outbound messages to, bound."""
     inbox = context.socket(zmq.PULL)
     inbox.setsockopt(zmq.LINGER, 0)
@@ -37,7 +38,7 @@ def new_inbox(context: zmq.Context, endpoint: str, hwm: int) -> zmq.Socket:
     return inbox
 
 
-def new_router(context: zmq.Context, options: SiteOptions) -> zmq.Socket:
+def new_router(context: zmq.Context[zmq.Socket[bytes]], options: SiteOptions) -> zmq.Socket[bytes]:
     """The ROUTER peers connect to, not yet bound."""
     router = context.socket(zmq.ROUTER)
     configure(router, options)
@@ -48,8 +49,8 @@ def new_router(context: zmq.Context, options: SiteOptions) -> zmq.Socket:
     return router
 
 
-def new_dealer(context: zmq.Context, options: SiteOptions, site_name: str,
-               peer: str) -> zmq.Socket:
+def new_dealer(context: zmq.Context[zmq.Socket[bytes]], options: SiteOptions, site_name: str,
+               peer: str) -> zmq.Socket[bytes]:
     """A DEALER for the link to ``peer``, not yet connected, with a fresh routing id."""
     dealer = context.socket(zmq.DEALER)
     try:

@@ -63,7 +63,7 @@ _BATCH = 256
 class IOThread(threading.Thread):
     """Runs the site's poll loop; see the module docstring."""
 
-    def __init__(self, site_name: str, context: zmq.Context, inbox_endpoint: str,
+    def __init__(self, site_name: str, context: zmq.Context[zmq.Socket[bytes]], inbox_endpoint: str,
                  bind: str | None, connect: dict[str, str], options: SiteOptions,
                  handler: Handler, inbox_budget: InboxBudget,
                  routes: dict[str, str] | None = None) -> None:
@@ -89,7 +89,7 @@ class IOThread(threading.Thread):
         self.relay = Relay(site_name, options, self._peers, handler, self._out)
         self._out.relay = self._links.router = self.relay
         self._log = self._links.log
-        self._roles: dict[zmq.Socket, tuple[str, _Peer | None]] = {}
+        self._roles: dict[zmq.Socket[bytes], tuple[str, _Peer | None]] = {}
         self._poller = zmq.Poller()
         self._stopping = False
         self._next_beat = 0.0
@@ -97,9 +97,9 @@ class IOThread(threading.Thread):
         self.ready = threading.Event()
         self.endpoint: str | None = None
         self.startup_error: BaseException | None = None
-        self._router: zmq.Socket | None = None
-        self._router_monitor: zmq.Socket | None = None
-        self._inbox: zmq.Socket | None = None
+        self._router: zmq.Socket[bytes] | None = None
+        self._router_monitor: zmq.Socket[bytes] | None = None
+        self._inbox: zmq.Socket[bytes] | None = None
 
     # -- thread body -------------------------------------------------------------
 
@@ -152,7 +152,7 @@ class IOThread(threading.Thread):
                 self._cut_stalled(now)
             self._handler.on_tick(now)
 
-    def _read(self, sock: zmq.Socket, role: str, peer: _Peer | None) -> None:
+    def _read(self, sock: zmq.Socket[bytes], role: str, peer: _Peer | None) -> None:
         if role == "inbox":
             self._read_inbox()
         elif role == "router":
@@ -166,11 +166,11 @@ class IOThread(threading.Thread):
 
     # -- sockets -----------------------------------------------------------------
 
-    def _register(self, sock: zmq.Socket, role: str, peer: _Peer | None) -> None:
+    def _register(self, sock: zmq.Socket[bytes], role: str, peer: _Peer | None) -> None:
         self._roles[sock] = (role, peer)
         self._poller.register(sock, zmq.POLLIN)
 
-    def _unregister(self, sock: zmq.Socket) -> None:
+    def _unregister(self, sock: zmq.Socket[bytes]) -> None:
         self._roles.pop(sock, None)
         self._poller.unregister(sock)
 
@@ -346,7 +346,7 @@ class IOThread(threading.Thread):
                 continue
             self._links.on_dealer_message(peer, header, frames[1:])
 
-    def _read_monitor(self, sock: zmq.Socket, peer: _Peer | None) -> None:
+    def _read_monitor(self, sock: zmq.Socket[bytes], peer: _Peer | None) -> None:
         while True:
             try:
                 event = recv_monitor_message(sock, zmq.NOBLOCK)
