@@ -243,8 +243,15 @@ def _tell_supervisor(site: actors.Site, message: Any) -> None:
 
 
 def watch_time(site: actors.Site, name: str) -> None:
-    """Register the local actor ``name`` for a :class:`Tick` every interval."""
-    ensure_supervisor(site).tell(WatchTime(name))
+    """Register the local actor ``name`` for a :class:`Tick` every interval.
+
+    An actor that starts while its site stops gets no ticks (the site stops it next);
+    its ``on_start`` must not fail for that.
+    """
+    try:
+        ensure_supervisor(site).tell(WatchTime(name))
+    except actors.SiteClosed:
+        log.debug("site %s is stopping: %s gets no ticks", site.name, name)
 
 
 def _tell_live(ref: pykka.ActorRef[Any] | actors.LocalRef | None, message: Any) -> bool:
