@@ -43,8 +43,8 @@ from zfs.protocol.swarm import plan as layout
 from zfs.protocol.swarm.opening import StreamLimits, open_problem, refusal
 from zfs.protocol.swarm.stripe import Leg
 from zfs.protocol.swarm.wire import (
-    EXPIRED, INTEGRITY, IO, LOST, PROTOCOL, REFUSED, TIMEOUT, Abort, Accept, Ack, Chunk, Done,
-    End, Failed, Open, Send)
+    EXPIRED, INTEGRITY, IO, LOST, PROTOCOL, REFUSED, TIMEOUT, UNREACHABLE, Abort, Accept, Ack,
+    Chunk, Done, End, Failed, Open, Send)
 
 
 class RelayState(enum.Enum):
@@ -251,6 +251,12 @@ class Relay:
         if not (isinstance(culprit, str) and isinstance(kind, str) and isinstance(reason, str)):
             return self._fail(child, PROTOCOL, "malformed failure report")
         return self._fail(culprit, kind, reason)
+
+    def child_unreachable(self, child: str, reason: str, now: float) -> list[RelayCommand]:
+        """The shell could not open a link to ``child``: the push cannot go this way."""
+        if self.finished or child not in self.children:
+            return []
+        return self._fail(child, UNREACHABLE, reason)
 
     def site_lost(self, site: str, now: float) -> list[RelayCommand]:
         """The runtime reports a site down: if it is a neighbour, the push cannot finish."""

@@ -52,7 +52,7 @@ SOURCE = "source"          # the sender's own source could not be read
 
 # Why a recipient could not get a chunk from a peer (Want.failed).
 BAD = "bad"                # the piece did not match its digest: never point at that peer again
-UNREACHABLE = "unreachable"  # the recipient cannot open a link to the peer
+UNREACHABLE = "unreachable"  # a site cannot open a link to a peer (push: a relay to a child)
 GONE = "gone"              # the link to the peer went down
 SLOW = "slow"              # no answer within the request timeout
 DECLINED = "declined"      # the peer said no (busy, does not hold it, share ended)
