@@ -59,13 +59,13 @@ class Row:
 
 
 def owner_push(site: actors.Site, targets: list[str], path: str, swarm: bool,
-               fanout: int = 0) -> dict[str, Any]:
+               fanout: int = 0, window_chunks: int = 8) -> dict[str, Any]:
     """(In the owner's process.) Push ``path`` to ``targets``; say how long and which way."""
     for name in targets:
         site.wait_for(name, timeout=30)
     start = time.monotonic()
     result = push_file(site, targets, path, channel=CHANNEL, topic=TOPIC, swarm=swarm,
-                       fanout=fanout, chunk_timeout=60.0)
+                       fanout=fanout, window_chunks=window_chunks, chunk_timeout=60.0)
     return {"seconds": time.monotonic() - start, "route": result.route, "note": result.note}
 
 
@@ -104,8 +104,8 @@ class Bench:
     """The hosts of one run: a control site here, the owner and targets in namespaces."""
 
     def __init__(self, net: netns.Network, work: Path, hub: actors.Site, count: int,
-                 rate_mbit: int, fanout: int = 0) -> None:
-        self.work, self.hub, self.fanout = work, hub, fanout
+                 rate_mbit: int, fanout: int = 0, window_chunks: int = 8) -> None:
+        self.work, self.hub, self.fanout, self.window = work, hub, fanout, window_chunks
         self.targets: list[netns.NamespacedSite] = []
         for i in range(count):
             host = net.add_host(f"t{i}")
@@ -134,7 +134,7 @@ class Bench:
         pids = [proc.pid for proc in [*self.targets, self.owner]]
         sent, used, start = _sent_bytes(self.owner.host), _cpu_seconds(pids), time.monotonic()
         job = self.owner.start_job(self.hub, "benchmarks.scale:owner_push", names, str(path),
-                                   swarm, self.fanout)
+                                   swarm, self.fanout, self.window)
         state = self.owner.wait_job(self.hub, job, timeout=600)
         cpu = (_cpu_seconds(pids) - used) / (time.monotonic() - start) / (os.cpu_count() or 1)
         if state["state"] != "done":
@@ -149,8 +149,9 @@ class Bench:
         return Row(n, outcome["route"], outcome["seconds"], copies, cpu)
 
 
-def run(size: int, counts: tuple[int, ...], rate_mbit: int, fanout: int = 0) -> list[Row]:
-    """Measure every N both ways on one network of max(counts) targets."""
+def run(size: int, counts: tuple[int, ...], rate_mbit: int, fanout: int = 0,
+        window_chunks: int = 8, star: bool = True) -> list[Row]:
+    """Measure every N both ways (or the swarm's only) on one network of max(counts)."""
     rows: list[Row] = []
     netns.remove_stale()
     with tempfile.TemporaryDirectory(prefix="zfs-scale-") as tmp:
@@ -164,11 +165,12 @@ def run(size: int, counts: tuple[int, ...], rate_mbit: int, fanout: int = 0) -> 
         digest = file_digest(path)
         with netns.Network() as net, \
                 actors.Site("bench", bind=f"ipc://{work}/ctl.sock") as hub:
-            bench = Bench(net, work, hub, max(counts), rate_mbit, fanout)
+            bench = Bench(net, work, hub, max(counts), rate_mbit, fanout, window_chunks)
             try:
                 for n in counts:
                     rows.append(bench.push(n, path, digest, swarm=True))
-                    rows.append(bench.push(n, path, digest, swarm=False))
+                    if star:
+                        rows.append(bench.push(n, path, digest, swarm=False))
             finally:
                 bench.stop()
     return rows
@@ -209,11 +211,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--rate", type=int, default=RATE_MBIT, help="link rate, Mbit/s (300)")
     ap.add_argument("--fanout", type=int, default=0,
                     help="children per target in the swarm (0: the library's choice)")
+    ap.add_argument("--window", type=int, default=8,
+                    help="chunks in flight, at least (the swarm may use more)")
+    ap.add_argument("--no-star", action="store_true", help="measure the swarm only")
     args = ap.parse_args(argv)
     reason = unavailable()
     if reason is not None:
         print(f"scale: skipped: {reason}")
         return 0
-    rows = run(args.size, tuple(args.targets), args.rate, args.fanout)
+    rows = run(args.size, tuple(args.targets), args.rate, args.fanout, args.window,
+               not args.no_star)
     print(render(rows, args.size, args.rate))
     return 0
