@@ -59,13 +59,15 @@ class Row:
 
 
 def owner_push(site: actors.Site, targets: list[str], path: str, swarm: bool,
-               fanout: int = 0, window_chunks: int = 8) -> dict[str, Any]:
+               fanout: int = 0, window_chunks: int = 8,
+               chunk_size: int = MiB) -> dict[str, Any]:
     """(In the owner's process.) Push ``path`` to ``targets``; say how long and which way."""
     for name in targets:
         site.wait_for(name, timeout=30)
     start = time.monotonic()
     result = push_file(site, targets, path, channel=CHANNEL, topic=TOPIC, swarm=swarm,
-                       fanout=fanout, window_chunks=window_chunks, chunk_timeout=60.0)
+                       fanout=fanout, window_chunks=window_chunks, chunk_size=chunk_size,
+                       chunk_timeout=60.0)
     return {"seconds": time.monotonic() - start, "route": result.route, "note": result.note}
 
 
@@ -106,6 +108,7 @@ class Bench:
     def __init__(self, net: netns.Network, work: Path, hub: actors.Site, count: int,
                  rate_mbit: int, fanout: int = 0, window_chunks: int = 8) -> None:
         self.work, self.hub, self.fanout, self.window = work, hub, fanout, window_chunks
+        self.chunk_size = MiB
         self.targets: list[netns.NamespacedSite] = []
         for i in range(count):
             host = net.add_host(f"t{i}")
@@ -134,7 +137,7 @@ class Bench:
         pids = [proc.pid for proc in [*self.targets, self.owner]]
         sent, used, start = _sent_bytes(self.owner.host), _cpu_seconds(pids), time.monotonic()
         job = self.owner.start_job(self.hub, "benchmarks.scale:owner_push", names, str(path),
-                                   swarm, self.fanout, self.window)
+                                   swarm, self.fanout, self.window, self.chunk_size)
         state = self.owner.wait_job(self.hub, job, timeout=600)
         cpu = (_cpu_seconds(pids) - used) / (time.monotonic() - start) / (os.cpu_count() or 1)
         if state["state"] != "done":
@@ -150,7 +153,7 @@ class Bench:
 
 
 def run(size: int, counts: tuple[int, ...], rate_mbit: int, fanout: int = 0,
-        window_chunks: int = 8, star: bool = True) -> list[Row]:
+        window_chunks: int = 8, star: bool = True, chunk_size: int = MiB) -> list[Row]:
     """Measure every N both ways (or the swarm's only) on one network of max(counts)."""
     rows: list[Row] = []
     netns.remove_stale()
@@ -166,6 +169,7 @@ def run(size: int, counts: tuple[int, ...], rate_mbit: int, fanout: int = 0,
         with netns.Network() as net, \
                 actors.Site("bench", bind=f"ipc://{work}/ctl.sock") as hub:
             bench = Bench(net, work, hub, max(counts), rate_mbit, fanout, window_chunks)
+            bench.chunk_size = chunk_size
             try:
                 for n in counts:
                     rows.append(bench.push(n, path, digest, swarm=True))
@@ -213,6 +217,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="children per target in the swarm (0: the library's choice)")
     ap.add_argument("--window", type=int, default=8,
                     help="chunks in flight, at least (the swarm may use more)")
+    ap.add_argument("--chunk", type=parse_size, default=MiB, help="chunk size (1MiB)")
     ap.add_argument("--no-star", action="store_true", help="measure the swarm only")
     args = ap.parse_args(argv)
     reason = unavailable()
@@ -220,6 +225,6 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"scale: skipped: {reason}")
         return 0
     rows = run(args.size, tuple(args.targets), args.rate, args.fanout, args.window,
-               not args.no_star)
+               not args.no_star, args.chunk)
     print(render(rows, args.size, args.rate))
     return 0
