@@ -235,6 +235,8 @@ class RelayActor(Shell):
             message: Any = cmd.message
             if isinstance(message, Open):
                 caused += self._link(stream, to)
+                if stream.core.finished:     # the child cannot be reached: the push failed
+                    break
                 message = codec.Opening(message, tuple(stream.endpoints.get(m, "")
                                                        for m in message.members),
                                         stream.origin, stream.context)
