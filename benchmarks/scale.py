@@ -7,9 +7,10 @@ owner pushes the same file twice in the same run: the swarm way (:mod:`zfs.swarm
 the star way (``swarm=False``: every chunk to every target). The file is checked at
 every target after each push. The table gives seconds, their ratio to the swarm bound
 (the file at one link's rate: no target can receive it faster), the owner's upload in
-copies of the file (what its ``eth0`` sent, headers included), and the CPU the owner's
-and targets' processes used during the push, as a share of all cores (near 100% the
-CPU, not the links, is the limit; the kernel's network work is not counted in it).
+copies of the file (what its ``eth0`` sent, headers included), the CPU the owner's and
+targets' processes used during the push as a share of all cores ("CPU"), and the whole
+machine's ("host": the kernel's bridging and any other work included; near 100% the
+CPU, not the links, is the limit).
 
 Needs root (namespaces, ``tc``); says why and exits 0 without it. Every namespace it
 makes is removed, on failure too.
@@ -55,7 +56,8 @@ class Row:
     route: str
     seconds: float
     owner_copies: float
-    cpu: float
+    cpu: float          # our processes' share of all cores
+    host_cpu: float     # the machine's, kernel and other work included
 
 
 def owner_push(site: actors.Site, targets: list[str], path: str, swarm: bool,
@@ -90,6 +92,13 @@ def _sent_bytes(host: netns.Host) -> int:
     out = _tc("-s", "-n", host.netns, "qdisc", "show", "dev", "eth0")
     found = re.search(r"Sent (\d+) bytes", out)
     return int(found.group(1)) if found else 0
+
+
+def _host_ticks() -> tuple[int, int]:
+    """All CPU ticks of the machine so far, and the idle ones among them."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    return sum(values), values[3] + values[4]      # all, idle + iowait
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -136,10 +145,13 @@ class Bench:
         names = [proc.name for proc in self.targets[:n]]
         pids = [proc.pid for proc in [*self.targets, self.owner]]
         sent, used, start = _sent_bytes(self.owner.host), _cpu_seconds(pids), time.monotonic()
+        ticks, idle = _host_ticks()
         job = self.owner.start_job(self.hub, "benchmarks.scale:owner_push", names, str(path),
                                    swarm, self.fanout, self.window, self.chunk_size)
         state = self.owner.wait_job(self.hub, job, timeout=600)
         cpu = (_cpu_seconds(pids) - used) / (time.monotonic() - start) / (os.cpu_count() or 1)
+        ticks2, idle2 = _host_ticks()
+        host_cpu = 1 - (idle2 - idle) / max(1, ticks2 - ticks)
         if state["state"] != "done":
             raise RuntimeError(f"push to {n} ({'swarm' if swarm else 'star'}): {state}")
         outcome = state["result"]
@@ -149,15 +161,16 @@ class Bench:
                 raise RuntimeError(f"{name} holds a wrong copy")
             copy.unlink()
         copies = (_sent_bytes(self.owner.host) - sent) / path.stat().st_size
-        return Row(n, outcome["route"], outcome["seconds"], copies, cpu)
+        return Row(n, outcome["route"], outcome["seconds"], copies, cpu, host_cpu)
 
 
 def run(size: int, counts: tuple[int, ...], rate_mbit: int, fanout: int = 0,
-        window_chunks: int = 8, star: bool = True, chunk_size: int = MiB) -> list[Row]:
+        window_chunks: int = 8, star: bool = True, chunk_size: int = MiB,
+        folder: Optional[str] = None) -> list[Row]:
     """Measure every N both ways (or the swarm's only) on one network of max(counts)."""
     rows: list[Row] = []
     netns.remove_stale()
-    with tempfile.TemporaryDirectory(prefix="zfs-scale-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="zfs-scale-", dir=folder) as tmp:
         work = Path(tmp)
         os.chmod(work, 0o755)
         path = work / "file.bin"
@@ -186,7 +199,7 @@ def render(rows: list[Row], size: int, rate_mbit: int) -> str:
     lines = [f"push of {size / MiB:.0f} MiB, every link {rate_mbit} Mbit/s each way (tbf); "
              f"swarm bound (size / link rate) {bound:.2f} s",
              f"{'N':>3} {'way':>6} {'seconds':>8} {'x bound':>8} {'x star':>7} "
-             f"{'owner copies':>13} {'CPU':>5}  goal"]
+             f"{'owner copies':>13} {'CPU':>5} {'host':>5}  goal"]
     star = {row.n: row.seconds for row in rows if row.route == "star"}
     for row in rows:
         goal = GOALS.get(row.n)
@@ -195,7 +208,8 @@ def render(rows: list[Row], size: int, rate_mbit: int) -> str:
             verdict = f"<= {goal}x bound: {'met' if row.seconds <= goal * bound else 'NOT met'}"
         ratio = row.seconds / star[row.n] if row.n in star else float("nan")
         lines.append(f"{row.n:>3} {row.route:>6} {row.seconds:>8.2f} {row.seconds / bound:>8.2f} "
-                     f"{ratio:>7.2f} {row.owner_copies:>13.2f} {row.cpu:>5.0%}  {verdict}")
+                     f"{ratio:>7.2f} {row.owner_copies:>13.2f} {row.cpu:>5.0%} "
+                     f"{row.host_cpu:>5.0%}  {verdict}")
     return "\n".join(lines)
 
 
@@ -218,6 +232,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--window", type=int, default=8,
                     help="chunks in flight, at least (the swarm may use more)")
     ap.add_argument("--chunk", type=parse_size, default=MiB, help="chunk size (1MiB)")
+    ap.add_argument("--dir", default=None,
+                    help="where the file and the targets' copies go (default: the temp "
+                         "folder; /dev/shm takes the disk out of the measure)")
     ap.add_argument("--no-star", action="store_true", help="measure the swarm only")
     args = ap.parse_args(argv)
     reason = unavailable()
@@ -225,6 +242,6 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"scale: skipped: {reason}")
         return 0
     rows = run(args.size, tuple(args.targets), args.rate, args.fanout, args.window,
-               not args.no_star, args.chunk)
+               not args.no_star, args.chunk, args.dir)
     print(render(rows, args.size, args.rate))
     return 0

@@ -32,7 +32,8 @@ def test_a_small_run_pushes_both_ways_and_leaves_no_namespace(
 
 
 def test_the_table_gives_each_push_against_the_bound_and_the_star() -> None:
-    rows = [scale.Row(8, "swarm", 3.0, 1.05, 0.5), scale.Row(8, "star", 24.0, 8.4, 0.2)]
+    rows = [scale.Row(8, "swarm", 3.0, 1.05, 0.5, 0.6),
+            scale.Row(8, "star", 24.0, 8.4, 0.2, 0.3)]
     table = scale.render(rows, 64 << 20, 300)
     assert "bound (size / link rate) 1.79 s" in table
     swarm = table.splitlines()[2].split()
