@@ -26,7 +26,8 @@ def test_a_small_run_pushes_both_ways_and_leaves_no_namespace(
     before = _namespaces()
     assert scale.main(["--size", "2MiB", "--targets", "1,2", "--rate", "400"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    ways = [line.split()[:2] for line in lines[2:]]
+    ways = [line.split()[:2] for line in lines[2:6]]
+    assert lines[6].startswith("peak RSS over the run: owner")
     assert ways == [["1", "swarm"], ["1", "star"], ["2", "swarm"], ["2", "star"]]
     assert _namespaces() <= before
 
