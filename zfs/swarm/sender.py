@@ -21,7 +21,7 @@ import actors
 from zfs.buffers import BufferPool
 from zfs.errors import TransferAborted
 from zfs.files import ChunkSource, Digest
-from zfs.protocol.errors import Failure
+from zfs.protocol.errors import Failure, RemoteProtocolError
 from zfs.protocol.swarm import codec
 from zfs.protocol.swarm import sender as core
 from zfs.protocol.swarm import wire
@@ -140,7 +140,7 @@ class SwarmSenderActor(Shell):
         if type(message) is list:
             try:
                 message = codec.decode(message)
-            except Exception as err:  # noqa: BLE001 - a bad answer is the root's failure
+            except RemoteProtocolError as err:
                 log.warning("swarm push %s: bad message from %s: %s", self._spec.name,
                             self.sender, err)
                 return None

@@ -16,7 +16,7 @@ from tests.support.faults import (CHANNEL, CHUNK, MiB, assert_clean, make_file, 
                                   register, sites)
 from tests.support.procs import wait_until
 from zfs import push_file, push_file_async, register_receiver
-from zfs.errors import TransferAborted
+from zfs.errors import StreamRefused, TransferAborted
 from zfs.files import file_digest
 from zfs.protocol.swarm.plan import plan
 
@@ -116,3 +116,20 @@ def test_swarm_false_keeps_the_star_and_an_early_abort_reaches_every_target(
         push.result(10)
     for name in names:
         assert_clean(tmp_path / name, "gone.bin")
+
+
+@pytest.mark.timeout(30)
+def test_a_target_that_refuses_a_swarm_push_is_named_and_no_target_keeps_the_file(
+        hub: actors.Site, local_targets: list[actors.Site], tmp_path: Path) -> None:
+    takers = [local_targets[0], local_targets[2]]
+    for site in takers:
+        register_receiver(site, channel=CHANNEL, topic="other",
+                          dest_dir=str(tmp_path / site.name))
+    names = [site.name for site in local_targets[:3]]
+    src = make_file(tmp_path / "refused.bin", 2 * MiB)
+    with pytest.raises(StreamRefused) as caught:
+        push_file(hub, names, src, channel=CHANNEL, topic="other", chunk_size=CHUNK,
+                  swarm=True)
+    assert caught.value.site == "lt1"
+    for name in names:
+        assert_clean(tmp_path / name, "refused.bin")
