@@ -8,11 +8,12 @@ from actors.errors import (ActorError, ActorsError, AskTimeout, CodecError, Mail
                            MessageTooLarge, PeerLost, PeerRefused, SiteClosed, UnknownActor,
                            UnknownSite, WaitTimeout)
 from actors.events import PeerDown, PeerUp
+from actors.peerstates import PeerState
 from actors.refs import LocalRef, Ref
 from actors.site import Site
 
 __all__ = [
     "Actor", "ActorError", "ActorsError", "AskTimeout", "CodecError", "LocalRef",
-    "MailboxFull", "MessageTooLarge", "PeerDown", "PeerLost", "PeerRefused", "PeerUp", "Ref", "Site", "SiteClosed",
+    "MailboxFull", "MessageTooLarge", "PeerDown", "PeerLost", "PeerRefused", "PeerState", "PeerUp", "Ref", "Site", "SiteClosed",
     "UnknownActor", "UnknownSite", "WaitTimeout",
 ]

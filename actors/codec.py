@@ -15,6 +15,11 @@ The header is a msgpack array ``[version, kind, to, sender, corr, body]``:
 
 Bulk bytes never pass through msgpack: they ride as their own frames, so a 1 MiB
 chunk is never copied into or out of a serialised buffer.
+
+A message for a site the sender is not linked to travels as ROUTED: its body is
+``[dest, origin, hops, inner]``, ``inner`` being exactly the header the origin would
+have sent directly, and its payload frames follow untouched, so a relay decodes only
+this small wrapper and hands the frames on as it received them (``actors.io.relay``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import msgpack
 
 from actors.errors import CodecError, VersionMismatch
 
-PROTOCOL_VERSION = 2  # 2: FAIL says who raised (by_actor)
+PROTOCOL_VERSION = 3  # 2: FAIL says who raised (by_actor); 3: ROUTED and ROUTES
 
 #: A header larger than this is refused before it is unpacked.
 MAX_HEADER_SIZE = 64 * 1024
@@ -47,6 +52,8 @@ class Kind(enum.IntEnum):
     FAIL = 7  # body: [error_kind, text, by_actor]: the answering actor raised it, or the runtime
     PING = 8  # body: None; liveness
     BYE = 9  # body: reason text; the sender is stopping
+    ROUTED = 10  # body: [dest, origin, hops, inner header]; payload: the inner's, untouched
+    ROUTES = 11  # body: None; payload: one msgpack frame, [{site: hops}, {site: why withdrawn}]
 
 
 class Header(NamedTuple):
@@ -57,6 +64,23 @@ class Header(NamedTuple):
     sender: str = ""
     corr: int = 0
     body: Any = None
+
+
+class Routed(NamedTuple):
+    """The body of a ROUTED message: for ``dest``, from ``origin``, ``hops`` links so far."""
+
+    dest: str
+    origin: str
+    hops: int
+    inner: bytes
+
+
+def routed(body: Any) -> Routed | None:
+    """The :class:`Routed` a ROUTED body holds, or None if it is malformed."""
+    if (type(body) is list and len(body) == 4 and type(body[0]) is str
+            and type(body[1]) is str and type(body[2]) is int and type(body[3]) is bytes):
+        return _new(Routed, body)
+    return None
 
 
 class _ThreadPacker(threading.local):

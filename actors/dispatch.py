@@ -74,10 +74,16 @@ class Dispatcher:
     def on_batch_end(self) -> None:
         self._inbound.flush()
 
-    def on_peer_up(self, peer: str) -> None:
-        self._log.info("site %s: peer %s up", self._site_name, peer)
-        self._peers.set_up(peer)
-        self._notify(PeerUp(peer))
+    def on_peer_up(self, peer: str, via: str = "") -> None:
+        self._log.info("site %s: peer %s up%s", self._site_name, peer,
+                       f" through {via}" if via else "")
+        self._peers.set_up(peer, via)
+        self._notify(PeerUp(peer, via))
+
+    def on_route_moved(self, site: str, via: str) -> None:
+        """The routed ``site`` is reached through ``via`` now (the old relay still runs)."""
+        self._log.info("site %s: %s is reached through %s now", self._site_name, site, via)
+        self._peers.set_up(site, via)
 
     def on_peer_down(self, peer: str, reason: str, refused: bool) -> None:
         self._log.info("site %s: peer %s down: %s", self._site_name, peer, reason)
@@ -101,9 +107,15 @@ class Dispatcher:
     def on_peer_congested(self, peer: str, congested: bool) -> None:
         self._peers.set_congested(peer, congested)
 
+    def on_peer_connecting(self, peer: str, reason: str) -> None:
+        self._peers.still_connecting(peer, reason)
+
     def on_undeliverable(self, peer: str, header: bytes, error: ActorsError) -> None:
         try:
             decoded = codec.decode(header)
+            routed = codec.routed(decoded.body) if decoded.kind is Kind.ROUTED else None
+            if routed is not None and routed.origin == self._site_name:
+                peer, decoded = routed.dest, codec.decode(routed.inner)  # an ask of ours
         except CodecError:
             return
         if decoded.kind is Kind.ASK:

@@ -42,6 +42,11 @@ class SiteOptions:
         default_ask_timeout: the timeout of an ask that names none.
         hello_timeout: a peer that connected must say hello within this, or is dropped.
         curve: security settings (see ``actors.security``); None for plain links.
+        relay: forward messages between peers that are not linked to each other, and
+            announce to each peer the sites reachable through this one
+            (``actors.io.relay``); False: this site neither relays nor announces.
+        max_routes: sites reachable through relays that the site keeps in its table
+            (and the most one peer's announcement may name).
         keep_buffers: let glibc keep freed payload buffers (up to 8 MiB each, 16 MiB per
             arena) for reuse instead of returning them to the kernel and faulting them in
             again (``actors.process.keep_chunk_buffers``): a process-wide malloc setting,
@@ -67,6 +72,8 @@ class SiteOptions:
     default_ask_timeout: float = 30.0
     hello_timeout: float = 10.0
     curve: Any = None
+    relay: bool = True
+    max_routes: int = 1024
     keep_buffers: bool = True
 
     def __post_init__(self) -> None:
@@ -77,7 +84,7 @@ class SiteOptions:
         for name in ("backlog_warning", "max_pending_bytes", "max_peer_pending_bytes",
                      "max_unacked_bytes", "max_site_unacked_bytes", "max_arriving_bytes",
                      "max_peers", "max_peer_waiting_bytes", "max_waiting_bytes",
-                     "max_message_size"):
+                     "max_message_size", "max_routes"):
             value = getattr(self, name)
             if type(value) is not int or value <= 0:
                 raise ValueError(f"{name} must be positive (an int), not {value!r}")

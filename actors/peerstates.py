@@ -1,16 +1,17 @@
 """What a site knows of its peers, kept for the threads that send and wait.
 
-The I/O thread learns that a peer came up, was lost, or refused our link; app and
-actor threads read that before every send (one dict lookup while the peer is up)
-and wait on it in ``Site.wait_for``. A state is a kind and the reason behind it, so
-nothing parses strings. The actors that watch peers are kept here too.
+The I/O thread learns that a peer came up, was lost, or refused our link, and which
+sites it reaches through a relay (routed sites: the same states, with the linked peer
+they go through); app and actor threads read that before every send (one dict lookup
+while the peer is up) and wait on it in ``Site.wait_for``. A state is a kind and the
+reason behind it, so nothing parses strings. The actors that watch peers are kept here too.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import pykka
 
@@ -26,42 +27,72 @@ _CONGESTED: tuple[str, str] = (CONGESTED, "")
 _LIVE = (UP, CONGESTED)
 
 
+class PeerState(NamedTuple):
+    """What a site knows of another: ``kind`` (connecting, up, congested, lost or
+    refused), the reason behind it ("" when there is none; while connecting, what the
+    last attempt met), and ``via``, the linked peer a routed site is reached through
+    ("" for a site we are linked to)."""
+
+    kind: str
+    reason: str = ""
+    via: str = ""
+
+
 class PeerStates:
     """Each peer's state; the I/O thread writes it, any thread reads or waits on it."""
 
     def __init__(self, site_name: str, names: Iterable[str]) -> None:
         self._site_name = site_name
         self._states: dict[str, tuple[str, str]] = {name: _CONNECTING for name in names}
+        self._via: dict[str, str] = {}  # routed site -> the linked peer it goes through
         self._changed = threading.Condition()
 
     def connecting(self, name: str) -> None:
         """Know ``name`` as a peer being connected to (a known state stays)."""
         self._states.setdefault(name, _CONNECTING)
 
-    def set_up(self, name: str) -> None:
-        """``name`` said hello (or welcomed ours): messages to it go out."""
-        self._set(name, _UP)
+    def still_connecting(self, name: str, reason: str) -> None:
+        """An attempt to link to ``name`` failed for ``reason``; it goes on (a peer
+        being connected to only: one up, lost or refused keeps its state)."""
+        with self._changed:
+            state = self._states.get(name)
+            if state is not None and state[0] == CONNECTING and state[1] != reason:
+                self._states[name] = (CONNECTING, reason) if reason else _CONNECTING
+                self._changed.notify_all()
+
+    def set_up(self, name: str, via: str = "") -> None:
+        """``name`` said hello (or welcomed ours), or is reachable through the linked
+        peer ``via``: messages to it go out."""
+        with self._changed:
+            if via:
+                self._via[name] = via
+            else:
+                self._via.pop(name, None)
+            congested = bool(via) and self._states.get(via) is _CONGESTED
+            self._states[name] = _CONGESTED if congested else _UP
+            self._changed.notify_all()
 
     def set_down(self, name: str, reason: str, refused: bool) -> None:
         """``name`` went away (``refused``: it refused our link), for ``reason``."""
-        self._set(name, (REFUSED if refused else LOST, reason))
+        with self._changed:
+            self._via.pop(name, None)
+            self._states[name] = (REFUSED if refused else LOST, reason)
+            self._changed.notify_all()
 
     def set_congested(self, name: str, congested: bool) -> None:
-        """Senders to ``name`` must wait (``congested``) or may go on; an up peer only."""
+        """Senders to ``name`` (and to the sites routed through it) must wait
+        (``congested``) or may go on; up sites only."""
         with self._changed:
-            if self._states.get(name) in (_UP, _CONGESTED):
-                self._states[name] = _CONGESTED if congested else _UP
-                self._changed.notify_all()
+            for site in [name, *(s for s, via in self._via.items() if via == name)]:
+                if self._states.get(site) in (_UP, _CONGESTED):
+                    self._states[site] = _CONGESTED if congested else _UP
+            self._changed.notify_all()
 
     def forget(self, name: str) -> None:
         """Know ``name`` no more (it was down long enough, and we do not dial it)."""
         with self._changed:
             self._states.pop(name, None)
-            self._changed.notify_all()
-
-    def _set(self, name: str, state: tuple[str, str]) -> None:
-        with self._changed:
-            self._states[name] = state
+            self._via.pop(name, None)
             self._changed.notify_all()
 
     def is_up(self, name: str) -> bool:
@@ -84,7 +115,8 @@ class PeerStates:
                 self._changed.wait_for(lambda: self._states.get(name) is not _CONGESTED, wait)
                 state = self._states.get(name)
         if state is None:
-            raise UnknownSite(f"site {self._site_name} knows no site named {name!r}")
+            raise UnknownSite(f"site {self._site_name} knows no site named {name!r} (none is "
+                              "linked to it, nor reachable through a relay)")
         kind, reason = state
         if kind == REFUSED:
             raise PeerRefused(f"{name} refused: {reason}")
@@ -110,8 +142,21 @@ class PeerStates:
         return state is not None and state[0] in _LIVE
 
     def up(self) -> list[str]:
-        """Names of the peers up now, sorted."""
-        return sorted(name for name, state in list(self._states.items()) if state[0] in _LIVE)
+        """Names of the peers linked and up now, sorted (routed sites are not)."""
+        via = self._via
+        return sorted(name for name, state in list(self._states.items())
+                      if state[0] in _LIVE and name not in via)
+
+    def routes(self) -> dict[str, str]:
+        """Every site reachable now through a relay, and the linked peer it goes through."""
+        return dict(self._via)
+
+    def state(self, name: str) -> PeerState | None:
+        """What is known of ``name`` now (None: nothing)."""
+        with self._changed:
+            state = self._states.get(name)
+            via = self._via.get(name, "")
+        return PeerState(state[0], state[1], via) if state is not None else None
 
 
 class PeerWatchers:

@@ -26,14 +26,15 @@ from actors.delivery import SPAWNING, Acting, Delivery, LocalReply, Spawning, de
 from actors.asks import Asks
 from actors.codec import Kind
 from actors.dispatch import Dispatcher
-from actors.errors import AskTimeout, MessageTooLarge, SiteClosed, UnknownActor, WaitTimeout
+from actors.errors import (AskTimeout, MessageTooLarge, SiteClosed, UnknownActor, UnknownSite,
+                           WaitTimeout)
 from actors.io.frames import message_size
 from actors.addresses import valid_site_name
 from actors.io.thread import IOThread
 from actors.options import SiteOptions
 from actors.process import keep_chunk_buffers
 from actors.io.outbox import InboxBudget, Outbox
-from actors.peerstates import PeerStates, PeerWatchers
+from actors.peerstates import PeerState, PeerStates, PeerWatchers
 from actors.addresses import split_address
 from actors.refs import LocalRef, Ref
 from actors.registry import Registry
@@ -46,15 +47,22 @@ log = logging.getLogger(__name__)
 class Site:
     """Hosts actors under names and links them to the actors of other sites.
 
+    Sites it is not linked to are reached through the peers they share with it (a
+    route each peer announces, ``actors.io.relay``): ``tell``, ``ask``, ``wait_for`` and
+    the peer events work for them as for peers, and :meth:`routes` lists them.
+
     Args:
         name: this site's name; addresses of its actors are ``"name/actor"``.
         bind: an endpoint to accept peers on (``"tcp://127.0.0.1:0"`` picks a port).
         connect: peers to connect to, ``{site_name: endpoint}``.
+        routes: routes the app names, ``{site_name: peer}``: reach that site through that
+            linked peer, whatever the peers announce (see :meth:`route`).
         **options: see :class:`~actors.options.SiteOptions`.
     """
 
     def __init__(self, name: str, bind: str | None = None,
-                 connect: Mapping[str, str] | None = None, **options: Any) -> None:
+                 connect: Mapping[str, str] | None = None,
+                 routes: Mapping[str, str] | None = None, **options: Any) -> None:
         if not valid_site_name(name):
             raise ValueError(f"a site name is 1-200 characters without '/', not {name!r}")
         self.name = name
@@ -63,12 +71,16 @@ class Site:
         self._connect = dict(connect or {})
         for peer in self._connect:
             self._check_peer_name(peer)
+        self._routes = dict(routes or {})
+        for site, via in self._routes.items():
+            self._check_peer_name(site)
+            self._check_peer_name(via)
         self._registry = Registry()
         self._spawn_lock = threading.Lock()
         self._close_lock = threading.Lock()
         self._asks = Asks()
         self._watchers = PeerWatchers()
-        self._peer_states = PeerStates(name, self._connect)
+        self._peer_states = PeerStates(name, [*self._connect, *self._routes])
         self._acting = Acting()
         self._context: zmq.Context | None = None
         self._io: IOThread | None = None
@@ -91,7 +103,7 @@ class Site:
         inbox = f"inproc://actors-{self.name}-{uuid.uuid4().hex}"
         budget = InboxBudget(self.options.max_pending_bytes)
         self._io = IOThread(self.name, self._context, inbox, self._bind, self._connect,
-                            self.options, self._dispatcher, budget)
+                            self.options, self._dispatcher, budget, self._routes)
         self._outbox = Outbox(self._context, inbox, self.options.hwm, budget)
         self._io.start()
         if not self._io.ready.wait(timeout) or self._io.startup_error is not None:
@@ -244,8 +256,12 @@ class Site:
 
     # -- messages ----------------------------------------------------------------------
 
-    def tell(self, address: str, message: Any, payload: Sequence[Any] = ()) -> None:
+    def tell(self, address: str, message: Any, payload: Sequence[Any] = (),
+             via: str | None = None) -> None:
         """Send ``message`` (and raw payload frames) to an actor without waiting.
+
+        ``via``: the linked peer to reach the address's site through, for this message
+        and the next ones (as :meth:`route`); a site linked to us is reached directly.
 
         Raises:
             UnknownSite, PeerLost, PeerRefused: the address's site cannot be reached.
@@ -259,13 +275,17 @@ class Site:
             deliver(self._local(actor, address), Delivery(message, sender, _views(payload)),
                     None, address)
             return
+        if via is not None:
+            self._route_through(site, via)
         self._check_sendable(site, payload)
         header = codec.encode(Kind.TELL, actor, sender, 0, message)
         self._hand_over(site, header, payload)
 
     def ask(self, address: str, message: Any, *, timeout: float | None = None,
-            block: bool = True, payload: Sequence[Any] = ()) -> Any:
+            block: bool = True, payload: Sequence[Any] = (), via: str | None = None) -> Any:
         """Send ``message`` and wait for the actor's answer, or return a future of it.
+
+        ``via``: as for :meth:`tell`.
 
         Raises (or sets on the future):
             AskTimeout: no answer within ``timeout`` seconds.
@@ -282,6 +302,8 @@ class Site:
             delivery = Delivery(message, self._sender_address(), _views(payload), True)
             deliver(ref, delivery, LocalReply(future, address), address)
         else:
+            if via is not None:
+                self._route_through(site, via)
             self._check_sendable(site, payload)
             corr = self._asks.add(future, site, time.monotonic(), timeout, address)
             try:
@@ -356,19 +378,74 @@ class Site:
         outbox.wake()
         done.result(timeout)
 
+    def route(self, site: str, via: str | None, timeout: float = 5.0) -> None:
+        """Reach ``site`` through the linked peer ``via``, whatever the peers announce
+        (``via`` None: drop that route, and learn one again).
+
+        The route holds while ``via`` is linked and announces ``site`` (linked to it, or
+        reachable from it); otherwise the learned route is used. A site we are linked to
+        is reached over its own link.
+        """
+        self._check_peer_name(site)
+        if via is not None:
+            self._check_peer_name(via)
+        if via is None:
+            self._routes.pop(site, None)
+        else:
+            self._routes[site] = via
+            self._peer_states.connecting(site)
+        io, outbox = self._io, self._outbox
+        if io is None or outbox is None:
+            return
+        done = io.post(lambda: io.relay.route_named(site, via))
+        outbox.wake()
+        done.result(timeout)
+
+    def _route_through(self, site: str, via: str) -> None:
+        """A message's ``via=``: name the route once; later messages find it named.
+
+        Raises:
+            UnknownSite: ``via`` is not a peer linked to this site and up, or does not
+                reach ``site``.
+        """
+        if self._routes.get(site) == via:
+            return
+        state = self._peer_states.state(via)
+        if state is None or state.via or not self._peer_states.is_up(via):
+            raise UnknownSite(f"site {self.name} is not linked to {via!r}: no route to "
+                              f"{site!r} through it")
+        self.route(site, via)
+        state = self._peer_states.state(site)
+        if state is None or (state.via != via and state.via):
+            raise UnknownSite(f"{via} does not reach {site!r} (it announces no route to it)")
+
     def wait_for(self, name: str, timeout: float = 10.0) -> None:
-        """Return once the peer ``name`` is connected and has said hello.
+        """Return once the site ``name`` is linked and has said hello, or is reachable
+        through a relay.
 
         Raises:
             WaitTimeout: it did not within ``timeout`` seconds.
             PeerRefused: it refused our link.
         """
         if not self._peer_states.wait_up(name, timeout):
-            raise WaitTimeout(f"site {name} did not connect within {timeout:g} s")
+            state = self._peer_states.state(name)
+            why = f": {state.reason}" if state is not None and state.reason else ""
+            raise WaitTimeout(f"site {name} did not connect within {timeout:g} s{why}")
 
     def peers(self) -> list[str]:
-        """Names of the peers connected now."""
+        """Names of the peers linked to this site and up now (see :meth:`routes`)."""
         return self._peer_states.up()
+
+    def routes(self) -> dict[str, str]:
+        """The sites reachable now through a relay, each with the linked peer it goes
+        through."""
+        return self._peer_states.routes()
+
+    def state_of(self, name: str) -> PeerState | None:
+        """What this site knows of the site ``name`` now (None: nothing): connecting
+        (with what the last attempt met), up, congested, lost or refused (with why),
+        and the peer it is reached through if it is routed."""
+        return self._peer_states.state(name)
 
     def _check_peer_name(self, name: str) -> None:
         if not valid_site_name(name) or name == self.name:

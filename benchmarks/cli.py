@@ -1,4 +1,4 @@
-"""The command line: ``python -m benchmarks messages|push|pull|tree|wan|soak [options]``.
+"""The command line: ``python -m benchmarks messages|push|pull|relay|tree|wan|soak [options]``.
 
 Prints one table per scenario (and writes it as JSON with ``--json FILE``). With
 ``--curve``, push and pull compare zfs with CurveZMQ on against zfs over plain links
@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import messages, pull, push, tree
+from benchmarks import messages, pull, push, relay, tree
 from benchmarks.data import parse_size
 from benchmarks.options import Options, parse_counts
 from benchmarks.procs import BenchError
@@ -28,6 +28,7 @@ SCENARIOS: dict[str, Callable[[Options], Report]] = {
     "messages": messages.run,
     "push": push.run,
     "pull": pull.run,
+    "relay": relay.run,
     "tree": tree.run,
 }
 

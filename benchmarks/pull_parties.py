@@ -23,8 +23,10 @@ OWNER = "owner"
 
 
 def owner(params: dict[str, Any], link: Link) -> None:
-    """Share the file until the parent says quit."""
-    with actors.Site(OWNER, bind="tcp://127.0.0.1:0", **site_options(params, OWNER)) as site:
+    """Share the file until the parent says quit (linked to the sites of "connect", if
+    given: a relay)."""
+    with actors.Site(OWNER, bind="tcp://127.0.0.1:0", connect=params.get("connect"),
+                     **site_options(params, OWNER)) as site:
         tx = share(site, timeout=params["timeout"])
         rid = tx.add_file(params["path"])
         link.send(endpoint=site.endpoint, rid=rid)
@@ -33,9 +35,11 @@ def owner(params: dict[str, Any], link: Link) -> None:
 
 
 def recipient(params: dict[str, Any], link: Link) -> None:
-    """Connect to the owner; on "go", download the file, report, delete it."""
+    """Connect to the owner (or to the sites of "connect", which reach it: a relay); on
+    "go", download the file, report, delete it."""
     options = site_options(params, params["name"])
-    with actors.Site(params["name"], connect={OWNER: params["endpoint"]}, **options) as site:
+    connect = params.get("connect") or {OWNER: params["endpoint"]}
+    with actors.Site(params["name"], connect=connect, **options) as site:
         site.wait_for(OWNER, timeout=30)
         link.send(ready=True)
         link.recv()

@@ -33,7 +33,7 @@ def receiver(params: dict[str, Any], link: Link) -> None:
         got.update(done=time.monotonic(), file=received)
         done.set()
 
-    with actors.Site(params["name"], bind="tcp://127.0.0.1:0",
+    with actors.Site(params["name"], bind="tcp://127.0.0.1:0", connect=params.get("connect"),
                      **site_options(params, params["name"])) as site:
         register_receiver(site, channel=CHANNEL, topic=TOPIC, dest_dir=params["dest_dir"],
                           on_done=on_done)
@@ -53,16 +53,18 @@ def receiver(params: dict[str, Any], link: Link) -> None:
 
 
 def sender(params: dict[str, Any], link: Link) -> None:
-    """Connect to every receiver; on "go", push the file to all of them."""
+    """Connect to every receiver (or to the sites of "connect", which reach the receivers
+    named in "to": a relay); on "go", push the file to all of them."""
     targets: dict[str, str] = params["targets"]
+    to: list[str] = params.get("to") or list(targets)
     options = site_options(params, "sender")
     with actors.Site("sender", connect=targets, **options) as site:
-        for name in targets:
+        for name in to:
             site.wait_for(name, timeout=30)
         link.send(ready=True)
         link.recv()
         start = time.monotonic()
-        result = push_file(site, list(targets), params["path"], channel=CHANNEL, topic=TOPIC,
+        result = push_file(site, to, params["path"], channel=CHANNEL, topic=TOPIC,
                            chunk_size=params["chunk_size"], window_chunks=params["window"],
                            chunk_timeout=60.0, secure=bool(options),
                            swarm=params.get("swarm", False))

@@ -21,6 +21,7 @@ REFUSE_VERSION = "version"
 REFUSE_NAME = "name"
 REFUSE_BUSY = "busy"  # the name is connected: retried, as that connection may be dead
 REFUSE_AUTH = "auth"
+REFUSE_SECURITY = "security"  # one side speaks CURVE, the other not (told by ZeroMQ)
 
 
 def hello(site_name: str, incarnation: str) -> bytes:

@@ -9,6 +9,9 @@ Lifecycle of a peer link::
     down, not dialled, for FORGET_AFTER (or its place needed) -> forgotten
     REFUSE received (version, name, key)                  -> refused (final)
     REFUSE "busy" (our name is still connected there)      -> refused, hello again each beat
+    (dealer) the ZeroMQ handshake fails: the peer's key does not trust ours, or one side
+    speaks CURVE and the other not                         -> refused (final)
+    (dealer) each connect refused, nothing answers         -> still connecting, saying so
 
 One connection speaks for one site: a HELLO under another name on a connection that
 said hello already is refused and the connection cut (messages still arriving on it
@@ -37,7 +40,8 @@ from actors.codec import Header, Kind
 from actors.errors import ActorsError
 from actors.io.fds import peer_address, shut_down
 from actors.io.greeting import HelloDeadlines
-from actors.io.handshake import REFUSE_AUTH, REFUSE_BUSY, REFUSE_HELLO, REFUSE_NAME
+from actors.io.handshake import (REFUSE_AUTH, REFUSE_BUSY, REFUSE_HELLO, REFUSE_NAME,
+                                 REFUSE_SECURITY)
 from actors.options import SiteOptions
 from actors.io.peers import Peers, _Peer
 from actors.ratelog import LogLimit
@@ -51,6 +55,8 @@ _MAX_CUT = 1024
 
 # Module constants: reading an enum member off its class costs more, once per message.
 _HELLO, _BYE, _REFUSE, _WELCOME = Kind.HELLO, Kind.BYE, Kind.REFUSE, Kind.WELCOME
+_ROUTED, _ROUTES = Kind.ROUTED, Kind.ROUTES
+_MECHANISM_MISMATCH = zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
 #: The kinds a peer's site handles (the rest are the link's own).
 _FOR_THE_SITE = frozenset((Kind.TELL, Kind.ASK, Kind.REPLY, Kind.FAIL))
 
@@ -60,7 +66,7 @@ class LinkHandler(Protocol):
 
     def on_message(self, peer: str, header: Header, payload: list[zmq.Frame]) -> None: ...
 
-    def on_peer_up(self, peer: str) -> None: ...
+    def on_peer_up(self, peer: str, via: str = "") -> None: ...
 
     def on_peer_down(self, peer: str, reason: str, refused: bool) -> None: ...
 
@@ -74,7 +80,22 @@ class LinkHandler(Protocol):
 
     def on_peer_congested(self, peer: str, congested: bool) -> None: ...
 
+    def on_peer_connecting(self, peer: str, reason: str) -> None: ...
+
     def on_tick(self, now: float) -> None: ...
+
+
+class Router(Protocol):
+    """Routes through peers (``actors.io.relay.Relay``): told of links up and down, it
+    handles the routed kinds."""
+
+    def peer_up(self, peer: str) -> None: ...
+
+    def peer_down(self, peer: str, reason: str) -> None: ...
+
+    def on_routed(self, peer: str, header: Header, payload: list[zmq.Frame]) -> None: ...
+
+    def on_announced(self, peer: str, header: Header, payload: list[zmq.Frame]) -> None: ...
 
 
 class Wire(Protocol):
@@ -104,6 +125,7 @@ class LinkLifecycle:
         self._peers = peers
         self._handler = handler
         self._wire = wire
+        self.router: Router | None = None  # set once the relay exists
         self._greeting = HelloDeadlines(options.hello_timeout)
         self._cut: dict[bytes, int | None] = {}  # routing id -> descriptor, of cut connections
         self._to_shut: list[tuple[int, object]] = []  # (descriptor, peer address)
@@ -298,6 +320,10 @@ class LinkLifecycle:
                                  self.site_name, peer.name, header.sender)
                 return
             self._handler.on_message(peer.name, header, payload)
+        elif kind is _ROUTED and self.router is not None:
+            self.router.on_routed(peer.name, header, payload)
+        elif kind is _ROUTES and self.router is not None:
+            self.router.on_announced(peer.name, header, payload)
         elif kind is _BYE:
             self.peer_down(peer, f"peer stopped ({header.body})")
 
@@ -323,10 +349,17 @@ class LinkLifecycle:
             if peer.connected_once:
                 self._wire.send_hello(peer)
             peer.connected_once = True
+            if not peer.up:
+                self._handler.on_peer_connecting(peer.name, "")
         elif event == zmq.EVENT_DISCONNECTED:
             self.peer_down(peer, "connection lost")
+        elif event == zmq.EVENT_CONNECT_RETRIED and not peer.up and peer.dealer_fd is None:
+            self._handler.on_peer_connecting(peer.name, f"nothing accepts connections at "
+                                             f"{peer.endpoint} (retrying)")
         elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             self._on_refused(peer, [REFUSE_AUTH, "the peer does not trust this site's key"])
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == _MECHANISM_MISMATCH:
+            self._on_refused(peer, [REFUSE_SECURITY, _mismatch(self._options)])
 
     # -- liveness ----------------------------------------------------------------
 
@@ -336,6 +369,8 @@ class LinkLifecycle:
         if not peer.up:
             peer.up = True
             self._handler.on_peer_up(peer.name)
+            if self.router is not None:
+                self.router.peer_up(peer.name)
 
     def peer_down(self, peer: _Peer, reason: str, refused: bool = False) -> None:
         """``peer`` is gone (or refused us): drop its backlog and tell the site."""
@@ -348,6 +383,8 @@ class LinkLifecycle:
             peer.up = False
             peer.down_at = time.monotonic()
             self._handler.on_peer_down(peer.name, reason, refused)
+            if self.router is not None:
+                self.router.peer_down(peer.name, reason)
 
     def beat(self, now: float) -> None:
         """Drop silent connections and peers, retry refused hellos, ping idle links,
@@ -371,6 +408,14 @@ class LinkLifecycle:
             elif now - peer.last_sent >= self._options.heartbeat_interval and not peer.pending:
                 ping = ping or codec.encode(Kind.PING, sender=self.site_name)
                 self._wire.try_send(peer, [ping])
+
+
+def _mismatch(options: SiteOptions) -> str:
+    """Why a link failed whose two ends disagree on security (ZMTP's mechanism)."""
+    if options.curve is None:
+        return ("it requires keys: its links are encrypted with CURVE, and this site has "
+                "no keys")
+    return "it runs without keys (plain links), and this site requires CURVE"
 
 
 def _same_connection(peer: _Peer, head: Any) -> bool:

@@ -7,7 +7,9 @@ Two limits keep backlogs from growing without bound: past ``max_peer_pending_byt
 for one peer, the site marks it congested and senders to it (only) wait; past
 ``max_pending_bytes`` for all peers, the I/O thread stops taking messages from every
 sender until the backlogs halve. Whatever empties the backlogs (sends, a peer lost,
-cut or forgotten) lets the waiting senders go on at once.
+cut or forgotten) lets the waiting senders go on at once. A message for a site we are
+not linked to (or whose link is down) goes to the next hop of its route, wrapped
+(``actors.io.relay``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from actors.io.frames import NOBLOCK, NOBLOCK_MORE, message_size, send_first, se
 from actors.io.links import LinkHandler, LinkLifecycle
 from actors.io.outflow import Outflow
 from actors.io.peers import Peers, _Peer
+from actors.io.relay import Relay
 from actors.options import SiteOptions
 
 log = logging.getLogger(__name__)
@@ -52,10 +55,18 @@ class Outbound:
         self._congested: set[_Peer] = set()
         self.router: zmq.Socket | None = None  # the site's ROUTER, once bound
         self.links: LinkLifecycle | None = None  # set once the lifecycle exists
+        self.relay: Relay | None = None  # set once the relay exists
 
     def send(self, name: str, frames: Sequence[Any]) -> None:
-        """Send a message to a peer now, or queue it behind that peer's backlog."""
+        """Send a message to a peer now, or queue it behind that peer's backlog; one for
+        a site routed through a peer goes to that peer, wrapped."""
         peer = self._peers.get(name)
+        relay = self.relay
+        if (peer is None or not peer.up) and relay is not None:
+            via = relay.via(name)
+            if via is not None:
+                self.send(via, relay.wrap(name, frames))
+                return
         if peer is None or (peer.dealer is None and peer.routing_id is None):
             self._handler.on_undeliverable(name, _frame_bytes(frames[0]),
                                            UnknownSite(f"{name}: unknown site"))

@@ -13,7 +13,8 @@ The poll loop and the sockets live here; sending and backlogs in
 ``actors.io.outbound``, the rules of the handshake in ``actors.io.handshake``, the
 peer table and backlog in ``actors.io.peers``, the bound on messages still arriving
 in ``actors.io.intake``, socket options in ``actors.io.sockets``, calls from other
-threads in ``actors.io.calls``.
+threads in ``actors.io.calls``; routes to sites we are not linked to, and relaying for
+our peers, in ``actors.io.relay``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Protocol
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -43,10 +44,17 @@ from actors.io.outbound import Outbound
 from actors.options import SiteOptions
 from actors.io.outbox import InboxBudget, read_inbox
 from actors.io.peers import Peers, _Peer
+from actors.io.relay import Relay, RouteHandler
 
 __all__ = ["IOThread"]
 
 log = logging.getLogger(__name__)
+
+
+class Handler(LinkHandler, RouteHandler, Protocol):
+    """What the I/O thread tells its site: of links (``LinkHandler``) and of routes
+    (``actors.io.relay.RouteHandler``)."""
+
 
 #: Messages read from one socket before the loop looks at the others.
 _BATCH = 256
@@ -57,7 +65,8 @@ class IOThread(threading.Thread):
 
     def __init__(self, site_name: str, context: zmq.Context, inbox_endpoint: str,
                  bind: str | None, connect: dict[str, str], options: SiteOptions,
-                 handler: LinkHandler, inbox_budget: InboxBudget) -> None:
+                 handler: Handler, inbox_budget: InboxBudget,
+                 routes: dict[str, str] | None = None) -> None:
         super().__init__(name=f"actors-io-{site_name}", daemon=True)
         self.site_name = site_name
         self.incarnation = uuid.uuid4().hex
@@ -66,6 +75,7 @@ class IOThread(threading.Thread):
         self._inbox_budget = inbox_budget
         self._bind = bind
         self._initial_connect = dict(connect)
+        self._initial_routes = dict(routes or {})
         self._options = options
         self._handler = handler
         self._peers = Peers()
@@ -76,6 +86,8 @@ class IOThread(threading.Thread):
         self._links = LinkLifecycle(site_name, self.incarnation, options, self._peers,
                                     handler, self)
         self._out.links = self._links
+        self.relay = Relay(site_name, options, self._peers, handler, self._out)
+        self._out.relay = self._links.router = self.relay
         self._log = self._links.log
         self._roles: dict[zmq.Socket, tuple[str, _Peer | None]] = {}
         self._poller = zmq.Poller()
@@ -114,6 +126,8 @@ class IOThread(threading.Thread):
             self._bind_router(self._bind)
         for name, endpoint in self._initial_connect.items():
             self._connect(name, endpoint)
+        for site, via in self._initial_routes.items():
+            self.relay.route_named(site, via)
 
     def _loop(self) -> None:
         while not self._stopping:
@@ -126,6 +140,8 @@ class IOThread(threading.Thread):
                 except Exception:  # one bad message must not end the site's I/O
                     self._log.error("site %s: error handling %s input; going on",
                                     self.site_name, role, exc_info=True)
+            if self.relay.pending:  # after the reads: a new peer has had its welcome
+                self.relay.flush()
             if self._peers.pending_bytes or self._out.paused:
                 self._out.flush()
             now = time.monotonic()
@@ -182,7 +198,8 @@ class IOThread(threading.Thread):
             raise ValueError(f"site {name!r} is already connected by this site")
         dealer = sockets.new_dealer(self._context, self._options, self.site_name, name)
         monitor = dealer.get_monitor_socket(
-            zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+            zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED
+            | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
         dealer.connect(endpoint)
         peer.dealer, peer.monitor, peer.refused, peer.endpoint = dealer, monitor, None, endpoint
         # The monitor first, as for the ROUTER: an old connection's disconnect must be

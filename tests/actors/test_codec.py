@@ -30,16 +30,19 @@ def test_every_header_round_trips(kind: Kind, to: str, sender: str, corr: int,
 
 
 EXACT = [
-    (Header(Kind.HELLO, body=["alpha", "i1"]), "960201a0a00092a5616c706861a26931"),
-    (Header(Kind.WELCOME, body=["beta", "i2"]), "960202a0a00092a462657461a26932"),
-    (Header(Kind.REFUSE, body=["name", "taken"]), "960203a0a00092a46e616d65a574616b656e"),
-    (Header(Kind.TELL, "echo", "a/b", 0, {"x": 1}), "960204a46563686fa3612f620081a17801"),
-    (Header(Kind.ASK, "echo", "a", 7, [1, 2]), "960205a46563686fa16107920102"),
-    (Header(Kind.REPLY, "", "b/echo", 7, "ok"), "960206a0a6622f6563686f07a26f6b"),
+    (Header(Kind.HELLO, body=["alpha", "i1"]), "960301a0a00092a5616c706861a26931"),
+    (Header(Kind.WELCOME, body=["beta", "i2"]), "960302a0a00092a462657461a26932"),
+    (Header(Kind.REFUSE, body=["name", "taken"]), "960303a0a00092a46e616d65a574616b656e"),
+    (Header(Kind.TELL, "echo", "a/b", 0, {"x": 1}), "960304a46563686fa3612f620081a17801"),
+    (Header(Kind.ASK, "echo", "a", 7, [1, 2]), "960305a46563686fa16107920102"),
+    (Header(Kind.REPLY, "", "b/echo", 7, "ok"), "960306a0a6622f6563686f07a26f6b"),
     (Header(Kind.FAIL, "", "b/echo", 7, ["ValueError", "no", True]),
-     "960207a0a6622f6563686f0793aa56616c75654572726f72a26e6fc3"),
-    (Header(Kind.PING, "", "a"), "960208a0a16100c0"),
-    (Header(Kind.BYE, "", "a", 0, "stopping"), "960209a0a16100a873746f7070696e67"),
+     "960307a0a6622f6563686f0793aa56616c75654572726f72a26e6fc3"),
+    (Header(Kind.PING, "", "a"), "960308a0a16100c0"),
+    (Header(Kind.BYE, "", "a", 0, "stopping"), "960309a0a16100a873746f7070696e67"),
+    (Header(Kind.ROUTED, "", "server", 0, ["c2", "c1", 1, b"\x01"]),
+     "96030aa0a67365727665720094a26332a2633101c40101"),
+    (Header(Kind.ROUTES, "", "server"), "96030ba0a673657276657200c0"),
 ]
 
 

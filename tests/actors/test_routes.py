@@ -82,12 +82,19 @@ def test_only_the_peer_on_the_route_vouches_for_an_origin() -> None:
     assert not c3.vouches("c2", "c1")       # c2 does not lead to c1: a forged origin
 
 
-def test_a_named_route_wins() -> None:
+def test_a_named_route_wins_while_its_peer_reaches_the_site() -> None:
     a = Routes("a")
     a.peer_up("b")
     a.peer_up("c")
     a.announced("b", {"x": 1})
+    a.announced("c", {"x": 2})
     a.route_named("x", "c")
+    assert a.via("x") == "c"                # the longer route, as the app asked
+    a.announced("c", {})
+    assert a.via("x") == "b"                # c reaches x no more: the learned route
+    a.announced("b", {})
+    assert a.via("x") is None               # a named route keeps no vanished site alive
+    a.announced("c", {"x": 2})
     assert a.via("x") == "c"
 
 

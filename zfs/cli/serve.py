@@ -38,7 +38,8 @@ def _log_downloaded(rid: str, to_site: str, status: str, file_name: str) -> None
 
 
 def _announce(s: actors.Site, files: Sequence[str], settings: config.Settings,
-              stop: threading.Event | None) -> tuple[Any, list[str]]:
+              stop: threading.Event | None,
+              peers: dict[str, str] | None = None) -> tuple[Any, list[str]]:
     """Share ``files`` (and folders) in one transaction; print their RIDs and
     ready-to-paste pulls. RIDs are derived from the user's RID secret: the same path
     shared again, after a restart, gets the same RID.
@@ -67,8 +68,11 @@ def _announce(s: actors.Site, files: Sequence[str], settings: config.Settings,
     for rid, path in rids:
         click.echo(f"RID {rid}  {path}")
     click.echo("download with:")
+    # A site that does not listen is reached through the sites it links to (a relay).
+    where = (f"{s.name}={s.endpoint}" if s.endpoint or not peers else
+             f"{s.name} --connect {next(iter(peers))}={next(iter(peers.values()))}")
     for rid, _path in rids:
-        click.echo(f"  zfs-stream pull {rid} --from {s.name}={s.endpoint}")
+        click.echo(f"  zfs-stream pull {rid} --from {where}")
     sys.stdout.flush()
     return tx, expired
 
@@ -165,8 +169,9 @@ def site(common: Common, connects: Sequence[str], receives: Sequence[str],
     for path in shares:
         check_path(path)
     arrivals = _Arrivals()
+    peers = _peers(connects)
     with _until_signal() as stop, \
-            _site(settings.name, settings, settings.bind, _peers(connects)) as s:
+            _site(settings.name, settings, settings.bind, peers) as s:
         for channel, topic, dest in plan:
             register_receiver(s, channel=channel, topic=topic, dest_dir=dest,
                               on_done=arrivals.done, on_chunk=arrivals.chunk)
@@ -178,7 +183,7 @@ def site(common: Common, connects: Sequence[str], receives: Sequence[str],
         if settings.bwlimit and not shares:
             log.info("--bwlimit caps what this site sends to those who pull its --share "
                      "files; it shares none")
-        tx, expired = _announce(s, shares, settings, None) if shares else (None, [])
+        tx, expired = _announce(s, shares, settings, None, peers) if shares else (None, [])
         while not stop.wait(0.5):
             pass
         log.info("site %s stopping", s.name)

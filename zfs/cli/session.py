@@ -2,9 +2,10 @@
 
 A command starts one site (with CURVE when a keys folder is set), waits for its peers,
 and waits on its transfer; a signal sets an event that ends each wait at once, and the
-site is stopped however the command ends. A peer that does not answer is probed
-(:mod:`zfs.cli.probe`), so the error says whether nothing listens there or a site
-whose security differs from ours.
+site is stopped however the command ends. A peer that does not answer is explained
+from what the runtime met (nothing listening there, or a site whose security differs
+from ours: ZeroMQ's handshake tells); a site reached through a relay is waited for
+until a route to it is announced.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -25,10 +26,7 @@ import click
 import actors
 from zfs.cli import settings as config
 from zfs.cli.errors import Interrupted
-from zfs.cli.probe import Finding, probe
 
-#: Seconds a peer may stay silent before we look at what listens at its endpoint.
-_PROBE_AFTER = 1.0
 _OTHER_SITE = re.compile(r"the site at that endpoint is '([^']*)'")
 
 
@@ -88,67 +86,74 @@ def _site(name: str, settings: config.Settings, bind: str | None = None,
 
 def _wait_for(site: actors.Site, peers: dict[str, str], settings: config.Settings,
               stop: threading.Event, flag: str = "--connect",
-              gone: str = "is it running?") -> None:
-    """Wait until every peer said hello; Ctrl-C (``stop``) ends the wait at once.
+              gone: str = "is it running?", routed: Sequence[str] = ()) -> None:
+    """Wait until every peer said hello, then until every ``routed`` site is reachable
+    through them (a relay announced it); Ctrl-C (``stop``) ends the wait at once.
 
     Args:
         flag: the option that said where the peers listen (named in hints).
         gone: what to suggest when nothing listens at a peer's endpoint.
+        routed: sites reached through the peers, not linked to.
     """
-    started = time.monotonic()
-    deadline = started + settings.connect_timeout
+    deadline = time.monotonic() + settings.connect_timeout
     for name, endpoint in peers.items():
-        probed = False
-        while True:
-            try:
-                site.wait_for(name, timeout=min(0.25, max(0.0, deadline - time.monotonic())))
-                break
-            except actors.WaitTimeout:
-                if stop.is_set():
-                    raise Interrupted(f"interrupted while waiting for site {name}") from None
-                now = time.monotonic()
-                if not probed and now - started >= _PROBE_AFTER:
-                    probed = True
-                    _check_security(name, endpoint, probe(endpoint), settings)
-                if now >= deadline:
-                    raise click.ClickException(
-                        _unreachable(name, endpoint, probe(endpoint), settings, gone)) from None
-            except actors.PeerRefused as err:
-                raise click.ClickException(_refused(site.name, name, endpoint, err, flag)) from None
+        if not _wait_one(site, name, deadline, stop, f"{flag} {name}={endpoint}"):
+            raise click.ClickException(_unreachable(site, name, endpoint, settings, gone))
+    for name in routed:
+        if not _wait_one(site, name, deadline, stop, f"--connect {name}=ENDPOINT"):
+            raise click.ClickException(
+                f"cannot reach site {name} through {', '.join(peers)}: no route to it "
+                f"within {settings.connect_timeout:g} s ({gone}; is it linked to "
+                f"{', '.join(peers)}?)")
 
 
-def _check_security(name: str, endpoint: str, finding: Finding,
-                    settings: config.Settings) -> None:
-    """Fail at once when the peer's greeting shows security other than ours."""
-    if finding is Finding.CURVE and settings.keys_dir is None:
-        raise click.ClickException(
-            f"cannot link to site {name} at {endpoint}: it requires keys (its links are "
-            "encrypted with CURVE); give this command --keys DIR and --name NAME of a "
-            f"keypair that {name} trusts (see 'zfs-stream keys')")
-    if finding is Finding.PLAIN and settings.keys_dir is not None:
-        raise click.ClickException(
-            f"cannot link to site {name} at {endpoint}: it runs without keys (plain links) "
-            f"and this command has keys; start {name} with --keys too, or drop --keys here")
+def _wait_one(site: actors.Site, name: str, deadline: float, stop: threading.Event,
+              where: str) -> bool:
+    """Wait until ``name`` is up (linked, or routed); False once ``deadline`` passed.
+
+    A peer that refuses us (or whose security differs from ours: the runtime tells,
+    from the ZeroMQ handshake) fails at once, with what to do about it.
+    """
+    while True:
+        try:
+            site.wait_for(name, timeout=min(0.25, max(0.0, deadline - time.monotonic())))
+            return True
+        except actors.WaitTimeout:
+            if stop.is_set():
+                raise Interrupted(f"interrupted while waiting for site {name}") from None
+            if time.monotonic() >= deadline:
+                return False
+        except actors.PeerRefused as err:
+            raise click.ClickException(_refused(site.name, name, err, where)) from None
 
 
-def _unreachable(name: str, endpoint: str, finding: Finding, settings: config.Settings,
+def _unreachable(site: actors.Site, name: str, endpoint: str, settings: config.Settings,
                  gone: str) -> str:
-    """The error line for a peer that never said hello."""
-    _check_security(name, endpoint, finding, settings)
-    if finding is Finding.NOTHING:
+    """The error line for a peer that never said hello (what the last attempt met)."""
+    state = site.state_of(name)
+    if state is not None and "nothing accepts connections" in state.reason:
         return f"cannot reach site {name} at {endpoint}: nothing listens there ({gone})"
     hint = "; does it trust our key, and we its?" if settings.keys_dir else ""
     return (f"cannot reach site {name} at {endpoint} (no answer within "
             f"{settings.connect_timeout:g} s{hint})")
 
 
-def _refused(me: str, name: str, endpoint: str, err: actors.PeerRefused, flag: str) -> str:
+def _refused(me: str, name: str, err: actors.PeerRefused, where: str) -> str:
     """The error line for a peer that turned our link down, with what to do about it."""
     text = str(err)
+    endpoint = where.rpartition("=")[2]
     other = _OTHER_SITE.search(text)
     if other:
         return (f"at {endpoint} listens site {other.group(1)!r}, not {name!r}: check "
-                f"{flag} {name}=ENDPOINT")
+                f"{where.partition('=')[0]}=ENDPOINT")
+    if "requires keys" in text:
+        return (f"cannot link to site {name} at {endpoint}: it requires keys (its links are "
+                "encrypted with CURVE); give this command --keys DIR and --name NAME of a "
+                f"keypair that {name} trusts (see 'zfs-stream keys')")
+    if "runs without keys" in text:
+        return (f"cannot link to site {name} at {endpoint}: it runs without keys (plain "
+                f"links) and this command has keys; start {name} with --keys too, or drop "
+                "--keys here")
     if "already connected" in text:
         return (f"cannot link to site {name} at {endpoint}: {text} (another command runs "
                 f"as site {me!r}: give this one another --name)")

@@ -77,16 +77,17 @@ def push(common: Common, file: str, to: str, connects: Sequence[str], as_name: s
     again, and a push interrupted and run again resumes.
     """
     settings = _settings(common, **options)
-    targets = _targets(to, _peers(connects))
+    peers = _peers(connects)
+    targets = _targets(to, peers)
     if os.path.isdir(file) and file not in STDIN:
-        _push_tree(file, targets, settings, dry_run, as_json, no_clobber, not no_skip)
+        _push_tree(file, targets, peers, settings, dry_run, as_json, no_clobber, not no_skip)
         return
     if no_clobber:
         raise click.ClickException("--no-clobber applies to folders only in push")
     name, size = _source(file, as_name)
     with _until_signal() as stop, \
-            _site(site_name(settings, "push-"), settings, None, targets) as s:
-        _wait_for(s, targets, settings, stop)
+            _site(site_name(settings, "push-"), settings, None, peers) as s:
+        _wait_for(s, peers, settings, stop, routed=_routed(targets, peers))
         answers = check_targets(s, list(targets), settings.channel, settings.topic, name, size)
         if dry_run:
             _push_plan(as_json, name, size, settings, targets, answers)
@@ -104,15 +105,16 @@ def push(common: Common, file: str, to: str, connects: Sequence[str], as_name: s
             f"{': ' + result.note if result.note else ''})")
 
 
-def _push_tree(folder: str, targets: dict[str, str], settings: config.Settings,
-               dry_run: bool, as_json: bool, no_clobber: bool, skip: bool) -> None:
+def _push_tree(folder: str, targets: dict[str, str], peers: dict[str, str],
+               settings: config.Settings, dry_run: bool, as_json: bool, no_clobber: bool,
+               skip: bool) -> None:
     """Push a folder: its targets checked first, as for a file."""
     if not os.access(folder, os.R_OK | os.X_OK):
         raise click.ClickException(f"cannot read folder: {folder}")
     name = os.path.basename(os.path.abspath(folder))
     with _until_signal() as stop, \
-            _site(site_name(settings, "push-"), settings, None, targets) as s:
-        _wait_for(s, targets, settings, stop)
+            _site(site_name(settings, "push-"), settings, None, peers) as s:
+        _wait_for(s, peers, settings, stop, routed=_routed(targets, peers))
         answers = check_targets(s, list(targets), settings.channel, settings.topic, name, None)
         if dry_run:
             _push_plan(as_json, name + "/", None, settings, targets, answers)
@@ -122,15 +124,23 @@ def _push_tree(folder: str, targets: dict[str, str], settings: config.Settings,
 
 
 def _targets(to: str, peers: dict[str, str]) -> dict[str, str]:
-    """The sites of ``--to``, in order, with where each listens."""
+    """The sites of ``--to``, in order, with where each listens ("through SITE" for one
+    reached through the sites of ``--connect``, such as a server its clients share)."""
     targets = list(dict.fromkeys(t.strip() for t in to.split(",") if t.strip()))
     if not targets:
         raise click.ClickException("--to names no site")
     for target in targets:
-        if target not in peers:
+        if target not in peers and not peers:
             raise click.ClickException(f"unknown site {target}: say where it listens with "
-                                       f"--connect {target}=ENDPOINT")
-    return {target: peers[target] for target in targets}
+                                       f"--connect {target}=ENDPOINT (or where a site that "
+                                       "reaches it does)")
+    through = f"through {', '.join(peers)}"
+    return {target: peers.get(target, through) for target in targets}
+
+
+def _routed(sites: dict[str, str], peers: dict[str, str]) -> list[str]:
+    """The sites of ``sites`` that are reached through ``peers``, not linked to."""
+    return [site for site in sites if site not in peers]
 
 
 def _send(s: actors.Site, file: str, name: str, size: Optional[int], targets: list[str],
@@ -202,8 +212,11 @@ def _push_plan(as_json: bool, name: str, size: Optional[int], settings: config.S
 
 @click.command()
 @click.argument("rid")
-@click.option("--from", "source", required=True, metavar="SITE=ENDPOINT",
-              help="The owner site and where it listens.")
+@click.option("--from", "source", required=True, metavar="SITE[=ENDPOINT]",
+              help="The owner site and where it listens (just SITE: reached through "
+                   "--connect).")
+@click.option("--connect", "connects", multiple=True, metavar="SITE=ENDPOINT",
+              help="A site to link to that reaches the owner (repeat).")
 @_setting("out_dir", "Folder to download into.")
 @_setting("chunk_size", "Bytes per request, e.g. 1MiB.")
 @_setting("window_chunks", "Requests in flight.")
@@ -218,16 +231,17 @@ def _push_plan(as_json: bool, name: str, size: Optional[int], settings: config.S
 @_DRY_RUN
 @_JSON
 @click.pass_obj
-def pull(common: Common, rid: str, source: str, dry_run: bool, as_json: bool,
-         no_clobber: bool, no_skip: bool, **options: Any) -> None:
+def pull(common: Common, rid: str, source: str, connects: Sequence[str], dry_run: bool,
+         as_json: bool, no_clobber: bool, no_skip: bool, **options: Any) -> None:
     """Download the file (or folder) RID from its owner; run it again after an
     interruption to resume."""
     settings = _settings(common, **options)
-    owner, endpoint = next(iter(_peers([source], "--from").items()))
+    owner, peers, routed = _owner(source, _peers(connects))
     out = settings.out_dir
     with _until_signal() as stop, \
-            _site(site_name(settings, "pull-"), settings, None, {owner: endpoint}) as s:
-        _wait_for(s, {owner: endpoint}, settings, stop, flag="--from", gone=_SHARE_GONE)
+            _site(site_name(settings, "pull-"), settings, None, peers) as s:
+        _wait_for(s, peers, settings, stop, flag="--connect" if routed else "--from",
+                  gone=_SHARE_GONE, routed=routed)
         info = file_info(s, owner, rid, settings.request_timeout)
         if isinstance(info, wire.TreeInfo):
             if dry_run:
@@ -251,6 +265,20 @@ def pull(common: Common, rid: str, source: str, dry_run: bool, as_json: bool,
                 _remove_if_empty(out)
             raise
     _report(as_json, record, _pulled(record, owner))
+
+
+def _owner(source: str, peers: dict[str, str]) -> tuple[str, dict[str, str], list[str]]:
+    """``--from``'s owner, the sites to link to, and the owner again if it is reached
+    through them (``--from SITE`` with ``--connect``) rather than linked to."""
+    if "=" in source:
+        owner, endpoint = next(iter(_peers([source], "--from").items()))
+        return owner, {**peers, owner: endpoint}, []
+    owner = source.strip()
+    if not peers:
+        raise click.ClickException(f"--from {owner}: say where it listens (--from "
+                                   f"{owner}=ENDPOINT), or link to a site that reaches it "
+                                   "(--connect SITE=ENDPOINT)")
+    return owner, peers, [] if owner in peers else [owner]
 
 
 def _pulled(record: dict[str, Any], owner: str) -> str:

@@ -1,7 +1,10 @@
 """NVIDIA FLARE's file streaming calls over zfs, for code ported from NVFlare line by line.
 
 Where FLARE takes an ``fl_ctx`` or a ``cell``, pass the ``actors.Site``; where it takes
-an FQCN or a target name, pass a site name.
+an FQCN or a target name, pass a site name. A FLARE-like dotted FQCN of a site cell,
+``"server.client1"``, names its last part, the site ``client1`` (reached directly or
+through a relay, as zfs routes), unless the whole name is a site this site knows. FLARE's
+job cells (``"client1.<job id>"``) have no twin here: pass the site's name.
 
 Push, ``FileStreamer``: a stream context is a plain dict (msgpack-able) that travels
 with the file::
@@ -52,6 +55,14 @@ StreamContext = Dict[str, Any]
 
 DEFAULT_CHUNK_SIZE = 1 << 20
 DEFAULT_CHUNK_TIMEOUT = 30.0
+
+
+def _site_of(cell: actors.Site, fqcn: str) -> str:
+    """The site an FQCN names: ``"server.client1"`` -> ``"client1"``, unless this site
+    knows a site by the whole dotted name (site names may hold dots)."""
+    if "." not in fqcn or cell.state_of(fqcn) is not None:
+        return fqcn
+    return fqcn.rpartition(".")[2] or fqcn
 
 
 class ReturnCode:
@@ -140,8 +151,10 @@ class FileStreamer:
         Returns:
             ``(ReturnCode.OK, True)``, or ``(ReturnCode.ERROR, False)`` on any failure.
         """
+        names = [targets] if isinstance(targets, str) else list(targets)
         try:
-            push_file(fl_ctx, targets, file_name, channel=channel, topic=topic,
+            push_file(fl_ctx, [_site_of(fl_ctx, name) for name in names], file_name,
+                      channel=channel, topic=topic,
                       context=dict(stream_ctx or {}),
                       chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
                       chunk_timeout=chunk_timeout or DEFAULT_CHUNK_TIMEOUT, secure=secure,
@@ -237,7 +250,7 @@ def download_file(from_fqcn: str, ref_id: str, per_request_timeout: float, cell:
         ``(None, full_path)`` on success, else ``(error_message, None)``.
     """
     try:
-        path = download(cell, from_fqcn, ref_id, location,
+        path = download(cell, _site_of(cell, from_fqcn), ref_id, location,
                         request_timeout=per_request_timeout, abort_signal=abort_signal,
                         secure=secure).path
     except (ZfsError, ActorsError, OSError) as err:

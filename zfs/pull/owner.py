@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import actors
-from zfs.errors import FileChanged, SourceMissing, TransactionExpired, TransferAborted, ZfsError
+from zfs.errors import FileChanged, SourceMissing, TransactionExpired, ZfsError
 from zfs.buffers import BufferPool
-from zfs.files import ChunkSource, Digest, digest_range
+from zfs.files import ChunkSource, Digest
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, LocalProtocolError
 from zfs.protocol.pull import owner as core
-from zfs.protocol.tree.layout import pack_digests
+from zfs.pull.digests import (digest_of, digest_of_digests, in_the_background, range_digest,
+                              tree_digests)
 from zfs.shell import Paced, PaceWake, Shell, run_callback
 from zfs.supervisor import Tick, report_crash, unsupervise, watch_time
 from zfs.tree.source import TreeSource
@@ -45,7 +46,6 @@ MAX_CHUNK_SIZE = 8 << 20
 #: Chunk bytes an owner lets be in flight to all its recipients together (plus one chunk
 #: per download): what bounds its memory, whatever the number of recipients.
 MAX_INFLIGHT_BYTES = 16 << 20
-_DIGEST_BLOCK = 1 << 20
 #: The bucket of a capped owner (``share(..., bwlimit=)``): one default chunk.
 _BWLIMIT_BURST = 1 << 20
 
@@ -133,36 +133,6 @@ class OwnerState:
     bwlimit: Optional[float] = None
 
 
-def _in_the_background() -> None:
-    """Lower this thread's priority: hashing a shared file must not slow the transfers.
-
-    Linux applies nice per thread, so the digest threads yield the cores to the
-    threads moving chunks. Elsewhere this is a no-op.
-    """
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):
-        pass
-
-
-def _digest_of(path: str, size: int, mtime_ns: int, length: int,
-               stop: threading.Event) -> str:
-    """Digest the first ``length`` bytes, refusing a file that is not the one shared.
-
-    Ends early once ``stop`` is set: a stopping owner must not hold its process open
-    while it hashes a large file (the pool's threads are joined at exit).
-    """
-    _check_same(path, size, mtime_ns)
-    with open(path, "rb", buffering=0) as f:
-        digest, got = digest_range(f.fileno(), length, _DIGEST_BLOCK, stop)
-    if stop.is_set():
-        raise TransferAborted("the owner is stopping")
-    if got < length:
-        raise FileChanged(f"{path!r} shrank while being read")
-    _check_same(path, size, mtime_ns)
-    return digest
-
-
 def _resume_key(msg: _AddFile) -> str:
     """The same key for the same file shared again (new RID), so a download resumes.
 
@@ -175,27 +145,6 @@ def _resume_key(msg: _AddFile) -> str:
             else f"{msg.path}\0{msg.size}\0{msg.mtime_ns}")
     identity.update(text.encode("utf-8", "surrogateescape"))
     return identity.hexdigest()
-
-
-def _tree_digests(walked: Walked, stop: threading.Event) -> bytes:
-    """Every file's digest, packed (on the digest pool; ends early once ``stop`` is set)."""
-    with TreeSource(walked.root, walked.manifest) as source:
-        return pack_digests([source.digest(number, walked.manifest.file(number).size, stop)
-                             for number in range(len(walked.manifest.files))])
-
-
-def _range_digest(walked: Walked, offset: int, length: int) -> str:
-    with TreeSource(walked.root, walked.manifest) as source:
-        return source.range_digest(offset, length)
-
-
-def _check_same(path: str, size: int, mtime_ns: int) -> None:
-    try:
-        st = os.stat(path)
-    except OSError as err:
-        raise FileChanged(f"{path!r} is gone: {err.strerror}") from err
-    if st.st_size != size or st.st_mtime_ns != mtime_ns:
-        raise FileChanged(f"{path!r} changed since it was shared")
 
 
 class OwnerActor(Shell):
@@ -216,7 +165,7 @@ class OwnerActor(Shell):
         self._buffers = BufferPool(1 << 20, keep=2 * (MAX_INFLIGHT_BYTES >> 20) + 8)
         self._stopping = threading.Event()
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="zfs.owner.digest",
-                                        initializer=_in_the_background)
+                                        initializer=in_the_background)
         shares = self._state.shares
         self._paced = Paced(self.actor_ref, self._state.bwlimit, _BWLIMIT_BURST)
         self.receives = {
@@ -311,13 +260,13 @@ class OwnerActor(Shell):
                                  f"under RID {msg.rid}") from None
             raise TransactionExpired(str(err)) from None
         if msg.tree is not None:
-            digests = self._pool.submit(_tree_digests, msg.tree, self._stopping)
+            digests = self._pool.submit(tree_digests, msg.tree, self._stopping)
             digest: Future[str] = Future()
-            digests.add_done_callback(lambda f: _digest_of_digests(f, digest))
+            digests.add_done_callback(lambda f: digest_of_digests(f, digest))
             self._state.files[msg.rid] = _Shared(msg.path, msg.size, msg.mtime_ns, digest,
                                                  msg.on_downloaded, msg.tree, manifest, digests)
             return msg.rid
-        digest = self._pool.submit(_digest_of, msg.path, msg.size, msg.mtime_ns, msg.size,
+        digest = self._pool.submit(digest_of, msg.path, msg.size, msg.mtime_ns, msg.size,
                                    self._stopping)
         self._state.files[msg.rid] = _Shared(msg.path, msg.size, msg.mtime_ns, digest,
                                              msg.on_downloaded)
@@ -373,13 +322,13 @@ class OwnerActor(Shell):
     def _send_range_digest(self, cmd: core.SendRangeDigest) -> None:
         shared = self._state.files[cmd.rid]
         assert shared.tree is not None
-        future = self._pool.submit(_range_digest, shared.tree, cmd.offset, cmd.length)
+        future = self._pool.submit(range_digest, shared.tree, cmd.offset, cmd.length)
         self._reply_when_done(future, cmd.to, cmd.rid, lambda digest: wire.RangeDigest(
             cmd.rid, cmd.offset, cmd.length, digest))
 
     def _send_prefix(self, cmd: core.SendPrefixDigest) -> None:
         shared = self._state.files[cmd.rid]
-        future = self._pool.submit(_digest_of, shared.path, shared.size, shared.mtime_ns,
+        future = self._pool.submit(digest_of, shared.path, shared.size, shared.mtime_ns,
                                    cmd.length, self._stopping)
         self._reply_when_done(future, cmd.to, cmd.rid,
                               lambda digest: wire.PrefixDigest(cmd.rid, cmd.length, digest))
@@ -475,16 +424,6 @@ class OwnerActor(Shell):
             self.site.tell(to, wire.encode(message), payload=payload)
         except actors.ActorsError as err:
             log.debug("pull reply to %s not sent: %s", to, err)
-
-
-def _digest_of_digests(done: Future[bytes], out: Future[str]) -> None:
-    """A tree's own digest: of its files' digests, end to end."""
-    try:
-        digest = Digest()
-        digest.update(done.result())
-        out.set_result(digest.hexdigest())
-    except Exception as err:  # noqa: BLE001 - the pool's error, handed on
-        out.set_exception(err)
 
 
 def _answer(cmd: core.OwnerCommand) -> wire.Message:

@@ -9,14 +9,15 @@ it arrived in, and answers its parents for its whole subtree. It takes streams f
 folder, callbacks and limits.
 
 A target links to its children itself: the ``Open`` says where each member of its
-subtree listens, and a child not linked yet is connected to; one that does not come
-up within :data:`CONNECT_TIMEOUT` (or refuses) fails the push as ``unreachable``,
-which tells the sender to push the star way instead.
+subtree listens, and a child not linked yet is dialled; one that is not linked within
+:data:`CONNECT_TIMEOUT` fails the push as ``unreachable``, which tells the sender to
+push the star way instead.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -73,7 +74,6 @@ class _Stream:
     partial: Optional[PartialFile] = None
     parents: dict[str, str] = field(default_factory=dict)      # site -> actor address
     endpoints: dict[str, str] = field(default_factory=dict)    # member -> endpoint
-    dialled: dict[str, float] = field(default_factory=dict)    # child -> deadline to be up
 
 
 class RelayActor(Shell):
@@ -182,21 +182,12 @@ class RelayActor(Shell):
             self._drive(stream, event(stream.core, site, time.monotonic()))
 
     def _on_tick(self, tick: Tick) -> None:
-        peers = set(self.site.peers())
         for stream in list(self._streams.values()):
-            for child, deadline in list(stream.dialled.items()):
-                if child in peers:
-                    del stream.dialled[child]
-                elif tick.now > deadline:
-                    self._drive(stream, stream.core.child_unreachable(
-                        child, f"not up within {CONNECT_TIMEOUT:g} s of dialling", tick.now))
             self._drive(stream, stream.core.time_passed(tick.now))
 
     def _on_peer_down(self, event: actors.PeerDown) -> None:
         now = time.monotonic()
         for stream in list(self._streams.values()):
-            if event.name in stream.dialled and event.reason.startswith("refused"):
-                self._drive(stream, stream.core.child_unreachable(event.name, event.reason, now))
             self._drive(stream, stream.core.site_lost(event.name, now))
 
     def _register(self, msg: SwarmRegistration) -> None:
@@ -256,8 +247,14 @@ class RelayActor(Shell):
         return True
 
     def _link(self, stream: _Stream, child: str) -> list[Any]:
-        """Dial ``child`` if this site has no link to it; what that caused."""
-        if child in self.site.peers() or child in stream.dialled:
+        """Make sure this site has its own link to ``child``; what failing to caused.
+
+        A child reachable only through a relay site is dialled too, and waited for (a
+        handshake, milliseconds on a LAN; at most :data:`CONNECT_TIMEOUT`): until its
+        link is up a message would take the relayed route, and a chunk going directly
+        could overtake the ``Open`` going round.
+        """
+        if child in self.site.peers():
             return []
         endpoint, now = stream.endpoints.get(child, ""), time.monotonic()
         if not endpoint.startswith("tcp://"):
@@ -270,8 +267,20 @@ class RelayActor(Shell):
                 return stream.core.child_unreachable(child, f"cannot dial: {err}", now)
         except Exception as err:  # noqa: BLE001 - any failure to dial is the same to us
             return stream.core.child_unreachable(child, f"cannot dial: {err}", now)
-        stream.dialled[child] = now + CONNECT_TIMEOUT
+        if not self._linked_within(child, CONNECT_TIMEOUT):
+            return stream.core.child_unreachable(
+                child, f"not linked within {CONNECT_TIMEOUT:g} s of dialling {endpoint}",
+                time.monotonic())
         return []
+
+    def _linked_within(self, child: str, timeout: float) -> bool:
+        """Whether ``child`` is linked to this site (not routed) within ``timeout``."""
+        deadline, pause = time.monotonic() + timeout, threading.Event()
+        while child not in self.site.peers():
+            if time.monotonic() > deadline:
+                return False
+            pause.wait(0.005)           # a bounded poll: the link's state has no event here
+        return True
 
     def _create(self, cmd: core.CreateFile) -> list[Any]:
         stream, now = self._stream(), time.monotonic()

@@ -185,3 +185,10 @@ def config_home(tmp_path_factory: pytest.TempPathFactory,
     home = tmp_path_factory.mktemp("config-home")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
     return home
+
+
+@pytest.fixture(autouse=True)
+def repo_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Children started by :func:`serve` (``Party`` passes our environment on) import this
+    checkout's code, as :func:`zfs`'s do, not the one the console script was installed from."""
+    monkeypatch.setenv("PYTHONPATH", clean_env()["PYTHONPATH"])

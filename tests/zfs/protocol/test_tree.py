@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from zfs.protocol.errors import Failure, RemoteProtocolError
 from zfs.protocol.pull import owner as ow
+from zfs.protocol.pull.tree import commands as steps
 from zfs.protocol.pull.tree import download as td
 from zfs.protocol.push import sender as stream
 from zfs.protocol.push.tree import receiver as rx
@@ -538,48 +539,48 @@ class Puller:
         queue = list(cmds)
         while queue:
             cmd = queue.pop(0)
-            if isinstance(cmd, (td.RequestMeta, td.RequestRangeDigest, td.RequestChunk,
-                                td.ReportMark)):
+            if isinstance(cmd, (steps.RequestMeta, steps.RequestRangeDigest, steps.RequestChunk,
+                                steps.ReportMark)):
                 self.link.send("up", cmd)
-            elif isinstance(cmd, td.StoreMeta):
+            elif isinstance(cmd, steps.StoreMeta):
                 body = self.pending.pop(("meta", cmd.section, cmd.offset))
                 buf = self.sections.setdefault(cmd.section, bytearray())
                 buf.extend(bytes(max(0, cmd.offset + len(body) - len(buf))))
                 buf[cmd.offset:cmd.offset + len(body)] = body
-            elif isinstance(cmd, td.LoadSection):
+            elif isinstance(cmd, steps.LoadSection):
                 queue += dl.section_loaded(cmd.section, bytes(self.sections[cmd.section]), now)
-            elif isinstance(cmd, td.Prepare):
+            elif isinstance(cmd, steps.Prepare):
                 sizes = cmd.manifest.sizes()
                 offers = [Offer(f, len(b), md5(b)) for f, b in sorted(self.held.items())
                           if 0 < len(b) <= sizes[f]]
                 queue += dl.prepared(offers, now)
-            elif isinstance(cmd, td.ApplyPlan):
+            elif isinstance(cmd, steps.ApplyPlan):
                 self.disk = {f: bytearray(self.held[f][:n]) if (n := cmd.held.get(f)) else
                              bytearray() for f in range(len(cmd.layout.sizes))}
                 queue += dl.plan_applied(now)
-            elif isinstance(cmd, td.WriteChunk):
+            elif isinstance(cmd, steps.WriteChunk):
                 body = self.pending.pop(("chunk", cmd.offset))
                 assert dl.layout is not None
                 for p in dl.layout.pieces(cmd.offset, len(body)):
                     disk = self.disk[p.file]
                     disk.extend(bytes(max(0, p.offset + p.length - len(disk))))
                     disk[p.offset:p.offset + p.length] = body[p.at:p.at + p.length]
-            elif isinstance(cmd, td.Verify):
+            elif isinstance(cmd, steps.Verify):
                 self.verified = list(cmd.files)
                 bad = [f for f in cmd.files if md5(bytes(self.disk[f])) != cmd.digests[f]]
                 queue += dl.verified(bad)
-            elif isinstance(cmd, td.Commit):
+            elif isinstance(cmd, steps.Commit):
                 self.committed = True
                 queue += dl.committed()
 
 
 def _owner_answer(shares: ow.Shares, msg: Any, now: float) -> list[Any]:
     to = "b/dl"
-    if isinstance(msg, td.RequestMeta):
+    if isinstance(msg, steps.RequestMeta):
         return shares.meta_requested("r", "b", to, msg.section, msg.offset, msg.length, now)
-    if isinstance(msg, td.RequestRangeDigest):
+    if isinstance(msg, steps.RequestRangeDigest):
         return shares.range_digest_requested("r", "b", to, msg.offset, msg.length, now)
-    if isinstance(msg, td.RequestChunk):
+    if isinstance(msg, steps.RequestChunk):
         return shares.chunk_requested("r", "b", to, msg.offset, msg.length, msg.mark, now)
     return shares.mark_reported("r", "b", to, msg.mark, now)
 
@@ -646,7 +647,7 @@ def test_a_pulled_tree_arrives_exact_over_a_lossy_link_from_any_holdings(
     files = contents(manifest, seed)
     kinds = script.draw(st.lists(HOLDINGS, min_size=len(sizes), max_size=len(sizes)))
     puller = run_pull(manifest, files, _held(files, kinds), seed, drop, dup, window, chunk)
-    assert puller.dl.state is td.TreeDlState.DONE, puller.dl.state
+    assert puller.dl.state is steps.TreeDlState.DONE, puller.dl.state
     assert puller.committed and [bytes(puller.disk[f]) for f in range(len(files))] == files
 
 
@@ -670,10 +671,10 @@ def test_a_tree_pull_refuses_a_manifest_that_does_not_match_its_info() -> None:
     dl = td.TreeDownload(chunk_size=1 << 20)
     manifest = tree([3, 4])
     out = dl.started("t", "k", 2, 8, len(manifest.encode()), 0.0)
-    assert all(isinstance(c, td.RequestMeta) for c in out)
+    assert all(isinstance(c, steps.RequestMeta) for c in out)
     dl.meta_received(Section.MANIFEST, 0, len(manifest.encode()), 0.0)
     out = dl.section_loaded(Section.MANIFEST, manifest.encode(), 0.0)
-    assert out == [td.Finish(td.TreeDlState.FAILED, Failure.PROTOCOL,
+    assert out == [steps.Finish(steps.TreeDlState.FAILED, Failure.PROTOCOL,
                              "the manifest does not match the tree's info")]
 
 
@@ -684,19 +685,19 @@ def test_a_tree_pull_refuses_unsafe_names_from_the_owner(name: str, key: str,
                                                         failure: Failure) -> None:
     dl = td.TreeDownload()
     out = dl.started(name, key, 1, 1, 10, 0.0)
-    assert isinstance(out[0], td.Finish) and out[0].failure is failure
+    assert isinstance(out[0], steps.Finish) and out[0].failure is failure
 
 
 def test_a_tree_pull_whose_files_differ_at_the_end_fails_as_integrity() -> None:
     manifest = tree([3], nested=False)
     files = [b"abc"]
     puller = run_pull(manifest, files, {}, 1, 0.0, 0.0, 2, 8)
-    assert puller.dl.state is td.TreeDlState.DONE
+    assert puller.dl.state is steps.TreeDlState.DONE
     dl = td.TreeDownload()
-    dl.state = td.TreeDlState.VERIFYING
+    dl.state = steps.TreeDlState.VERIFYING
     dl.manifest = manifest
     out = dl.verified([0])
-    assert isinstance(out[0], td.Finish) and out[0].failure is Failure.INTEGRITY
+    assert isinstance(out[0], steps.Finish) and out[0].failure is Failure.INTEGRITY
 
 
 def test_the_owner_serves_a_tree_s_pages_and_range_digests_and_refuses_out_of_range() -> None:

@@ -15,7 +15,7 @@ from tests.support.trees import assert_same_tree, make_tree, tree_listing
 from zfs import FileChanged, SourceMissing, UnsafeTree
 from zfs.protocol.names import PARTIAL_DIR
 from zfs.protocol.tree.manifest import Kind
-from zfs.tree import staging as staging_module
+from zfs.tree import swap as swap_module
 from zfs.tree.modes import current_umask, received_mode
 from zfs.tree.removal import PUSH_PREFIX, PULL_PREFIX, remove_tree, sweep_stale_trees
 from zfs.tree.source import TreeSource
@@ -112,7 +112,7 @@ def test_without_renameat2_the_old_tree_is_moved_aside_never_half_replaced(
 
     def missing(*_args: object) -> None:
         raise OSError(errno.ENOSYS, "no renameat2")
-    monkeypatch.setattr(staging_module, "_renameat2", missing)
+    monkeypatch.setattr(swap_module, "_renameat2", missing)
     copy_tree(source, dest, "t").commit()
     assert_same_tree(source, dest / "t")
     assert os.listdir(dest) == ["t"]

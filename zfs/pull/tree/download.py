@@ -25,6 +25,7 @@ from zfs.errors import TransferAborted
 from zfs.files import Digest
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, RemoteProtocolError
+from zfs.protocol.pull.tree import commands as steps
 from zfs.protocol.pull.tree import download as core
 from zfs.protocol.tree.layout import DIGEST_CHARS, Offer
 from zfs.protocol.tree.manifest import Manifest
@@ -118,18 +119,18 @@ class TreeDownloadActor(Shell):
             PaceWake: lambda _: self.run(self._paced.woken(self._request_chunk)),
         }
         self.carries_out = {
-            core.RequestMeta: lambda cmd: self._request(wire.MetaRequest(
+            steps.RequestMeta: lambda cmd: self._request(wire.MetaRequest(
                 options.rid, cmd.section, cmd.offset, cmd.length)),
-            core.StoreMeta: self._store_meta, core.LoadSection: self._load_section,
-            core.Prepare: self._prepare,
-            core.RequestRangeDigest: lambda cmd: self._request(wire.RangeDigestRequest(
+            steps.StoreMeta: self._store_meta, steps.LoadSection: self._load_section,
+            steps.Prepare: self._prepare,
+            steps.RequestRangeDigest: lambda cmd: self._request(wire.RangeDigestRequest(
                 options.rid, cmd.offset, cmd.length)),
-            core.ApplyPlan: self._apply,
-            core.RequestChunk: lambda cmd: self._paced.carry_out(cmd, cmd.length,
+            steps.ApplyPlan: self._apply,
+            steps.RequestChunk: lambda cmd: self._paced.carry_out(cmd, cmd.length,
                                                                  self._request_chunk),
-            core.ReportMark: lambda cmd: self._request(wire.MarkReport(options.rid, cmd.mark)),
-            core.WriteChunk: self._write, core.Verify: self._verify, core.Commit: self._commit,
-            core.Finish: self._finish,
+            steps.ReportMark: lambda cmd: self._request(wire.MarkReport(options.rid, cmd.mark)),
+            steps.WriteChunk: self._write, steps.Verify: self._verify, steps.Commit: self._commit,
+            steps.Finish: self._finish,
         }
 
     def on_start(self) -> None:
@@ -153,7 +154,7 @@ class TreeDownloadActor(Shell):
     def run(self, commands: Any) -> None:
         # Once the download ended, only its Finish is carried out.
         super().run(cmd for cmd in commands
-                    if not self._core.finished or isinstance(cmd, core.Finish))
+                    if not self._core.finished or isinstance(cmd, steps.Finish))
 
     # -- what arrives
 
@@ -258,20 +259,20 @@ class TreeDownloadActor(Shell):
             return self._core.owner_lost(f"cannot reach {self._opt.owner}: {err}")
         return []
 
-    def _request_chunk(self, cmd: core.RequestChunk) -> list[Any]:
+    def _request_chunk(self, cmd: steps.RequestChunk) -> list[Any]:
         if self._core.finished:              # held back by the cap until after the end
             return []
         return self._request(wire.ChunkRequest(self._opt.rid, cmd.offset, cmd.length,
                                                cmd.mark))
 
-    def _store_meta(self, cmd: core.StoreMeta) -> None:
+    def _store_meta(self, cmd: steps.StoreMeta) -> None:
         data = self.payload[0]
         size = (self._info.manifest_size if cmd.section is wire.Section.MANIFEST
                 else self._info.files * DIGEST_CHARS)
         buffer = self._sections.setdefault(cmd.section, bytearray(size))
         buffer[cmd.offset:cmd.offset + len(data)] = data
 
-    def _load_section(self, cmd: core.LoadSection) -> list[Any]:
+    def _load_section(self, cmd: steps.LoadSection) -> list[Any]:
         data = bytes(self._sections.pop(cmd.section, b""))
         if cmd.section is wire.Section.MANIFEST:
             digest = Digest()
@@ -279,7 +280,7 @@ class TreeDownloadActor(Shell):
             self._manifest_digest = digest.hexdigest()
         return self._core.section_loaded(cmd.section, data, time.monotonic())
 
-    def _prepare(self, cmd: core.Prepare) -> None:
+    def _prepare(self, cmd: steps.Prepare) -> None:
         opt, manifest, name = self._opt, cmd.manifest, self._core.name
 
         def job() -> tuple[Staging, list[Offer]]:
@@ -298,7 +299,7 @@ class TreeDownloadActor(Shell):
             return self._core.prepared(result[1], time.monotonic())
         self._off_thread(job, apply)
 
-    def _apply(self, cmd: core.ApplyPlan) -> list[Any]:
+    def _apply(self, cmd: steps.ApplyPlan) -> list[Any]:
         assert self._staging is not None
         try:
             self._staging.apply(cmd.held)
@@ -307,7 +308,7 @@ class TreeDownloadActor(Shell):
                                           f"{err.strerror or err}")
         return self._core.plan_applied(time.monotonic())
 
-    def _write(self, cmd: core.WriteChunk) -> list[Any]:
+    def _write(self, cmd: steps.WriteChunk) -> list[Any]:
         staging, layout = self._staging, self._core.layout
         assert staging is not None and layout is not None
         data = memoryview(self.payload[0])
@@ -330,12 +331,12 @@ class TreeDownloadActor(Shell):
         run_callback(callback, Progress(dl.name, dl.bytes_done, dl.total, self._opt.owner,
                                         None, done, dl.files, current))
 
-    def _verify(self, cmd: core.Verify) -> None:
+    def _verify(self, cmd: steps.Verify) -> None:
         staging = self._staging
         assert staging is not None
         self._off_thread(lambda: staging.verify(cmd.files, cmd.digests), self._core.verified)
 
-    def _commit(self, _cmd: core.Commit) -> list[Any]:
+    def _commit(self, _cmd: steps.Commit) -> list[Any]:
         staging, dl = self._staging, self._core
         assert staging is not None and dl.manifest is not None and dl.layout is not None
         try:
@@ -357,10 +358,10 @@ class TreeDownloadActor(Shell):
         self._progress(final=True)
         return dl.committed()
 
-    def _finish(self, cmd: core.Finish) -> None:
+    def _finish(self, cmd: steps.Finish) -> None:
         if cmd.failure not in _NO_REPORT:
-            status = wire.Status.SUCCESS if cmd.state is core.TreeDlState.DONE else (
-                wire.Status.ABORTED if cmd.state is core.TreeDlState.ABORTED
+            status = wire.Status.SUCCESS if cmd.state is steps.TreeDlState.DONE else (
+                wire.Status.ABORTED if cmd.state is steps.TreeDlState.ABORTED
                 else wire.Status.FAILED)
             try:
                 self.site.tell(self._owner, wire.encode(wire.DoneReport(self._opt.rid, status)))
@@ -372,7 +373,7 @@ class TreeDownloadActor(Shell):
             note = "" if cmd.failure in _DISCARD else _KEPT.format(self._opt.dest_dir)
         else:
             note = self._keep_or_discard(cmd.failure)
-        if self._result is not None and cmd.state is core.TreeDlState.DONE:
+        if self._result is not None and cmd.state is steps.TreeDlState.DONE:
             self._future.set_result(self._result)
         elif not self._future.done():
             assert cmd.failure is not None

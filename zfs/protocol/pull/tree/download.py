@@ -22,146 +22,21 @@ each file fetched (in whole or in part) is checked against the owner's digest.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Hashable, Optional, Union
+from typing import Hashable, Optional
 
 from zfs.protocol.errors import Failure, LocalProtocolError, RemoteProtocolError
 from zfs.protocol.names import name_problem
-from zfs.protocol.states import Transitions, move
+from zfs.protocol.pull.tree.commands import (ENDS, TREE_DL_TRANSITIONS, ApplyPlan, Commit,
+                                             Finish, LoadSection, Prepare, ReportMark,
+                                             RequestChunk, RequestMeta, RequestRangeDigest,
+                                             StoreMeta, TreeDlState, TreeDownloadCommand,
+                                             Verify, WriteChunk)
+from zfs.protocol.states import move
 from zfs.protocol.tree.layout import DIGEST_CHARS, Layout, Offer, unpack_digests
 from zfs.protocol.tree.manifest import Manifest, decode
 from zfs.protocol.wire import Section
-
-
-class TreeDlState(enum.Enum):
-    """Lifecycle of one tree download at the recipient."""
-
-    MANIFEST = "manifest"
-    PREPARING = "preparing"
-    CHECKING = "checking"
-    FETCHING = "fetching"
-    VERIFYING = "verifying"
-    COMMITTING = "committing"
-    DONE = "done"
-    FAILED = "failed"
-    ABORTED = "aborted"
-
-
-_BAD = frozenset({TreeDlState.FAILED, TreeDlState.ABORTED})
-_ENDS = _BAD | {TreeDlState.DONE}
-TREE_DL_TRANSITIONS: Transitions[TreeDlState] = {
-    TreeDlState.MANIFEST: frozenset({TreeDlState.PREPARING}) | _BAD,
-    TreeDlState.PREPARING: frozenset({TreeDlState.CHECKING}) | _BAD,
-    TreeDlState.CHECKING: frozenset({TreeDlState.FETCHING}) | _BAD,
-    TreeDlState.FETCHING: frozenset({TreeDlState.VERIFYING}) | _BAD,
-    TreeDlState.VERIFYING: frozenset({TreeDlState.COMMITTING}) | _BAD,
-    TreeDlState.COMMITTING: frozenset({TreeDlState.DONE}) | _BAD,
-    TreeDlState.DONE: frozenset(),
-    TreeDlState.FAILED: frozenset(),
-    TreeDlState.ABORTED: frozenset(),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class RequestMeta:
-    """Ask the owner for ``length`` bytes at ``offset`` of ``section``."""
-
-    section: Section
-    offset: int
-    length: int
-
-
-@dataclass(frozen=True, slots=True)
-class StoreMeta:
-    """Keep the payload just received: bytes of ``section`` at ``offset``."""
-
-    section: Section
-    offset: int
-
-
-@dataclass(frozen=True, slots=True)
-class LoadSection:
-    """``section`` is complete: hand its bytes to ``section_loaded``."""
-
-    section: Section
-
-
-@dataclass(frozen=True, slots=True)
-class Prepare:
-    """Open the staging folder under ``key``, gather and digest what we hold; then call
-    ``prepared`` with the offers (file, bytes held, their digest)."""
-
-    manifest: Manifest
-    key: str
-
-
-@dataclass(frozen=True, slots=True)
-class RequestRangeDigest:
-    """Ask the owner for the digest of the stream's ``length`` bytes at ``offset``."""
-
-    offset: int
-    length: int
-
-
-@dataclass(frozen=True, slots=True)
-class ApplyPlan:
-    """Check the room, drop what is not held, make folders, links and empty files; then
-    call ``plan_applied``. ``held[file]``: bytes of it held, verified."""
-
-    layout: Layout
-    held: dict[int, int]
-
-
-@dataclass(frozen=True, slots=True)
-class RequestChunk:
-    """Ask for ``length`` stream bytes at ``offset``; we hold all that we need below ``mark``."""
-
-    offset: int
-    length: int
-    mark: int
-
-
-@dataclass(frozen=True, slots=True)
-class ReportMark:
-    """Tell the owner we hold all we need below ``mark`` (no request left to carry it)."""
-
-    mark: int
-
-
-@dataclass(frozen=True, slots=True)
-class WriteChunk:
-    """Write the payload just received: the stream's bytes at ``offset``."""
-
-    offset: int
-
-
-@dataclass(frozen=True, slots=True)
-class Verify:
-    """Check every file of ``files`` against ``digests``; then call ``verified``."""
-
-    files: tuple[int, ...]
-    digests: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Commit:
-    """Set modes and times and put the tree in place; then call ``committed``."""
-
-
-@dataclass(frozen=True, slots=True)
-class Finish:
-    """The download ended: report to the owner (if reachable) and to our caller."""
-
-    state: TreeDlState
-    failure: Optional[Failure] = None
-    detail: str = ""
-
-
-TreeDownloadCommand = Union[RequestMeta, StoreMeta, LoadSection, Prepare, RequestRangeDigest,
-                            ApplyPlan, RequestChunk, ReportMark, WriteChunk, Verify, Commit,
-                            Finish]
 
 
 @dataclass(slots=True)
@@ -214,7 +89,7 @@ class TreeDownload:
     @property
     def finished(self) -> bool:
         """True once the download is DONE, FAILED or ABORTED."""
-        return self.state in _ENDS
+        return self.state in ENDS
 
     @property
     def bytes_done(self) -> int:
