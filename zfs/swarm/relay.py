@@ -30,7 +30,8 @@ from zfs.protocol.errors import RemoteProtocolError
 from zfs.protocol.swarm import codec
 from zfs.protocol.swarm import relay as core
 from zfs.protocol.swarm.opening import StreamLimits
-from zfs.protocol.swarm.wire import Abort, Accept, Ack, Chunk, Done, End, Failed, Open, Send
+from zfs.protocol.swarm.wire import (REFUSED, Abort, Accept, Ack, Chunk, Done, End, Failed,
+                                     Open, Send)
 from zfs.results import Progress, ReceivedFile
 from zfs.shell import Shell, run_callback
 from zfs.supervisor import Tick, remove_later, watch_time
@@ -157,7 +158,7 @@ class RelayActor(Shell):
 
     def _new_stream(self, site: str, msg: codec.Opening) -> Optional[_Stream]:
         if len(self._streams) >= self._max_streams:
-            refusal = Failed(msg.open.stream, self.site.name, "refused", "too many streams")
+            refusal = Failed(msg.open.stream, self.site.name, REFUSED, "too many streams")
             self._tell(str(self.sender), refusal)
             return None
         reg = self._registrations.get((msg.open.channel, msg.open.topic))
