@@ -36,7 +36,7 @@ SCENARIOS: dict[str, Callable[[Options], Report]] = {
 CURVE_SCENARIOS = ("push", "pull")
 
 #: Scenarios with a command line of their own: name -> module with ``main(argv)``.
-DELEGATED = {"wan": "benchmarks.wan", "soak": "benchmarks.soak"}
+DELEGATED = {"wan": "benchmarks.wan", "soak": "benchmarks.soak", "scale": "benchmarks.scale"}
 
 log = logging.getLogger(__name__)
 

@@ -66,7 +66,8 @@ def sender(params: dict[str, Any], link: Link) -> None:
         start = time.monotonic()
         result = push_file(site, to, params["path"], channel=CHANNEL, topic=TOPIC,
                            chunk_size=params["chunk_size"], window_chunks=params["window"],
-                           chunk_timeout=60.0, secure=bool(options))
+                           chunk_timeout=60.0, secure=bool(options),
+                           swarm=params.get("swarm", False))
         end = time.monotonic()
         link.send(start=start, end=end, size=result.size)
         link.wait_quit()

@@ -43,13 +43,27 @@ class ReceivedFile(NamedTuple):
 
 
 class PushResult(NamedTuple):
-    """A push that every target committed."""
+    """A push that every target committed, and how its bytes travelled.
+
+    ``route`` is ``"star"`` (the sender sent every chunk to every target) or
+    ``"swarm"`` (each chunk once, the targets passing it on); ``sender_bytes`` is what
+    the sender uploaded of the file, ``sender_copies`` that in copies of it; ``note``
+    says why a push that could have gone the swarm way went the star way.
+    """
 
     name: str
     size: int
     digest: str
     targets: List[str]
     seconds: float
+    route: str = "star"
+    sender_bytes: int = 0
+    note: str = ""
+
+    @property
+    def sender_copies(self) -> float:
+        """The sender's upload in copies of the file (1.0 for a swarm, N for a star)."""
+        return self.sender_bytes / self.size if self.size else 0.0
 
 
 class DownloadResult(NamedTuple):

@@ -97,9 +97,12 @@ def push(common: Common, file: str, to: str, connects: Sequence[str], as_name: s
     _report(as_json, {"op": "push", "name": result.name, "size": result.size,
                       "targets": list(result.targets), "seconds": result.seconds,
                       "mb_per_s": result.size / result.seconds / 1e6 if result.seconds else 0.0,
-                      "digest": result.digest},
+                      "digest": result.digest, "route": result.route,
+                      "sender_copies": result.sender_copies, "note": result.note},
             f"pushed {result.name} to {', '.join(result.targets)} "
-            f"({config.format_size(result.size)}) in {result.seconds:.2f} s ({rate})")
+            f"({config.format_size(result.size)}) in {result.seconds:.2f} s ({rate})\n"
+            f"this site sent {result.sender_copies:.1f}x the file ({result.route}"
+            f"{': ' + result.note if result.note else ''})")
 
 
 def _push_tree(folder: str, targets: dict[str, str], peers: dict[str, str],

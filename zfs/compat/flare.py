@@ -157,7 +157,8 @@ class FileStreamer:
                       channel=channel, topic=topic,
                       context=dict(stream_ctx or {}),
                       chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
-                      chunk_timeout=chunk_timeout or DEFAULT_CHUNK_TIMEOUT, secure=secure)
+                      chunk_timeout=chunk_timeout or DEFAULT_CHUNK_TIMEOUT, secure=secure,
+                      swarm=False)    # the facade keeps the original's star
         except (ZfsError, ValueError) as err:
             log.log(logging.DEBUG if optional else logging.ERROR,
                     "stream_file %s to %s failed: %s", file_name, targets, err)

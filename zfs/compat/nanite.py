@@ -162,5 +162,5 @@ def _broadcast(site: actors.Site, source: Any, name: str, domain: str, meta: Any
         log.info("broadcast of %s: nobody subscribes to %s", name, domain)
         return 0
     result = push_file(site, targets, source, name=name, channel=CHANNEL, topic=domain,
-                       context={"meta": meta})
+                       context={"meta": meta}, swarm=False)  # the original's star
     return result.size

@@ -27,6 +27,7 @@ from zfs.push.tree.receiver import (TREE_OPTIONS, TREE_RECEIVER, TreeReceiverAct
 from zfs.results import Progress, ReceivedFile
 from zfs.shell import Shell, run_callback
 from zfs.supervisor import Tick, remove_later, watch_time
+from zfs.swarm.relay import RELAY, RelayActor, SwarmRegistration, SwarmUnregistration
 from zfs.tree.modes import current_umask
 
 log = logging.getLogger(__name__)
@@ -291,6 +292,8 @@ def register_receiver(site: actors.Site, channel: str = "default", topic: str = 
                                 if k in _OPTIONS or k in ("max_files", "max_manifest_size")})
     receiver = site.spawn_once(ReceiverActor, RECEIVER)
     receiver.tell(_Registration(channel, topic, dest, on_done, on_chunk, limits))
+    relay = site.spawn_once(RelayActor, RELAY)
+    relay.tell(SwarmRegistration(channel, topic, dest, on_done, on_chunk, limits))
     trees = site.spawn_once(TreeReceiverActor, TREE_RECEIVER)
     trees.tell(TreeRegistration(channel, topic, dest, on_done, on_chunk, tree_limits,
                                 bool(options.get("shared_write", False)),
@@ -307,3 +310,6 @@ def unregister_receiver(site: actors.Site, channel: str = "default",
     trees = site.actor(TREE_RECEIVER)
     if trees is not None:
         trees.tell(TreeUnregistration(channel, topic))
+    relay = site.actor(RELAY)
+    if relay is not None:
+        relay.tell(SwarmUnregistration(channel, topic))

@@ -22,12 +22,14 @@ from zfs.files import ChunkSource, Digest
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, LocalProtocolError
 from zfs.protocol.push import sender as core
+from zfs.protocol.swarm.plan import plan
 from zfs.push.receiver import RECEIVER
 from zfs.push.source import Source, open_source, read_stream
 from zfs.results import Progress, PushResult
 from zfs.shell import (AbortRequested, Paced, PaceWake, Shell, Transfer, failure_error,
                        run_callback)
 from zfs.supervisor import Tick, ensure_supervisor, watch_time
+from zfs.swarm.sender import SwarmSpec, swarm_push_async, wants_swarm
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +239,8 @@ class SenderActor(Shell):
             if cmd.ok:
                 self._future.set_result(PushResult(
                     self._spec.name, self._core.sent_end, self._digest.hexdigest(),
-                    list(self._core.targets), time.monotonic() - self._started))
+                    list(self._core.targets), time.monotonic() - self._started,
+                    route="star", sender_bytes=self._core.sent_end * len(self._core.targets)))
             else:
                 assert cmd.failure is not None
                 self._future.set_exception(failure_error(
@@ -253,7 +256,8 @@ def push_file_async(site: actors.Site, targets: Union[str, Sequence[str]], sourc
                     chunk_timeout: float = 30.0,
                     on_progress: Optional[Callable[[Progress], Any]] = None,
                     secure: bool = False,
-                    bwlimit: Optional[float] = None) -> Transfer[PushResult]:
+                    bwlimit: Optional[float] = None,
+                    swarm: Optional[bool] = None, fanout: int = 0) -> Transfer[PushResult]:
     """Start pushing ``source`` to ``targets``; the handle gives the outcome, or aborts it.
 
     Args:
@@ -265,6 +269,12 @@ def push_file_async(site: actors.Site, targets: Union[str, Sequence[str]], sourc
             from the sender actor's thread.
         bwlimit: bytes per second this push may send, all targets together (each chunk
             counts once per target); None: as fast as the targets take it.
+        swarm: pipeline the file through the targets (each chunk leaves this site once;
+            see :mod:`zfs.swarm`), True, or send every chunk to every target, False;
+            None: the swarm from :data:`~zfs.swarm.sender.SWARM_FROM` targets on. A
+            swarm push of a stream, with ``bwlimit`` or ``secure``, or to targets that
+            cannot reach each other goes the star way; ``PushResult.route`` says which.
+        fanout: children per target in the swarm's trees (0: the library's choice).
 
     Returns:
         A :class:`~zfs.shell.Transfer` (a future) of :class:`PushResult`; on failure it
@@ -286,6 +296,12 @@ def push_file_async(site: actors.Site, targets: Union[str, Sequence[str]], sourc
     if chunk_size > site.options.max_message_size:
         raise ValueError(f"chunk_size {chunk_size} is over the site's max_message_size")
     name, opened, size = open_source(source, name)
+    if wants_swarm(swarm, targets, opened, bwlimit, secure):
+        assert isinstance(opened, ChunkSource)
+        return _swarm(site, targets, source, opened, name, fanout, channel=channel,
+                      topic=topic, context=context, chunk_size=chunk_size,
+                      window_chunks=window_chunks, chunk_timeout=chunk_timeout,
+                      on_progress=on_progress)
     try:
         sender = core.PushSender(targets, chunk_size=chunk_size, window_chunks=window_chunks,
                                  chunk_timeout=chunk_timeout, size=size)
@@ -303,12 +319,30 @@ def push_file_async(site: actors.Site, targets: Union[str, Sequence[str]], sourc
     return transfer
 
 
+def _swarm(site: actors.Site, targets: List[str], source: Source, opened: ChunkSource,
+           name: str, fanout: int, **options: Any) -> Transfer[PushResult]:
+    """Start a swarm push; its fallback is this module's star push of the same path."""
+    def star(_why: str) -> Transfer[PushResult]:
+        return push_file_async(site, targets, source, name=name, swarm=False, **options)
+    try:
+        spec = SwarmSpec(secrets.token_hex(16), name, options["channel"], options["topic"],
+                         options["context"], opened, targets, plan(targets, fanout),
+                         options["on_progress"], star)
+        return swarm_push_async(site, spec, chunk_size=options["chunk_size"],
+                                window_chunks=options["window_chunks"],
+                                chunk_timeout=options["chunk_timeout"])
+    except LocalProtocolError as err:
+        opened.close()
+        raise ValueError(str(err)) from None
+
+
 def push_file(site: actors.Site, targets: Union[str, Sequence[str]], source: Source, *,
               channel: str = "default", topic: str = "default", name: Optional[str] = None,
               context: Any = None, chunk_size: int = 1 << 20, window_chunks: int = 8,
               chunk_timeout: float = 30.0,
               on_progress: Optional[Callable[[Progress], Any]] = None,
-              secure: bool = False, bwlimit: Optional[float] = None) -> PushResult:
+              secure: bool = False, bwlimit: Optional[float] = None,
+              swarm: Optional[bool] = None, fanout: int = 0) -> PushResult:
     """Push ``source`` to ``targets`` and wait until every one committed it.
 
     Same arguments and errors as :func:`push_file_async`; a failure raises
@@ -318,4 +352,5 @@ def push_file(site: actors.Site, targets: Union[str, Sequence[str]], source: Sou
     return push_file_async(
         site, targets, source, channel=channel, topic=topic, name=name, context=context,
         chunk_size=chunk_size, window_chunks=window_chunks, chunk_timeout=chunk_timeout,
-        on_progress=on_progress, secure=secure, bwlimit=bwlimit).result()
+        on_progress=on_progress, secure=secure, bwlimit=bwlimit, swarm=swarm,
+        fanout=fanout).result()
