@@ -101,6 +101,9 @@ def test_a_routed_client_that_dies_fails_the_pending_ask_and_is_reported_down(
         wait_until(lambda: ["PeerUp", "doomed"] in watcher.ask("events"), 5)
         assert c1.state_of("doomed") == actors.PeerState("up", "", "server")
         pending = c1.ask("doomed/silent", "hang", timeout=25, block=False)
+        # One path, in order: once an echo sent after it is answered, the hanging ask
+        # is at doomed (killed earlier, the relay would answer "no route" instead).
+        assert c1.ask("doomed/echo", "after", timeout=10)["got"] == "after"
         doomed.kill()
         with pytest.raises(actors.PeerLost, match="doomed"):
             pending.result(20)  # well before the ask's own timeout
