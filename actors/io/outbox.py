@@ -86,10 +86,15 @@ class InboxBudget:
             self._bytes += size
 
     def give(self, size: int) -> None:
-        """The I/O thread read ``size`` payload bytes from the pipe."""
+        """The I/O thread read ``size`` payload bytes from the pipe.
+
+        Waiting senders are woken once the pipe has drained to half the budget, not per
+        message read: a sender faster than the I/O thread then waits once per half a
+        budget, not once per message (a thread wake-up each on two cores).
+        """
         with self._changed:
             self._bytes = max(0, self._bytes - size)
-            if self._waiting:
+            if self._waiting and self._bytes <= self._limit // 2:
                 self._changed.notify_all()
 
     def close(self) -> None:
