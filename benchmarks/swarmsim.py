@@ -233,15 +233,16 @@ def scenarios(args: argparse.Namespace) -> list[tuple[str, Any]]:
     cfg = PullSettings(args.window, args.peer_slots, args.owner_slots)
     size = args.chunk_kib * 1024
     runs: list[tuple[str, Any]] = []
+    modes = {"push", "pull"} if args.mode == "both" else set(args.mode.split(","))
     for n in (int(x) for x in args.recipients.split(",")):
-        if "push" in args.mode:
+        if "push" in modes:
             for f in fanouts(args.fanout, n):
                 runs.append(("push", lambda n=n, f=f: run_push(
                     n, clean, args.seed, f, args.chunks, size)))
             if args.faults:
                 runs.append(("push", lambda n=n: run_push_abort(
                     n, clean, args.seed, 2, args.chunks, size)))
-        if "pull" in args.mode:
+        if "pull" in modes:
             runs.append(("pull", lambda n=n: run_pull(n, clean, args.seed, args.chunks, size,
                                                       cfg)))
             if args.faults:
