@@ -81,9 +81,12 @@ def test_an_interrupted_push_resumes_sending_only_what_the_targets_lack(
     for proc in pair:
         register(hub, proc, tmp_path / proc.name, "resume")
     throttle = Throttle(0.02, 5 * MiB)
+    # Capped at 4 MB/s so the abort lands seconds before the end however busy the
+    # machine (a push calls on_progress at most 10 times a second: its sleep alone
+    # does not slow it enough).
     first = push_tree_async(hub, ["tree1", "tree2"], str(source), channel=CHANNEL,
                             topic="resume", chunk_size=CHUNK, window_chunks=2,
-                            on_progress=throttle)
+                            on_progress=throttle, bwlimit=4e6)
     assert throttle.under_way.wait(30)
     first.abort()
     with pytest.raises(TransferAborted) as caught:
