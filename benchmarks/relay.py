@@ -66,12 +66,18 @@ def _relay(parties: Parties, tag: str) -> tuple[Child | None, dict[str, str]]:
     return child, {RELAY: child.expect(30)["endpoint"]}
 
 
-def _push(work: Path, source: Path, options: Options, relayed: bool) -> Samples:
-    """One push to one receiver, through the relay or direct."""
-    timeout = options.transfer_timeout(2 if relayed else 1)
-    tag = f"relay-push-{'relayed' if relayed else 'direct'}"
+def _setting(work: Path, kind: str, options: Options, relayed: bool) -> tuple[float, str, Path]:
+    """One transfer's timeout (a relay's hop counts as a second transfer), its parties'
+    tag and its destination folder (made)."""
+    tag = f"relay-{kind}-{'relayed' if relayed else 'direct'}"
     dest = work / tag
     dest.mkdir(exist_ok=True)
+    return options.transfer_timeout(2 if relayed else 1), tag, dest
+
+
+def _push(work: Path, source: Path, options: Options, relayed: bool) -> Samples:
+    """One push to one receiver, through the relay or direct."""
+    timeout, tag, dest = _setting(work, "push", options, relayed)
     with Parties(work, plain=options.as_user) as parties:
         relay, via = _relay(parties, tag) if relayed else (None, {})
         receiver = parties.start("benchmarks.push_parties:receiver", {
@@ -96,10 +102,7 @@ def _push(work: Path, source: Path, options: Options, relayed: bool) -> Samples:
 
 def _pull(work: Path, source: Path, options: Options, relayed: bool) -> Samples:
     """One download of a shared file, through the relay or direct."""
-    timeout = options.transfer_timeout(2 if relayed else 1)
-    tag = f"relay-pull-{'relayed' if relayed else 'direct'}"
-    dest = work / tag
-    dest.mkdir(exist_ok=True)
+    timeout, tag, dest = _setting(work, "pull", options, relayed)
     with Parties(work, plain=options.as_user) as parties:
         relay, via = _relay(parties, tag) if relayed else (None, {})
         owner = parties.start("benchmarks.pull_parties:owner", {
