@@ -124,14 +124,17 @@ class SwarmDownload:
         window_chunks: chunks under way at once (the owner may grant fewer).
         request_timeout: seconds a peer or the owner may keep us waiting.
         retries: unanswered nudges to the owner before the download fails.
+        seeds: serve peers once the file is in place, until the share ends (it must
+            listen somewhere: ``endpoint``).
     """
 
     def __init__(self, rid: str, owner: str, *, endpoint: Optional[str] = None,
                  window_chunks: int = 8, request_timeout: float = 5.0,
-                 retries: int = 3) -> None:
+                 retries: int = 3, seeds: bool = True) -> None:
         if window_chunks < 1 or not request_timeout > 0 or retries < 0:
             raise LocalProtocolError("window_chunks >= 1, request_timeout > 0, retries >= 0")
         self.rid, self.owner, self.endpoint = rid, owner, endpoint
+        self.seeds = seeds and endpoint is not None
         self.state = DownloadState.JOINING
         self.name, self.size, self.chunk_size, self.total = "", -1, 1, 0
         self.from_owner = 0
@@ -404,7 +407,7 @@ class SwarmDownload:
 
     def _leave(self) -> Leave:
         return Leave(self.rid, self.state is DownloadState.DONE, self.from_owner,
-                     sum(self.from_peers.values()))
+                     sum(self.from_peers.values()), self.seeds)
 
     def _nudge(self) -> Union[Join, Want, GetDigest]:
         """What to send the owner again when it has been silent: our last question."""

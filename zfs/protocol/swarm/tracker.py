@@ -163,10 +163,16 @@ class Tracker:
         self._owner_uploads = 0
         self._turn = 0                                  # rotates the rarest-first start
         self._members: dict[str, _Member] = {}
+        self._servers = 0                               # members that listen for peers
         self._sources: Sources[str] = Sources(peer_slots)
         self._wanting: Sources[str] = Sources(max_window)   # by chunks under way
         self._expiry: deque[tuple[float, str, int, _Lease]] = deque()
 
+
+    @property
+    def banned(self) -> tuple[str, ...]:
+        """The recipients dropped as sources because a piece they served was bad."""
+        return tuple(a for a, m in self._members.items() if m.banned)
 
     # -- from recipients
 
@@ -177,8 +183,10 @@ class Tracker:
             return [Send((to,), Ended(self.rid))]
         out = self._forget(to, now) if to in self._members else []
         size = window if type(window) is int and window > 0 else 1
-        self._members[to] = _Member(to, endpoint if isinstance(endpoint, str) else None,
-                                    min(size, self._window), heard=now)
+        member = _Member(to, endpoint if isinstance(endpoint, str) else None,
+                         min(size, self._window), heard=now)
+        self._members[to] = member
+        self._servers += member.endpoint is not None
         return out + [Send((to,), self._welcome)]
 
     def wanted(self, to: str, got: Iterable[object], failed: Iterable[object],
@@ -206,12 +214,13 @@ class Tracker:
             out.append(Send((to,), Wait(self.rid)))
         return out
 
-    def left(self, to: str, ok: bool, now: float) -> list[TrackerCommand]:
-        """A recipient's download ended: a complete one seeds on, a failed one is forgotten."""
+    def left(self, to: str, ok: bool, now: float, seeds: bool = True) -> list[TrackerCommand]:
+        """A recipient's download ended: a complete one seeds on (unless it said it
+        will not), a failed one is forgotten."""
         m = self._members.get(to)
         if m is None:
             return []
-        if ok and m.state is MemberState.FETCHING:
+        if ok and seeds and m.state is MemberState.FETCHING:
             m.move(MemberState.SEEDING)        # it checked the whole file: it holds it all
             self._hold(m, self._all)
             self._rewant(m)
@@ -266,6 +275,7 @@ class Tracker:
         self.closed = True
         members = tuple(self._members)
         self._members.clear()
+        self._servers = 0
         self._sources, self._wanting = Sources(self._sources.slots), Sources(self._window)
         self._expiry.clear()
         return [Send(members, Ended(self.rid))] if members else []
@@ -310,23 +320,32 @@ class Tracker:
         """Hand out chunks, one at a time, to the recipients with the fewest under way.
 
         A free upload slot goes to the recipient whose download link has least to do,
-        not to whoever reported last: every link stays busy, none is overbooked. At
-        most ``budget`` recipients are tried, so one event costs a bounded amount.
+        not to whoever reported last: every link stays busy, none is overbooked. Passes
+        repeat while they hand something out, so a recipient with the only free window
+        fills it in one event (alone, it would otherwise have one chunk under way). At
+        most ``budget`` tries in all, so one event costs a bounded amount.
         """
         out: list[TrackerCommand] = []
         misses = 0
-        for address in self._wanting.candidates(budget):
-            if misses >= 3 or not self._sources and self._owner_uploads >= self._owner_slots:
-                break                            # nothing free to hand out: stop looking
-            m = self._members[address]
-            need = self._all & ~(m.have | m.asked)
-            cmd = None if not need else \
-                self._from_peer(m, need, now) or self._from_owner(m, need, now)
-            if cmd is None:
-                misses += 1
-                continue
-            out.append(cmd)
-            self._rewant(m)
+        while budget > 0:
+            handed = 0
+            for address in self._wanting.candidates(budget):
+                budget -= 1
+                if misses >= 3 or not self._sources and \
+                        self._owner_uploads >= self._owner_slots:
+                    return out                   # nothing free to hand out: stop looking
+                m = self._members[address]
+                need = self._all & ~(m.have | m.asked)
+                cmd = None if not need else \
+                    self._from_peer(m, need, now) or self._from_owner(m, need, now)
+                if cmd is None:
+                    misses += 1
+                    continue
+                out.append(cmd)
+                handed += 1
+                self._rewant(m)
+            if not handed:
+                break
         return out
 
     def _rewant(self, m: _Member) -> None:
@@ -358,7 +377,9 @@ class Tracker:
         fresh = need & ~self._seen
         # While chunks remain that nobody got yet, one at a time per recipient, so that
         # distinct recipients seed distinct chunks; after that, whatever no peer can give.
-        limit = 1 if fresh and not m.owner_only else m.window
+        # Alone (no other recipient could serve), it gets its whole window from us.
+        spread = fresh and not m.owner_only and self._servers - (m.endpoint is not None) > 0
+        limit = 1 if spread else m.window
         if self._owner_uploads >= self._owner_slots or m.owner_pieces >= limit:
             return None
         self._turn += 1
@@ -418,6 +439,7 @@ class Tracker:
     def _forget(self, address: str, now: float) -> list[TrackerCommand]:
         """Drop a recipient: free its leases and its holdings' count, stop offering it."""
         m = self._members.pop(address)
+        self._servers -= m.endpoint is not None
         self._sources.drop(address)
         self._wanting.drop(address)
         freed = len(m.leases)

@@ -281,12 +281,16 @@ class Digest:
 
 @dataclass(frozen=True, slots=True)
 class Leave:
-    """Our download ended (``ok`` or not); ``from_owner`` bytes came from the owner."""
+    """Our download ended (``ok`` or not); ``from_owner`` bytes came from the owner.
+
+    ``seeds``: a complete download goes on serving peers until the share ends.
+    """
 
     rid: str
     ok: bool
     from_owner: int
     from_peers: int
+    seeds: bool = True
 
 
 @dataclass(frozen=True, slots=True)
