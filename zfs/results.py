@@ -80,6 +80,15 @@ class DownloadResult(NamedTuple):
     owner: str
     bytes_moved: int
     seconds: float
+    #: "direct": every byte came from the owner; "swarm": pulled with peers.
+    route: str = "direct"
+    #: (peer site, bytes it served) for a pull with peers; the rest came from the owner.
+    from_peers: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def from_owner(self) -> int:
+        """The bytes of this run that the owner sent."""
+        return self.bytes_moved - sum(count for _, count in self.from_peers)
 
 
 class TreePushResult(NamedTuple):

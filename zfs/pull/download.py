@@ -43,6 +43,7 @@ from zfs.pace import fit_window
 from zfs.shell import (AbortRequested, Paced, PaceWake, Shell, Transfer, failure_error,
                        run_callback)
 from zfs.supervisor import Tick, ensure_supervisor, remove_later, watch_time
+from zfs.swarm.download import SwarmBegin, SwarmDownloadActor, SwarmOptions
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class _DownloadOptions:
     bwlimit: Optional[float] = None
     no_clobber: bool = False
     check_existing: bool = True
+    swarm: bool = False
+    seed: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +119,7 @@ class DownloadActor(Shell):
         dl = self._core
         self.receives = {
             wire.ChunkData: self._on_chunk,
-            wire.FileInfo: lambda m: self._reply(m, dl.info_received, m.name, m.size, m.key),
+            wire.FileInfo: self._on_file_info,
             wire.TreeInfo: self._become_tree,
             wire.PrefixDigest: lambda m: self._reply(m, dl.prefix_received, m.length, m.digest),
             wire.FileDigest: lambda m: self._reply(m, lambda digest, _now: dl.digest_received(
@@ -204,6 +207,26 @@ class DownloadActor(Shell):
             self._future.started(ref)
         self._handed_over = True
         ref.tell(TreeBegin())
+        self.stop()
+
+    def _on_file_info(self, info: wire.FileInfo) -> None:
+        if self._opt.swarm and info.rid == self._opt.rid \
+                and self._core.state is core.DlState.OPENING and not self._handed_over:
+            self._become_swarm()
+        else:
+            self._reply(info, self._core.info_received, info.name, info.size, info.key)
+
+    def _become_swarm(self) -> None:
+        """The RID is a file and the caller wants peers: a swarm download takes over."""
+        opt = self._opt
+        options = SwarmOptions(opt.owner, self._owner, opt.rid, opt.dest_dir, opt.window_chunks,
+                               opt.request_timeout, opt.retries, opt.abort_signal,
+                               opt.on_progress, opt.no_clobber, opt.check_existing, opt.seed)
+        ref = self.site.spawn(SwarmDownloadActor, f"{self.name}.swarm", options, self._future)
+        if isinstance(self._future, Transfer):
+            self._future.started(ref)
+        self._handed_over = True
+        ref.tell(SwarmBegin(self._started))
         self.stop()
 
     def _reply(self, message: Any, event: Callable[..., list[Any]], *args: Any) -> None:
@@ -418,7 +441,8 @@ def download_async(site: actors.Site, owner: str, rid: str, dest_dir: Optional[s
                    abort_signal: Any = None,
                    on_progress: Optional[Callable[[Progress], Any]] = None,
                    secure: bool = False, bwlimit: Optional[float] = None,
-                   no_clobber: bool = False, check_existing: bool = True
+                   no_clobber: bool = False, check_existing: bool = True,
+                   swarm: bool = False, seed: bool = True
                    ) -> Transfer[DownloadResult | TreeDownloadResult]:
     """Start downloading ``rid`` from site ``owner``; see :func:`download`.
 
@@ -443,7 +467,7 @@ def download_async(site: actors.Site, owner: str, rid: str, dest_dir: Optional[s
     transfer: Transfer[DownloadResult | TreeDownloadResult] = Transfer()
     options = _DownloadOptions(owner, rid, dest_dir, window_chunks, chunk_size,
                                request_timeout, retries, abort_signal, on_progress, bwlimit,
-                               no_clobber, check_existing)
+                               no_clobber, check_existing, swarm, seed)
     ref = site.spawn(DownloadActor, f"zfs.dl.{secrets.token_hex(8)}", options, transfer)
     transfer.started(ref)
     # Begin only once spawn has returned: before that the site may not yet know the
@@ -458,8 +482,8 @@ def download(site: actors.Site, owner: str, rid: str, dest_dir: Optional[str] = 
              request_timeout: float = 10.0, retries: int = 3, abort_signal: Any = None,
              on_progress: Optional[Callable[[Progress], Any]] = None,
              secure: bool = False, bwlimit: Optional[float] = None,
-             no_clobber: bool = False,
-             check_existing: bool = True) -> DownloadResult | TreeDownloadResult:
+             no_clobber: bool = False, check_existing: bool = True,
+             swarm: bool = False, seed: bool = True) -> DownloadResult | TreeDownloadResult:
     """Download the file (or tree) ``rid`` shared by site ``owner`` into ``dest_dir``.
 
     A download interrupted earlier into the same folder resumes after its bytes are
@@ -474,6 +498,17 @@ def download(site: actors.Site, owner: str, rid: str, dest_dir: Optional[str] = 
     byte moves (``check_existing=False``: fetch it anyway). A tree RID
     (``Transaction.add_tree``) fetches the whole folder, keeping the files already there
     likewise, and the tree appears at once when every file is checked.
+
+    ``swarm=True`` pulls a file with peers: other recipients of the same RID serve this
+    one chunks they verified, and it serves them its own (the owner points each at the
+    others), so N recipients take about the time one does and the owner sends about one
+    copy. Every chunk from a peer is checked against the owner's SHA-256 of it before it
+    is written; a peer that sends a bad one is dropped. This site serves from the
+    endpoint it listens on (``Site(bind=...)``); one that listens nowhere only takes.
+    With ``seed`` (the default) it goes on serving the file once it is in place, until
+    the owner ends the share. The result's ``route`` and ``from_peers`` say how the bytes
+    travelled. A tree is pulled the plain way (``swarm`` is ignored for it); ``bwlimit``
+    does not apply to a pull with peers.
 
     Args:
         no_clobber: refuse if ``dest_dir/<name>`` exists.
@@ -491,4 +526,5 @@ def download(site: actors.Site, owner: str, rid: str, dest_dir: Optional[str] = 
                           chunk_size=chunk_size, request_timeout=request_timeout,
                           retries=retries, abort_signal=abort_signal,
                           on_progress=on_progress, secure=secure, bwlimit=bwlimit,
-                          no_clobber=no_clobber, check_existing=check_existing).result()
+                          no_clobber=no_clobber, check_existing=check_existing,
+                          swarm=swarm, seed=seed).result()

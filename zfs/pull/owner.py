@@ -12,6 +12,10 @@ A shared tree (a folder) is served the same way: its RID's stream is its files e
 end, read by a :class:`~zfs.tree.source.TreeSource`; its manifest is held in memory and
 served by pages, and its per-file digests are computed once, on the pool, when it is
 added (a recipient asks for them to check what it holds and what it fetched).
+
+A file pulled with peers (``download(..., swarm=True)``) is admitted here like any
+request, then handed to :class:`~zfs.swarm.tracker.SwarmTrackers`, which points each
+recipient at peers holding the chunks it needs and serves the rest itself.
 """
 
 from __future__ import annotations
@@ -30,12 +34,15 @@ from zfs.errors import FileChanged, SourceMissing, TransactionExpired, ZfsError
 from zfs.buffers import BufferPool
 from zfs.files import ChunkSource, Digest
 from zfs.protocol import wire
-from zfs.protocol.errors import Failure, LocalProtocolError
+from zfs.protocol.errors import Failure, LocalProtocolError, RemoteProtocolError
 from zfs.protocol.pull import owner as core
+from zfs.protocol.swarm import pullcodec
+from zfs.protocol.swarm.wire import Join, Leave, PullMessage
 from zfs.pull.digests import (digest_of, digest_of_digests, in_the_background, range_digest,
                               tree_digests)
 from zfs.shell import Paced, PaceWake, Shell, run_callback
 from zfs.supervisor import Tick, report_crash, unsupervise, watch_time
+from zfs.swarm.tracker import SharedFile, SwarmTrackers
 from zfs.tree.source import TreeSource
 from zfs.tree.walk import Walked
 
@@ -168,6 +175,8 @@ class OwnerActor(Shell):
                                         initializer=in_the_background)
         shares = self._state.shares
         self._paced = Paced(self.actor_ref, self._state.bwlimit, _BWLIMIT_BURST)
+        self._swarm = SwarmTrackers(self._read_for_swarm, self._tell_body, self._pool,
+                                    self._stopping)
         self.receives = {
             wire.InfoRequest: self._on_info,
             wire.PrefixRequest: lambda m: self._request(m, shares.prefix_requested, m.length),
@@ -180,8 +189,7 @@ class OwnerActor(Shell):
                                                       m.offset, m.length),
             wire.RangeDigestRequest: lambda m: self._request(
                 m, shares.range_digest_requested, m.offset, m.length),
-            Tick: lambda tick: self.run(shares.time_passed(tick.now)),
-            actors.PeerDown: lambda event: self.run(shares.recipient_lost(event.name)),
+            Tick: self._on_tick, actors.PeerDown: self._on_peer_down,
             _OpenTx: self._on_open_tx, _AddFile: self._add, _EndTx: self._on_end_tx,
             _FindTx: self._on_find_tx, _Stats: self._on_stats, _Bwlimit: self._on_bwlimit,
             PaceWake: lambda _: self.run(self._paced.woken(self._send_held_chunk)),
@@ -207,7 +215,27 @@ class OwnerActor(Shell):
 
     def on_stop(self) -> None:
         unsupervise(self.site, self.name)
+        self._swarm.close_all()
         self._cleanup()
+
+    def on_receive(self, message: Any) -> Any:
+        if not pullcodec.is_pull_swarm(message):
+            return super().on_receive(message)
+        try:
+            decoded = pullcodec.decode(message)
+        except RemoteProtocolError as err:
+            self.on_bad_message(message, err)
+            return None
+        self._on_swarm(decoded)
+        return None
+
+    def _on_tick(self, tick: Tick) -> None:
+        self.run(self._state.shares.time_passed(tick.now))
+        self._swarm.time_passed(tick.now)
+
+    def _on_peer_down(self, event: actors.PeerDown) -> None:
+        self.run(self._state.shares.recipient_lost(event.name))
+        self._swarm.site_lost(event.name, time.monotonic())
 
     def on_failure(self, exc_type: Any, exc: Any, tb: Any) -> None:
         report_crash(self.site, self.name, exc)
@@ -240,7 +268,8 @@ class OwnerActor(Shell):
                 "bytes_in_flight": state.shares.in_flight.bytes,
                 "open_files": len(self._sources), "shared_files": len(state.files),
                 "digesting": sum(1 for shared in state.files.values()
-                                 if not shared.digest.done())}
+                                 if not shared.digest.done()),
+                **self._swarm.stats()}
 
     def _add(self, msg: _AddFile) -> str:
         known = self._state.files.get(msg.rid)
@@ -287,6 +316,31 @@ class OwnerActor(Shell):
         if who is not None:
             site, to = who
             self.run(event(message.rid, site, to, *args, time.monotonic()))
+
+    def _on_swarm(self, message: PullMessage) -> None:
+        """A message of pull with peers: admitted as any request is, then tracked."""
+        who, now = self._recipient(), time.monotonic()
+        if who is None:
+            return
+        site, to = who
+        shares, shared = self._state.shares, None
+        if isinstance(message, Join):
+            answer = shares.info_requested(message.rid, site, to, now)[0]
+            refusal = None if isinstance(answer, core.SendInfo) else (
+                answer.failure if isinstance(answer, core.Refuse) else Failure.PROTOCOL)
+            if isinstance(answer, core.SendInfo):
+                record = self._state.files[message.rid]
+                shared = SharedFile(record.path, answer.name, answer.size, record.mtime_ns,
+                                    answer.key, record.digest)
+        else:
+            refusal = shares.swarm_touched(message.rid, site, now)
+        if refusal is not None:
+            self._tell(to, wire.Refusal(message.rid, refusal))
+            return
+        self._swarm.received(message, to, shared, now)
+        if isinstance(message, Leave):
+            status = wire.Status.SUCCESS if message.ok else wire.Status.FAILED
+            self.run(shares.download_reported(message.rid, site, to, status, now))
 
     def _on_info(self, message: wire.InfoRequest) -> Optional[list[Any]]:
         """An ask, answered by the return value (the file's info, or a refusal): it needs
@@ -349,25 +403,44 @@ class OwnerActor(Shell):
 
     def _released(self, cmd: core.Released) -> None:
         self._state.files.pop(cmd.rid, None)
+        self._swarm.close(cmd.rid)
         source = self._sources.pop(cmd.rid, None)
         if source is not None:
             source.close()
 
     def _send_chunk(self, cmd: core.SendChunk) -> None:
+        data = self._read(cmd.rid, cmd.offset, cmd.length, cmd.to)
+        if data is not None:
+            self._tell(cmd.to, wire.ChunkData(cmd.rid, cmd.offset), (data,))
+
+    def _read(self, rid: str, offset: int, length: int, to: str) -> Optional[memoryview]:
+        """A chunk of a shared file; None if the file changed (``to`` is refused)."""
         try:
-            source = self._source(cmd.rid)
-            data = source.read_into(cmd.offset, cmd.length, self._buffers)
+            source = self._source(rid)
+            data = source.read_into(offset, length, self._buffers)
             source.check_unchanged()        # after the read: these bytes are of the shared file
         except (ZfsError, OSError) as err:
-            log.info("shared file of %s unusable: %s", cmd.rid, err)
-            bad = self._sources.pop(cmd.rid, None)
+            log.info("shared file of %s unusable: %s", rid, err)
+            bad = self._sources.pop(rid, None)
             if bad is not None:
                 bad.close()
-            self.run(self._state.shares.source_changed(cmd.rid, cmd.to))
-            return
+            self.run(self._state.shares.source_changed(rid, to))
+            return None
         self._state.bytes_sent += len(data)
         self._state.chunks_sent += 1
-        self._tell(cmd.to, wire.ChunkData(cmd.rid, cmd.offset), (data,))
+        return data
+
+    def _read_for_swarm(self, rid: str, offset: int, length: int,
+                        to: str) -> Optional[memoryview]:
+        return self._read(rid, offset, length, to) if rid in self._state.files else None
+
+    def _tell_body(self, to: str, body: Any, payload: tuple[Any, ...]) -> bool:
+        try:
+            self.site.tell(to, body, payload=payload)
+        except actors.ActorsError as err:
+            log.debug("swarm reply to %s not sent: %s", to, err)
+            return False
+        return True
 
     def _on_bwlimit(self, message: _Bwlimit) -> None:
         self._state.bwlimit = message.rate

@@ -398,6 +398,18 @@ class Shares:
         file.reported.add(site)
         return out + [Downloaded(file.tx_id, rid, site, status, file.name)]
 
+    def swarm_touched(self, rid: str, site: str, now: float) -> Optional[Failure]:
+        """A recipient of ``rid`` pulling with peers spoke: why it is refused, or None.
+
+        It counts as activity of the transaction, as any request of a plain pull does,
+        and the site is a pending recipient until it reports (``download_reported``).
+        Only a file is pulled with peers: a tree's RID is refused as ``protocol``.
+        """
+        file = self._touch(rid, site, now)
+        if isinstance(file, Failure):
+            return file
+        return Failure.PROTOCOL if file.tree is not None else None
+
     # -- internals --
 
     def _refusal(self, rid: str) -> Optional[Failure]:
