@@ -12,7 +12,7 @@ decimal units: kB, MB, GB are powers of 1000, and rates are MB/s.
 | setting | option | environment | default | what it is |
 |---|---|---|---|---|
 | name | `--name` | `ZFS_NAME` | by command | this site's name: required by `site`; `owner` for `share`; `push-`/`pull-` and random letters otherwise (with keys, the name of the keypair) |
-| bind | `--bind` | `ZFS_BIND` | `tcp://127.0.0.1:0` | endpoint `site` and `share` listen on (port 0: the OS picks one; `host:port` means `tcp://host:port`) |
+| bind | `--bind` | `ZFS_BIND` | `tcp://127.0.0.1:0` | endpoint `site` and `share` listen on, and `pull --swarm` to serve its peers (a `pull` given it pulls with peers; port 0: the OS picks one; `host:port` means `tcp://host:port`) |
 | channel | `--channel` | `ZFS_CHANNEL` | `default` | push channel (the receiving site must `--receive` it) |
 | topic | `--topic` | `ZFS_TOPIC` | `default` | push topic |
 | chunk_size | `--chunk-size` | `ZFS_CHUNK_SIZE` | `1MiB` | bytes per chunk message, push and pull |

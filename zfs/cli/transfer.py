@@ -223,6 +223,11 @@ def _push_plan(as_json: bool, name: str, size: Optional[int], settings: config.S
 @_setting("request_timeout", "Seconds before a request is sent again.")
 @_setting("retries", "Times a request is sent again.")
 @_setting("bwlimit", "Most bytes per second to ask the owner for, e.g. 10MB/s.")
+@_setting("bind", "Listen here to serve other recipients' pulls with peers "
+                  "(host:port means tcp://host:port).")
+@click.option("--swarm/--no-swarm", "swarm", default=None,
+              help="Pull with peers: other recipients of the RID serve this one chunks, "
+                   "and it serves them (default: on when it listens, --bind or ZFS_BIND).")
 @_CONNECT_TIMEOUT
 @_setting("name", "This side's site name (default pull-<random>).")
 @NO_CLOBBER
@@ -232,14 +237,22 @@ def _push_plan(as_json: bool, name: str, size: Optional[int], settings: config.S
 @_JSON
 @click.pass_obj
 def pull(common: Common, rid: str, source: str, connects: Sequence[str], dry_run: bool,
-         as_json: bool, no_clobber: bool, no_skip: bool, **options: Any) -> None:
+         as_json: bool, no_clobber: bool, no_skip: bool, swarm: Optional[bool],
+         **options: Any) -> None:
     """Download the file (or folder) RID from its owner; run it again after an
-    interruption to resume."""
+    interruption to resume.
+
+    With peers (--swarm, or --bind/ZFS_BIND given) the recipients of one RID serve
+    each other chunks they checked against the owner's digests, so the owner sends
+    about one copy however many pull it."""
+    listens = options.get("bind") is not None or "ZFS_BIND" in os.environ
     settings = _settings(common, **options)
+    swarm = listens if swarm is None else swarm
     owner, peers, routed = _owner(source, _peers(connects))
     out = settings.out_dir
+    bind = settings.bind if swarm else None
     with _until_signal() as stop, \
-            _site(site_name(settings, "pull-"), settings, None, peers) as s:
+            _site(site_name(settings, "pull-"), settings, bind, peers) as s:
         _wait_for(s, peers, settings, stop, flag="--connect" if routed else "--from",
                   gone=_SHARE_GONE, routed=routed)
         info = file_info(s, owner, rid, settings.request_timeout)
@@ -259,7 +272,8 @@ def pull(common: Common, rid: str, source: str, connects: Sequence[str], dry_run
         made = not os.path.isdir(out)
         os.makedirs(out, exist_ok=True)
         try:
-            record = _download(s, owner, rid, info, settings, stop, no_clobber, not no_skip)
+            record = _download(s, owner, rid, info, settings, stop, no_clobber, not no_skip,
+                               swarm)
         except BaseException:
             if made:
                 _remove_if_empty(out)
@@ -289,13 +303,20 @@ def _pulled(record: dict[str, Any], owner: str) -> str:
     resumed = record["size"] - record["bytes_moved"]
     how = f"{size}; {config.format_size(resumed)} of it were here already" if resumed else size
     rate = config.format_rate(record["bytes_moved"], record["seconds"])
-    return (f"downloaded {record['path']} from {owner} ({how}) in {record['seconds']:.2f} s "
+    text = (f"downloaded {record['path']} from {owner} ({how}) in {record['seconds']:.2f} s "
             f"({rate})")
+    if record.get("route") != "swarm":
+        return text
+    peers = record.get("from_peers") or {}
+    copies = record["from_owner"] / record["size"] if record["size"] else 0.0
+    return (f"{text}; with peers: {config.format_size(record['from_owner'])} from {owner} "
+            f"({copies:.2f} of the file), {config.format_size(sum(peers.values()))} from "
+            f"{len(peers)} peer{'' if len(peers) == 1 else 's'}")
 
 
 def _download(s: actors.Site, owner: str, rid: str, info: wire.FileInfo,
               settings: config.Settings, stop: threading.Event, no_clobber: bool = False,
-              skip: bool = True) -> dict[str, Any]:
+              skip: bool = True, swarm: bool = False) -> dict[str, Any]:
     """Download in our turn at this file in this folder; return the result's record."""
     from zfs.pull.download import download_async
 
@@ -312,7 +333,7 @@ def _download(s: actors.Site, owner: str, rid: str, info: wire.FileInfo,
                 chunk_size=settings.chunk_size, request_timeout=settings.request_timeout,
                 retries=settings.retries, on_progress=bars.update,
                 secure=settings.keys_dir is not None, bwlimit=settings.bwlimit,
-                no_clobber=no_clobber, check_existing=skip), stop)
+                no_clobber=no_clobber, check_existing=skip, swarm=swarm, seed=False), stop)
             if result is None:
                 # Stopping the site (not an abort) keeps the partial file for a resume.
                 raise Interrupted("interrupted: run the same command again to resume")
@@ -320,7 +341,9 @@ def _download(s: actors.Site, owner: str, rid: str, info: wire.FileInfo,
                   "seconds": result.seconds, "bytes_moved": result.bytes_moved,
                   "mb_per_s": (result.bytes_moved / result.seconds / 1e6
                                if result.seconds > 0 else 0.0),
-                  "digest": result.digest, "mtime_ns": os.stat(result.path).st_mtime_ns}
+                  "digest": result.digest, "mtime_ns": os.stat(result.path).st_mtime_ns,
+                  "route": result.route, "from_owner": result.from_owner,
+                  "from_peers": dict(result.from_peers)}
         mine.record(record)
         return record
 

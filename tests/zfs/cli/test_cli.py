@@ -375,3 +375,30 @@ def test_the_demo_runs_end_to_end_and_cleans_up(tmp_path: Path) -> None:
     leftovers = [p.pid for p in psutil.process_iter(["cmdline"])
                  if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
     assert leftovers == []
+
+
+@pytest.mark.timeout(90)
+def test_pulls_that_listen_pull_with_peers_and_say_how_the_bytes_came(tmp_path: Path) -> None:
+    src = data(tmp_path / "model.bin", 6 << 20)
+    owner = start("owner", "share", str(src), "--bind", "tcp://127.0.0.1:0", "--timeout", "60",
+                  log=tmp_path / "owner.log")
+    pulls: list[Party] = []
+    try:
+        line = owner.wait_line(lambda text: text.startswith("  zfs-stream pull"), 20)[-1]
+        _, _, rid, _, source = line.split()
+        for i in range(3):
+            pulls.append(start(f"p{i}", "pull", rid, "--from", source, "--out",
+                               str(tmp_path / f"p{i}"), "--bind", "127.0.0.1:0", "--json"))
+        for party in pulls:
+            record = json.loads(party.wait_line(lambda text: text.startswith("{"), 60)[-1])
+            assert record["route"] == "swarm" and party.process.wait(20) == 0
+            assert record["from_owner"] + sum(record["from_peers"].values()) == record["size"]
+            assert file_digest(record["path"]) == file_digest(src)
+        plain = cli("pull", rid, "--from", source, "--out", str(tmp_path / "plain"), "--bind",
+                    "127.0.0.1:0", "--no-swarm")
+        assert plain.exit_code == 0 and "with peers" not in plain.stdout, plain.output
+        swarm = cli("pull", rid, "--from", source, "--out", str(tmp_path / "swarm"), "--swarm")
+        assert swarm.exit_code == 0 and "with peers:" in swarm.stdout, swarm.output
+    finally:
+        for party in [*pulls, owner]:
+            party.stop()
