@@ -86,7 +86,7 @@ class SwarmTrackers:
     """
 
     def __init__(self, read: ReadChunk, tell: Tell, pool: ThreadPoolExecutor,
-                 stop: threading.Event, *, owner_slots: int = 8) -> None:
+                 stop: threading.Event, *, owner_slots: int = 4) -> None:
         self._read, self._tell, self._pool, self._stop = read, tell, pool, stop
         self._owner_slots = owner_slots
         self._trackers: dict[str, core.Tracker] = {}

@@ -8,6 +8,7 @@ pieces, one that is killed while it serves, one that cannot be reached.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -16,8 +17,11 @@ import pytest
 import actors
 from tests.support.faults import MiB, make_file, partials, sites
 from tests.support.procs import SiteProcess, wait_until
-from zfs import download, share
+from tests.zfs.swarm.test_hostile import Mouth
+from zfs import download, download_async, share
+from zfs.errors import TransferAborted
 from zfs.files import file_digest
+from zfs.partials import PARTIAL_DIR
 from zfs.pull.transaction import owner_stats
 
 __all__ = ["sites"]   # a fixture, used by name
@@ -159,3 +163,69 @@ def test_a_tree_is_pulled_the_plain_way_even_when_swarm_is_asked(
         result = download(deaf_sites[0], "test", rid, tmp_path / "got", swarm=True)
     assert result.files == 1
     assert file_digest(tmp_path / "got" / "tree" / "a.bin") == file_digest(folder / "a.bin")
+
+
+@pytest.mark.timeout(60)
+def test_a_pull_cut_off_from_its_owner_keeps_its_chunks_and_resumes_with_them(
+        tmp_path: Path) -> None:
+    src = make_file(tmp_path / "resume.bin", 40 * MiB)
+    dest = tmp_path / "got"
+    secret = b"s" * 32                        # the same RID when shared again
+
+    def owner_site() -> actors.Site:          # it links to the recipient, as a server would
+        site = actors.Site("owner2", bind="tcp://127.0.0.1:0",
+                           connect={"rcv": str(recipient.endpoint)}).start()
+        site.wait_for("rcv", timeout=10)
+        return site
+
+    with actors.Site("rcv", bind="tcp://127.0.0.1:0") as recipient:
+        owner = owner_site()
+        try:
+            rid = share(owner, timeout=60, secret=secret).add_file(src)
+            recipient.wait_for("owner2", timeout=10)
+            pull = download_async(recipient, "owner2", rid, dest, swarm=True,
+                                  on_progress=lambda progress: time.sleep(0.1))  # slowly
+            wait_until(lambda: list((dest / PARTIAL_DIR).glob("*.held")), 20)
+        finally:
+            owner.stop()                      # the owner's site goes away mid-pull
+        with pytest.raises(TransferAborted) as caught:
+            pull.result(20)
+        assert "resume" in str(caught.value) and not (dest / "resume.bin").exists()
+        owner = owner_site()
+        try:
+            assert share(owner, timeout=60, secret=secret).add_file(src) == rid
+            recipient.wait_for("owner2", timeout=10)
+            result = download(recipient, "owner2", rid, dest, swarm=True, seed=False)
+        finally:
+            owner.stop()
+    assert 0 < result.bytes_moved < result.size
+    assert file_digest(result.path) == file_digest(src) and partials(dest) == []
+
+
+@pytest.mark.timeout(60)
+def test_hostile_swarm_messages_to_the_owner_are_refused_and_it_goes_on_serving(
+        hub: actors.Site, deaf_sites: list[actors.Site], tmp_path: Path) -> None:
+    src = make_file(tmp_path / "kept.bin", 2 * MiB)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    site = deaf_sites[0]
+    mouth = site.spawn(Mouth, "mouth")
+    with share(hub, timeout=60) as tx:
+        rid, tree = tx.add_file(src), tx.add_tree(folder)
+        bodies: list[Any] = [
+            ["swarm-join", rid, 2**62, "tcp://" + "x" * 5000],      # malformed: dropped
+            ["swarm-join", "no-such-rid", 4, None],                  # unknown: refused
+            ["swarm-join", tree, 4, None],                           # a tree: refused
+            ["swarm-want", rid, [10**9], [[0, "x/y", "bad"]]],       # not joined: rejoin
+            ["swarm-get-digests", rid, 10**9], ["swarm-leave", rid, True, -1, 0, True],
+            ["swarm-join", rid, 4, None], ["swarm-want", rid, [10**6, 0], []],
+            ["swarm-get-digests", rid, 99], ["swarm-leave", rid, False, 0, 0, False],
+        ]
+        for body in bodies:
+            mouth.tell({"to": "test/zfs.owner", "body": body})
+        heard = wait_until(lambda: len(mouth.ask("heard")) >= 5 and mouth.ask("heard"), 10)
+        kinds = [body[0] for body in heard]
+        assert kinds.count("refusal") == 2 and "swarm-rejoin" in kinds
+        assert "swarm-welcome" in kinds
+        result = download(deaf_sites[1], "test", rid, tmp_path / "after", swarm=True)
+    assert file_digest(result.path) == file_digest(src)
