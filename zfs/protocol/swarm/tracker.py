@@ -376,10 +376,15 @@ class Tracker:
     def _from_owner(self, m: _Member, need: int, now: float) -> Optional[TrackerCommand]:
         fresh = need & ~self._seen
         # While chunks remain that nobody got yet, one at a time per recipient, so that
-        # distinct recipients seed distinct chunks; after that, whatever no peer can give.
-        # Alone (no other recipient could serve), it gets its whole window from us.
-        spread = fresh and not m.owner_only and self._servers - (m.endpoint is not None) > 0
-        limit = 1 if spread else m.window
+        # distinct recipients seed distinct chunks, and only those: the owner's link
+        # injects each chunk once (a second copy from it delays every recipient, since
+        # the file cannot spread faster than it leaves the owner). After that, whatever
+        # no peer can give. Alone (no other recipient could serve), it gets its whole
+        # window from us.
+        spread = not m.owner_only and self._servers - (m.endpoint is not None) > 0
+        if spread and not fresh and self._seen != self._all:
+            return None                    # peers will have what it needs: inject first
+        limit = 1 if spread and fresh else m.window
         if self._owner_uploads >= self._owner_slots or m.owner_pieces >= limit:
             return None
         self._turn += 1
