@@ -52,6 +52,17 @@ def _open_dirs(dest_dir: str) -> tuple[int, int]:
         raise
 
 
+def complete_there(dest_dir: str, name: str, key: str, size: int) -> bool:
+    """Whether ``dest_dir/name`` is a regular file of ``size`` bytes with no download of
+    ``key`` in progress beside it: a file a download may check by digest and keep."""
+    try:
+        st = os.lstat(os.path.join(dest_dir, name))
+    except OSError:
+        return False
+    partial = os.path.join(dest_dir, PARTIAL_DIR, _PULL + key)
+    return stat.S_ISREG(st.st_mode) and st.st_size == size > 0 and not os.path.lexists(partial)
+
+
 def check_room(dest_dir: str, size: Optional[int]) -> None:
     """Refuse a declared size the folder's disk cannot hold, before writing a byte.
 

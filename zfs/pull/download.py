@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import stat
 import tempfile
 import time
 from concurrent.futures import Future
@@ -31,8 +30,7 @@ import pykka
 import actors
 from zfs.errors import InsecureLink, IntegrityError, TransferAborted, UnsafeName
 from zfs.files import digest_range
-from zfs.partials import PartialFile, check_room
-from zfs.protocol.names import PARTIAL_DIR
+from zfs.partials import PartialFile, check_room, complete_there
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, RemoteProtocolError
 from zfs.protocol.pull import download as core
@@ -318,21 +316,12 @@ class DownloadActor(Shell):
         if self._opt.no_clobber and os.path.lexists(final):
             return self._core.refused(Failure.REFUSED, f"{cmd.name} exists in "
                                       f"{self._opt.dest_dir} and no_clobber is set")
-        if self._opt.check_existing and self._complete_there(final, cmd.key):
+        if self._opt.check_existing and complete_there(self._opt.dest_dir, cmd.name, cmd.key,
+                                                       self._core.size):
             self._existing = final           # checked by digest as a complete partial is
             return self._core.partial_opened(self._core.size, time.monotonic())
         return self._on_disk(lambda: self._core.partial_opened(self._new_partial(cmd.name),
                                                                time.monotonic()))
-
-    def _complete_there(self, final: str, key: str) -> bool:
-        """Whether a regular file of the owner's size is at ``final``, and no partial."""
-        try:
-            st = os.lstat(final)
-        except OSError:
-            return False
-        partial = os.path.join(self._opt.dest_dir, PARTIAL_DIR, f"pull-{key}")
-        return stat.S_ISREG(st.st_mode) and st.st_size == self._core.size > 0 \
-            and not os.path.lexists(partial)
 
     def _new_partial(self, name: str) -> int:
         self._partial = PartialFile(self._opt.dest_dir, name, key=self._key)
@@ -435,7 +424,8 @@ class DownloadActor(Shell):
                 f"download the same file into it again to resume")
 
 
-def download_async(site: actors.Site, owner: str, rid: str, dest_dir: Optional[str] = None, *,
+def download_async(site: actors.Site, owner: str, rid: str,
+                   dest_dir: Optional[str | os.PathLike[str]] = None, *,
                    window_chunks: int = 8, chunk_size: int = 1 << 20,
                    request_timeout: float = 10.0, retries: int = 3,
                    abort_signal: Any = None,
@@ -477,7 +467,8 @@ def download_async(site: actors.Site, owner: str, rid: str, dest_dir: Optional[s
     return transfer
 
 
-def download(site: actors.Site, owner: str, rid: str, dest_dir: Optional[str] = None, *,
+def download(site: actors.Site, owner: str, rid: str,
+             dest_dir: Optional[str | os.PathLike[str]] = None, *,
              window_chunks: int = 8, chunk_size: int = 1 << 20,
              request_timeout: float = 10.0, retries: int = 3, abort_signal: Any = None,
              on_progress: Optional[Callable[[Progress], Any]] = None,

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import stat
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -31,10 +30,9 @@ from typing import Any, Callable, Optional
 import actors
 from zfs.errors import IntegrityError, TransferAborted, UnsafeName
 from zfs.files import file_digest
-from zfs.partials import PartialFile, check_room
+from zfs.partials import PartialFile, check_room, complete_there
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, RemoteProtocolError
-from zfs.protocol.names import PARTIAL_DIR
 from zfs.protocol.swarm import download as core
 from zfs.protocol.swarm import pullcodec
 from zfs.protocol.swarm.seeder import ReadPiece, Seeder
@@ -286,7 +284,7 @@ class SwarmDownloadActor(Shell):
         self._seeder = Seeder(opt.rid, size=dl.size, chunk_size=dl.chunk_size)
         key = f"swarm-{cmd.key}"
         try:
-            if opt.check_existing and self._complete_there(final, key):
+            if opt.check_existing and complete_there(opt.dest_dir, cmd.name, key, dl.size):
                 self._existing = final
                 self._reader = _open_reader(final)
                 return dl.partial_opened(range(dl.total), time.monotonic())
@@ -299,16 +297,6 @@ class SwarmDownloadActor(Shell):
         for index in chunks:
             self._seeder.chunk_held(index)
         return dl.partial_opened(chunks, time.monotonic())
-
-    def _complete_there(self, final: str, key: str) -> bool:
-        """Whether a regular file of the owner's size is at ``final``, and no partial."""
-        try:
-            st = os.lstat(final)
-        except OSError:
-            return False
-        partial = os.path.join(self._opt.dest_dir, PARTIAL_DIR, f"pull-{key}")
-        return stat.S_ISREG(st.st_mode) and st.st_size == self._core.size > 0 \
-            and not os.path.lexists(partial)
 
     def _check(self, cmd: core.CheckPiece) -> list[Any]:
         ok = hashlib.sha256(self.payload[0]).hexdigest() == cmd.digest

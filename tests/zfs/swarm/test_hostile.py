@@ -13,27 +13,11 @@ import pytest
 
 import actors
 from tests.support.faults import CHANNEL, CHUNK, make_file, partials
+from tests.support.mouth import Mouth
 from tests.support.procs import wait_until
 from zfs import push_file, register_receiver
 from zfs.files import file_digest
 from zfs.swarm.relay import RELAY
-
-
-class Mouth(actors.Actor):
-    """Sends ``{"to", "body", "payload"}`` as itself; records every other message."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.heard: list[Any] = []
-
-    def on_receive(self, message: Any) -> Any:
-        if isinstance(message, dict) and "to" in message:
-            self.site.tell(message["to"], message["body"], payload=message.get("payload", ()))
-        elif message == "heard":
-            return list(self.heard)
-        else:
-            self.heard.append(message)
-        return None
 
 
 def _open(stream: str, members: list[str], endpoints: list[str], name: str) -> list[Any]:

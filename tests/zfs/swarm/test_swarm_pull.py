@@ -16,9 +16,9 @@ import pytest
 
 import actors
 from tests.support.faults import MiB, make_file, partials, sites
+from tests.support.mouth import Mouth
 from tests.support.procs import SiteProcess, wait_until
-from tests.zfs.swarm.test_hostile import Mouth
-from zfs import download, download_async, share
+from zfs import DownloadResult, TreeDownloadResult, download, download_async, share
 from zfs.errors import TransferAborted
 from zfs.files import file_digest
 from zfs.partials import PARTIAL_DIR
@@ -147,6 +147,7 @@ def test_recipients_that_cannot_serve_each_other_get_everything_from_the_owner(
         results = [download(site, "test", rid, tmp_path / site.name, swarm=True)
                    for site in deaf_sites]
     for result in results:
+        assert isinstance(result, DownloadResult)
         assert result.route == "swarm" and result.from_peers == ()
         assert result.from_owner == result.size == src.stat().st_size
         assert file_digest(result.path) == file_digest(src)
@@ -161,7 +162,7 @@ def test_a_tree_is_pulled_the_plain_way_even_when_swarm_is_asked(
     with share(hub, timeout=60) as tx:
         rid = tx.add_tree(folder)
         result = download(deaf_sites[0], "test", rid, tmp_path / "got", swarm=True)
-    assert result.files == 1
+    assert isinstance(result, TreeDownloadResult) and result.files == 1
     assert file_digest(tmp_path / "got" / "tree" / "a.bin") == file_digest(folder / "a.bin")
 
 
