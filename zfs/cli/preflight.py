@@ -22,7 +22,7 @@ from zfs.files import check_name
 from zfs.partials import PARTIAL_DIR
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, RemoteProtocolError
-from zfs.pull.owner import OWNER
+from zfs.pull.book import OWNER
 from zfs.shell import failure_error
 
 _INQUIRER = "zfs-stream.inquirer"

@@ -34,7 +34,7 @@ from zfs.partials import PartialFile, check_room, complete_there
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, RemoteProtocolError
 from zfs.protocol.pull import download as core
-from zfs.pull.owner import MAX_CHUNK_SIZE, OWNER
+from zfs.pull.book import MAX_CHUNK_SIZE, OWNER
 from zfs.pull.tree.download import TreeBegin, TreeDownloadActor, TreeDownloadOptions
 from zfs.results import DownloadResult, Progress, TreeDownloadResult
 from zfs.pace import fit_window

@@ -26,133 +26,29 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import actors
 from zfs.errors import FileChanged, SourceMissing, TransactionExpired, ZfsError
 from zfs.buffers import BufferPool
-from zfs.files import ChunkSource, Digest
+from zfs.files import ChunkSource
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, LocalProtocolError, RemoteProtocolError
 from zfs.protocol.pull import owner as core
 from zfs.protocol.swarm import pullcodec
 from zfs.protocol.swarm.wire import Join, Leave, PullMessage
+from zfs.pull.book import (MAX_INFLIGHT_BYTES, OwnerState, _AddFile, _Bwlimit, _EndTx,
+                           _FindTx, _OpenTx, _resume_key, _Shared, _Stats, _TreeStream)
 from zfs.pull.digests import (digest_of, digest_of_digests, in_the_background, range_digest,
                               tree_digests)
 from zfs.shell import Paced, PaceWake, Shell, run_callback
 from zfs.supervisor import Tick, report_crash, unsupervise, watch_time
 from zfs.swarm.tracker import SharedFile, SwarmTrackers
-from zfs.tree.source import TreeSource
-from zfs.tree.walk import Walked
 
 log = logging.getLogger(__name__)
 
-OWNER = "zfs.owner"
-MAX_CHUNK_SIZE = 8 << 20
-#: Chunk bytes an owner lets be in flight to all its recipients together (plus one chunk
-#: per download): what bounds its memory, whatever the number of recipients.
-MAX_INFLIGHT_BYTES = 16 << 20
 #: The bucket of a capped owner (``share(..., bwlimit=)``): one default chunk.
 _BWLIMIT_BURST = 1 << 20
-
-TimeoutCallback = Callable[[str, list[str]], Any]
-DownloadedCallback = Callable[[str, str, str, str], Any]
-
-
-@dataclass(frozen=True, slots=True)
-class _OpenTx:
-    tx_id: str
-    timeout: float
-    on_timeout: Optional[TimeoutCallback]
-
-
-@dataclass(frozen=True, slots=True)
-class _AddFile:
-    tx_id: str
-    rid: str
-    path: str
-    name: str
-    size: int
-    mtime_ns: int
-    on_downloaded: Optional[DownloadedCallback]
-    tree: Optional[Walked] = None
-
-
-@dataclass(frozen=True, slots=True)
-class _EndTx:
-    tx_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Stats:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class _Bwlimit:
-    rate: Optional[float]
-
-
-@dataclass(frozen=True, slots=True)
-class _FindTx:
-    tx_id: str
-
-
-@dataclass(slots=True)
-class _Shared:
-    path: str
-    size: int
-    mtime_ns: int
-    digest: Future[str]
-    on_downloaded: Optional[DownloadedCallback]
-    tree: Optional[Walked] = None
-    manifest: bytes = b""
-    file_digests: Optional[Future[bytes]] = None
-
-
-class _TreeStream:
-    """A shared tree's stream, read as a shared file's is (by offset)."""
-
-    def __init__(self, walked: Walked) -> None:
-        self._source = TreeSource(walked.root, walked.manifest)
-
-    def read_into(self, offset: int, length: int, pool: BufferPool) -> memoryview:
-        return self._source.read(self._source.layout, offset, length, pool)
-
-    def check_unchanged(self) -> None:
-        """Each file is checked as it is read (see TreeSource)."""
-
-    def close(self) -> None:
-        self._source.close()
-
-
-@dataclass(slots=True)
-class OwnerState:
-    """What an owner knows, kept apart from the actor so a restarted owner keeps serving."""
-
-    shares: core.Shares = field(default_factory=lambda: core.Shares(MAX_CHUNK_SIZE,
-                                                                   MAX_INFLIGHT_BYTES))
-    on_timeout: dict[str, Optional[TimeoutCallback]] = field(default_factory=dict)
-    files: dict[str, _Shared] = field(default_factory=dict)
-    bytes_sent: int = 0
-    chunks_sent: int = 0
-    bwlimit: Optional[float] = None
-
-
-def _resume_key(msg: _AddFile) -> str:
-    """The same key for the same file shared again (new RID), so a download resumes.
-
-    Two different files with one key cannot mix: a resume checks the bytes it holds
-    against the owner's digest of them first. A tree's key is its folder's path alone:
-    what a recipient holds of it is checked file by file.
-    """
-    identity = Digest()
-    text = (f"tree\0{msg.path}" if msg.tree is not None
-            else f"{msg.path}\0{msg.size}\0{msg.mtime_ns}")
-    identity.update(text.encode("utf-8", "surrogateescape"))
-    return identity.hexdigest()
-
 
 class OwnerActor(Shell):
     """Serves the files of this site's transactions to any site that holds their RIDs.

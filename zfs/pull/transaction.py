@@ -26,8 +26,9 @@ import actors
 
 from zfs.errors import SourceMissing, TransactionExpired, ZfsError
 from zfs.files import check_name
-from zfs.pull.owner import (OWNER, DownloadedCallback, OwnerActor, OwnerState, TimeoutCallback,
-                            _AddFile, _Bwlimit, _EndTx, _FindTx, _OpenTx, _Stats)
+from zfs.pull.book import (OWNER, DownloadedCallback, OwnerState, TimeoutCallback, _AddFile,
+                           _Bwlimit, _EndTx, _FindTx, _OpenTx, _Stats)
+from zfs.pull.owner import OwnerActor
 from zfs.supervisor import revive, supervise
 from zfs.tree.walk import walk
 

@@ -223,7 +223,8 @@ def test_in_process_owner_serves_and_reports_stats(site: actors.Site, tmp_path: 
 
 
 def test_owner_keeps_open_file_handles_bounded(site: actors.Site, tmp_path: Path) -> None:
-    from zfs.pull.owner import OWNER, OwnerActor
+    from zfs.pull.book import OWNER
+    from zfs.pull.owner import OwnerActor
     site.spawn(OwnerActor, OWNER, None, 2)            # an owner allowed 2 open files
     sources = [make_file(tmp_path / f"f{i}", 1000 + i) for i in range(5)]
     with actors.Site("near", connect={"test": str(site.endpoint)}) as near:
@@ -239,7 +240,7 @@ def test_owner_keeps_open_file_handles_bounded(site: actors.Site, tmp_path: Path
 
 def test_crashed_owner_is_restarted_and_keeps_serving_its_rids(site: actors.Site,
                                                                tmp_path: Path) -> None:
-    from zfs.pull.owner import OWNER, _AddFile
+    from zfs.pull.book import OWNER, _AddFile
     source = make_file(tmp_path / "kept.bin", 100_000)
     with actors.Site("near", connect={"test": str(site.endpoint)}) as near:
         near.wait_for("test", timeout=10)

@@ -29,7 +29,7 @@ from zfs.protocol.pull.tree import commands as steps
 from zfs.protocol.pull.tree import download as core
 from zfs.protocol.tree.layout import DIGEST_CHARS, Offer
 from zfs.protocol.tree.manifest import Manifest
-from zfs.pull.owner import OWNER
+from zfs.pull.book import OWNER
 from zfs.results import Progress, TreeDownloadResult
 from zfs.shell import AbortRequested, Paced, PaceWake, Shell, failure_error, run_callback
 from zfs.supervisor import Tick, watch_time
