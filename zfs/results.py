@@ -84,6 +84,8 @@ class DownloadResult(NamedTuple):
     route: str = "direct"
     #: (peer site, bytes it served) for a pull with peers; the rest came from the owner.
     from_peers: tuple[tuple[str, int], ...] = ()
+    #: Why a pull with peers got every byte from the owner ("" otherwise).
+    note: str = ""
 
     @property
     def from_owner(self) -> int:

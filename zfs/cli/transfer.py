@@ -311,7 +311,8 @@ def _pulled(record: dict[str, Any], owner: str) -> str:
     copies = record["from_owner"] / record["size"] if record["size"] else 0.0
     return (f"{text}; with peers: {config.format_size(record['from_owner'])} from {owner} "
             f"({copies:.2f} of the file), {config.format_size(sum(peers.values()))} from "
-            f"{len(peers)} peer{'' if len(peers) == 1 else 's'}")
+            f"{len(peers)} peer{'' if len(peers) == 1 else 's'}"
+            f"{' (' + record['note'] + ')' if record.get('note') else ''}")
 
 
 def _download(s: actors.Site, owner: str, rid: str, info: wire.FileInfo,
@@ -343,7 +344,7 @@ def _download(s: actors.Site, owner: str, rid: str, info: wire.FileInfo,
                                if result.seconds > 0 else 0.0),
                   "digest": result.digest, "mtime_ns": os.stat(result.path).st_mtime_ns,
                   "route": result.route, "from_owner": result.from_owner,
-                  "from_peers": dict(result.from_peers)}
+                  "from_peers": dict(result.from_peers), "note": result.note}
         mine.record(record)
         return record
 

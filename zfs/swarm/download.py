@@ -101,6 +101,7 @@ class SwarmDownloadActor(Shell):
         # Messages to a peer we dialled, held until its own link is up: before that they
         # would take a relayed route the owner need not offer, and could be lost there.
         self._held_back: dict[str, list[tuple[str, Any]]] = {}
+        self._unreachable: set[str] = set()   # peer sites we could not link to (for the note)
         self._saved, self._saved_at = 0, 0.0
         self._started = 0.0
         self._result: Optional[DownloadResult] = None
@@ -216,6 +217,7 @@ class SwarmDownloadActor(Shell):
             elif now - when > CONNECT_TIMEOUT:       # reported once; the owner avoids it
                 del self._dialled[site]
                 self._held_back.pop(site, None)
+                self._unreachable.add(site)
                 self.run(dl.peer_unreachable(peer, now))
         self.run(dl.time_passed(now))
         if now - self._saved_at >= _SAVE_EVERY:
@@ -347,9 +349,21 @@ class SwarmDownloadActor(Shell):
         dl = self._core
         peers = tuple(sorted((peer.partition("/")[0], count)
                              for peer, count in dl.from_peers.items()))
-        return DownloadResult(dl.name, path, cmd.size, cmd.digest, self._opt.owner,
-                              dl.from_owner + sum(dl.from_peers.values()),
-                              now - self._started, "swarm", peers)
+        moved = dl.from_owner + sum(dl.from_peers.values())
+        return DownloadResult(dl.name, path, cmd.size, cmd.digest, self._opt.owner, moved,
+                              now - self._started, "swarm", peers, self._note(moved, peers))
+
+    def _note(self, moved: int, peers: tuple[tuple[str, int], ...]) -> str:
+        """Why no peer served this download, if none did (empty when one did)."""
+        if peers or not moved:
+            return ""
+        if self._core.endpoint is None:
+            return ("every byte came from the owner: this site listens nowhere peers can "
+                    "reach, so it takes only what the owner serves it (bind to a TCP endpoint "
+                    "to pull with peers)")
+        unreachable = len(self._unreachable)
+        why = (f" ({unreachable} could not be reached)" if unreachable else "")
+        return f"every byte came from the owner: no peer served a chunk in time{why}"
 
     def _finish(self, cmd: core.Finish) -> None:
         if cmd.state is core.DownloadState.DONE and self._result is not None:

@@ -121,6 +121,7 @@ def test_a_peer_nobody_can_reach_is_avoided_and_everyone_still_finishes(
         result = results[proc.name]
         assert file_digest(result["path"]) == file_digest(src)
         assert "hidden" not in _peer_bytes(result)
+        assert result["note"] == "" or "could not be reached" in result["note"]
 
 
 @pytest.fixture
@@ -149,6 +150,7 @@ def test_recipients_that_cannot_serve_each_other_get_everything_from_the_owner(
     for result in results:
         assert isinstance(result, DownloadResult)
         assert result.route == "swarm" and result.from_peers == ()
+        assert "listens nowhere" in result.note
         assert result.from_owner == result.size == src.stat().st_size
         assert file_digest(result.path) == file_digest(src)
 
