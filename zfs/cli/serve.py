@@ -77,6 +77,22 @@ def _announce(s: actors.Site, files: Sequence[str], settings: config.Settings,
     return tx, expired
 
 
+def _say_sent(s: actors.Site, files: Sequence[str]) -> None:
+    """What the owner sent in all, as copies of what it shared, and what its recipients
+    passed among themselves (pulls with peers)."""
+    from zfs.pull.transaction import owner_stats
+
+    stats = owner_stats(s)
+    shared = sum(os.path.getsize(path) for path in files if os.path.isfile(path))
+    if not stats["bytes_sent"]:
+        return
+    copies = f" ({stats['bytes_sent'] / shared:.2f} copies of the files)" if shared else ""
+    peers = stats.get("swarm_peer_bytes", 0)
+    passed = (f"; its recipients passed {config.format_size(peers)} among themselves"
+              if peers else "")
+    click.echo(f"sent {config.format_size(stats['bytes_sent'])}{copies}{passed}")
+
+
 # ---- site -------------------------------------------------------------------------
 
 def _receivers(receives: Sequence[str], dests: Sequence[str],
@@ -212,6 +228,7 @@ def share(common: Common, files: Sequence[str], **options: Any) -> None:
         tx, expired = _announce(s, files, settings, stop)
         while not stop.wait(0.5):
             pass
+        _say_sent(s, files)
         if not expired:
             tx.close()
             log.info("share ended")

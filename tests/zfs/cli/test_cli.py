@@ -399,6 +399,9 @@ def test_pulls_that_listen_pull_with_peers_and_say_how_the_bytes_came(tmp_path: 
         assert plain.exit_code == 0 and "with peers" not in plain.stdout, plain.output
         swarm = cli("pull", rid, "--from", source, "--out", str(tmp_path / "swarm"), "--swarm")
         assert swarm.exit_code == 0 and "with peers:" in swarm.stdout, swarm.output
+        owner.process.send_signal(signal.SIGTERM)
+        sent = owner.wait_line(lambda text: text.startswith("sent "), 20)[-1]
+        assert "copies of the files" in sent, sent
     finally:
         for party in [*pulls, owner]:
             party.stop()
