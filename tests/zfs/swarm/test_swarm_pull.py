@@ -97,7 +97,7 @@ def test_a_serving_recipient_killed_mid_way_leaves_the_others_to_finish(
         rid = tx.add_file(src)
         _pull_all(hub, [seeder], rid, tmp_path)      # it serves every chunk from now on
         jobs = {proc.name: proc.start_job(hub, PULL, "test", rid, str(tmp_path / proc.name),
-                                          delay=0.1) for proc in rest}
+                                          delay=0.05) for proc in rest}
         for proc in rest:
             wait_until(lambda: partials(tmp_path / proc.name), 20)
         seeder.kill()
