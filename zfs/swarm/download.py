@@ -5,7 +5,7 @@ what to report) and :class:`zfs.protocol.swarm.seeder.Seeder` (what to serve). P
 from the owner are written as they come; pieces from a peer are checked against the
 owner's SHA-256 of that chunk first, so a faulty or hostile peer costs time, never a
 wrong byte. It links to the peers the owner points it at itself (non-blocking: a peer
-not linked within :data:`CONNECT_TIMEOUT` is reported unreachable and the owner
+not linked within 5 s (:mod:`zfs.swarm.dialer`) is reported unreachable and the owner
 serves the chunk instead). Chunks it verified are served to the peers that ask, while
 it downloads and, once its file is in place, until the owner ends the share (or the
 owner's site goes away, or the app stops the site).
@@ -42,10 +42,10 @@ from zfs.results import DownloadResult, Progress
 from zfs.shell import AbortRequested, Shell, failure_error, run_callback
 from zfs.supervisor import Tick, remove_later, watch_time
 from zfs.swarm import held
+from zfs.swarm.dialer import Dialer
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT = 5.0        # seconds a peer we dialled has to come up
 _SAVE_EVERY = 1.0            # seconds between saves of the held set
 
 
@@ -97,11 +97,7 @@ class SwarmDownloadActor(Shell):
         self._reader = -1                     # our own descriptor of the file, to serve from
         self._existing: Optional[str] = None  # the file already in place, checked at commit
         self._refusal: Optional[Failure] = None
-        self._dialled: dict[str, tuple[str, float]] = {}  # site -> (peer, when dialled)
-        # Messages to a peer we dialled, held until its own link is up: before that they
-        # would take a relayed route the owner need not offer, and could be lost there.
-        self._held_back: dict[str, list[tuple[str, Any]]] = {}
-        self._unreachable: set[str] = set()   # peer sites we could not link to (for the note)
+        self._dialer = Dialer(self.site)
         self._saved, self._saved_at = 0, 0.0
         self._started = 0.0
         self._result: Optional[DownloadResult] = None
@@ -210,27 +206,20 @@ class SwarmDownloadActor(Shell):
         if self._opt.abort_signal is not None and self._opt.abort_signal.is_set():
             self.run(dl.abort_requested())
             return
-        linked = self.site.peers()
-        for site, (peer, when) in list(self._dialled.items()):
-            if site in linked:
-                self._linked(site)
-            elif now - when > CONNECT_TIMEOUT:       # reported once; the owner avoids it
-                del self._dialled[site]
-                self._held_back.pop(site, None)
-                self._unreachable.add(site)
-                self.run(dl.peer_unreachable(peer, now))
+        released, given_up = self._dialer.check(now)
+        self._release(released)
+        for peer in given_up:                          # reported once; the owner avoids it
+            self.run(dl.peer_unreachable(peer, now))
         self.run(dl.time_passed(now))
         if now - self._saved_at >= _SAVE_EVERY:
             self._save_held()
 
     def _on_peer_up(self, event: actors.PeerUp) -> None:
-        if event.name in self._dialled and event.name in self.site.peers():
-            self._linked(event.name)
+        self._release(self._dialer.linked(event.name))
 
-    def _linked(self, site: str) -> None:
-        """A peer we dialled is linked: send what waited for it."""
-        del self._dialled[site]
-        for to, message in self._held_back.pop(site, []):
+    def _release(self, messages: list[tuple[str, Any]]) -> None:
+        """Send what waited for a peer's link."""
+        for to, message in messages:
             self.run(self._send(Send((to,), message)))
 
     def _on_peer_down(self, event: actors.PeerDown) -> None:
@@ -244,10 +233,9 @@ class SwarmDownloadActor(Shell):
     def _send(self, cmd: Send) -> list[Any]:
         caused: list[Any] = []
         for to in cmd.to:
-            waiting = self._held_back.get(to.partition("/")[0])
-            if waiting is not None:
-                waiting.append((to, cmd.message))
-            elif not self._tell(to, cmd.message) and to != self._opt.owner_address:
+            if self._dialer.hold(to, cmd.message):
+                continue
+            if not self._tell(to, cmd.message) and to != self._opt.owner_address:
                 caused += self._core.peer_unreachable(to, time.monotonic())
         return caused
 
@@ -260,22 +248,9 @@ class SwarmDownloadActor(Shell):
         return True
 
     def _dial(self, cmd: core.Dial) -> list[Any]:
-        site = cmd.peer.partition("/")[0]
-        if site in self.site.peers() or site in self._dialled:
+        if self._dialer.dial(cmd.peer, cmd.endpoint, time.monotonic()):
             return []
-        if not cmd.endpoint.startswith("tcp://") or site == self.site.name:
-            return self._core.peer_unreachable(cmd.peer, time.monotonic())
-        try:
-            self.site.connect(site, cmd.endpoint, timeout=CONNECT_TIMEOUT)
-        except ValueError as err:
-            if "already connected" not in str(err):
-                return self._core.peer_unreachable(cmd.peer, time.monotonic())
-        except Exception as err:  # noqa: BLE001 - any failure to dial is the same to us
-            log.info("swarm: cannot dial %s at %s: %s", site, cmd.endpoint, err)
-            return self._core.peer_unreachable(cmd.peer, time.monotonic())
-        self._dialled[site] = (cmd.peer, time.monotonic())
-        self._held_back[site] = []
-        return []
+        return self._core.peer_unreachable(cmd.peer, time.monotonic())
 
     def _open(self, cmd: core.OpenPartial) -> list[Any]:
         dl, opt = self._core, self._opt
@@ -361,7 +336,7 @@ class SwarmDownloadActor(Shell):
             return ("every byte came from the owner: this site listens nowhere peers can "
                     "reach, so it takes only what the owner serves it (bind to a TCP endpoint "
                     "to pull with peers)")
-        unreachable = len(self._unreachable)
+        unreachable = len(self._dialer.unreachable)
         why = (f" ({unreachable} could not be reached)" if unreachable else "")
         return f"every byte came from the owner: no peer served a chunk in time{why}"
 
