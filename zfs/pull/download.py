@@ -498,8 +498,9 @@ def download(site: actors.Site, owner: str, rid: str,
     endpoint it listens on (``Site(bind=...)``); one that listens nowhere only takes.
     With ``seed`` (the default) it goes on serving the file once it is in place, until
     the owner ends the share. The result's ``route`` and ``from_peers`` say how the bytes
-    travelled. A tree is pulled the plain way (``swarm`` is ignored for it); ``bwlimit``
-    does not apply to a pull with peers.
+    travelled. A tree is pulled the plain way (``swarm`` is ignored for it). The owner's
+    cap (``share(..., bwlimit=)``) holds back what it serves a pull with peers too; this
+    call's ``bwlimit`` does not apply to one.
 
     Args:
         no_clobber: refuse if ``dest_dir/<name>`` exists.

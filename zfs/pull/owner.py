@@ -43,7 +43,7 @@ from zfs.pull.digests import (digest_of, digest_of_digests, in_the_background, r
                               tree_digests)
 from zfs.shell import Paced, PaceWake, Shell, run_callback
 from zfs.supervisor import Tick, report_crash, unsupervise, watch_time
-from zfs.swarm.tracker import SharedFile, SwarmTrackers
+from zfs.swarm.tracker import OwnerPiece, SharedFile, SwarmTrackers
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class OwnerActor(Shell):
         shares = self._state.shares
         self._paced = Paced(self.actor_ref, self._state.bwlimit, _BWLIMIT_BURST)
         self._swarm = SwarmTrackers(self._read_for_swarm, self._tell_body, self._pool,
-                                    self._stopping)
+                                    self._stopping, pace=self._pace_piece)
         self.receives = {
             wire.InfoRequest: self._on_info,
             wire.PrefixRequest: lambda m: self._request(m, shares.prefix_requested, m.length),
@@ -342,9 +342,15 @@ class OwnerActor(Shell):
         self._state.bwlimit = message.rate
         self.run(self._paced.set_rate(message.rate, self._send_held_chunk))
 
-    def _send_held_chunk(self, cmd: core.SendChunk) -> None:
+    def _pace_piece(self, piece: OwnerPiece, size: int) -> None:
+        """A swarm piece goes under the owner's cap as a plain pull's chunk does."""
+        self.run(self._paced.carry_out(piece, size, self._send_held_chunk))
+
+    def _send_held_chunk(self, cmd: core.SendChunk | OwnerPiece) -> None:
         """Send a chunk the cap let go, unless its file stopped being shared meanwhile."""
-        if cmd.rid in self._state.files:
+        if isinstance(cmd, OwnerPiece):
+            self._swarm.send_piece(cmd)
+        elif cmd.rid in self._state.files:
             self._send_chunk(cmd)
 
     def _source(self, rid: str) -> ChunkSource | _TreeStream:

@@ -53,6 +53,19 @@ Tell = Callable[[str, Any, tuple[Any, ...]], bool]
 
 
 @dataclass(frozen=True, slots=True)
+class OwnerPiece:
+    """A piece the owner sends: handed to ``pace`` (the owner's cap), then ``send_piece``."""
+
+    rid: str
+    command: core.SendPiece
+
+
+#: ``pace(piece, size)``: send ``piece`` (with :meth:`SwarmTrackers.send_piece`) now or,
+#: under the owner's cap (``share(..., bwlimit=)``), once the cap lets it go.
+Pace = Callable[[OwnerPiece, int], None]
+
+
+@dataclass(frozen=True, slots=True)
 class SharedFile:
     """What the trackers need of a shared file (the owner's record of it)."""
 
@@ -94,9 +107,11 @@ class SwarmTrackers:
     """
 
     def __init__(self, read: ReadChunk, tell: Tell, pool: ThreadPoolExecutor,
-                 stop: threading.Event, *, owner_slots: int = 4,
+                 stop: threading.Event, *, pace: Optional[Pace] = None, owner_slots: int = 4,
                  peer_slots: int = PEER_SLOTS) -> None:
         self._read, self._tell, self._pool, self._stop = read, tell, pool, stop
+        self._pace: Pace = pace if pace is not None else lambda piece, _size: \
+            self.send_piece(piece)
         self._owner_slots, self._peer_slots = owner_slots, peer_slots
         self._trackers: dict[str, core.Tracker] = {}
         self._files: dict[str, SharedFile] = {}
@@ -180,6 +195,13 @@ class SwarmTrackers:
             self._tell(to, body, ())
 
     def _piece(self, rid: str, cmd: core.SendPiece) -> None:
+        self._pace(OwnerPiece(rid, cmd), cmd.length)
+
+    def send_piece(self, piece: OwnerPiece) -> None:
+        """Read and send a piece the owner serves (unless its share ended meanwhile)."""
+        rid, cmd = piece.rid, piece.command
+        if rid not in self._trackers:
+            return
         data = self._read(rid, cmd.offset, cmd.length, cmd.to)
         if data is None:
             return                  # the owner refused the RID meanwhile: the lease frees it

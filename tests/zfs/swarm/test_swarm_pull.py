@@ -232,3 +232,18 @@ def test_hostile_swarm_messages_to_the_owner_are_refused_and_it_goes_on_serving(
         assert "swarm-welcome" in kinds
         result = download(deaf_sites[1], "test", rid, tmp_path / "after", swarm=True)
     assert file_digest(result.path) == file_digest(src)
+
+
+@pytest.mark.timeout(60)
+def test_an_owner_cap_holds_back_what_it_serves_to_a_pull_with_peers(tmp_path: Path) -> None:
+    src = make_file(tmp_path / "capped.bin", 4 * MiB)
+    rate = 2e6                                  # bytes/s; the cap's bucket holds 1 MiB
+    with actors.Site("capped", bind="tcp://127.0.0.1:0") as owner, \
+            actors.Site("slow", bind=None, connect={"capped": str(owner.endpoint)}) as site:
+        owner.wait_for("slow", timeout=10)
+        with share(owner, timeout=60, bwlimit=rate) as tx:
+            result = download(site, "capped", tx.add_file(src), tmp_path / "got", swarm=True)
+    assert isinstance(result, DownloadResult) and result.route == "swarm"
+    assert file_digest(result.path) == file_digest(src)
+    # The cap can only make it slower (a busy machine too), never faster than this.
+    assert result.seconds >= (src.stat().st_size - MiB) / rate * 0.9
