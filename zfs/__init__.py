@@ -22,7 +22,7 @@ Every error is a :class:`ZfsError`; see ``zfs.errors``.
 from zfs.errors import (FileChanged, InsecureLink, IntegrityError, SourceMissing,
                         StreamRefused, TransactionExpired, TransferAborted, UnknownReference,
                         UnsafeName, UnsafeTree, ZfsError)
-from zfs.pull.download import download, download_async
+from zfs.pull.calls import download, download_async
 from zfs.pull.transaction import Transaction, share
 from zfs.push.receiver import register_receiver, unregister_receiver
 from zfs.push.sender import push_file, push_file_async

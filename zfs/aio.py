@@ -20,7 +20,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import actors
-from zfs.pull.download import download_async
+from zfs.pull.calls import download_async
 from zfs.push.sender import push_file_async
 from zfs.push.tree.sender import push_tree_async
 from zfs.results import DownloadResult, PushResult, TreeDownloadResult, TreePushResult

@@ -319,7 +319,7 @@ def _download(s: actors.Site, owner: str, rid: str, info: wire.FileInfo,
               settings: config.Settings, stop: threading.Event, no_clobber: bool = False,
               skip: bool = True, swarm: bool = False) -> dict[str, Any]:
     """Download in our turn at this file in this folder; return the result's record."""
-    from zfs.pull.download import download_async
+    from zfs.pull.calls import download_async
 
     out = settings.out_dir
     with turn(out, info.key, stop, lambda: click.echo(

@@ -155,7 +155,7 @@ def pull_folder(s: actors.Site, owner: str, rid: str, info: wire.TreeInfo,
                 settings: config.Settings, stop: threading.Event, no_clobber: bool,
                 skip: bool) -> dict[str, Any]:
     """Download the tree in our turn at it in this folder; return the result's record."""
-    from zfs.pull.download import download_async
+    from zfs.pull.calls import download_async
 
     out = settings.out_dir
     with turn(out, f"tree-{info.key}", stop, lambda: click.echo(

@@ -43,7 +43,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 from actors import ActorsError
 import actors
 from zfs.errors import ZfsError
-from zfs.pull.download import download
+from zfs.pull.calls import download
 from zfs.pull.transaction import Transaction, share
 from zfs.push.receiver import register_receiver
 from zfs.push.sender import push_file
