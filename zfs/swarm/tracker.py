@@ -77,9 +77,15 @@ class SharedFile:
     digest: Future[str]
 
 
-def chunk_digests(path: str, size: int, chunk_size: int,
+def chunk_digests(path: str, size: int, mtime_ns: int, chunk_size: int,
                   stop: threading.Event) -> tuple[str, ...]:
-    """SHA-256 of each chunk of ``path`` (hex), read once from the disk."""
+    """SHA-256 of each chunk of ``path`` (hex), read once from the disk.
+
+    Raises:
+        RuntimeError: the file is not the one shared (size or mtime changed, before or
+            during the read): no table, so no peer is judged against the wrong bytes.
+    """
+    _check_same(path, size, mtime_ns)
     out: list[str] = []
     with open(path, "rb", buffering=0) as f:
         for start in range(0, size, chunk_size):
@@ -93,7 +99,14 @@ def chunk_digests(path: str, size: int, chunk_size: int,
                 digest.update(block)
                 offset += len(block)
             out.append(digest.hexdigest())
+    _check_same(path, size, mtime_ns)
     return tuple(out)
+
+
+def _check_same(path: str, size: int, mtime_ns: int) -> None:
+    st = os.stat(path)
+    if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+        raise RuntimeError(f"{path!r} changed since it was shared")
 
 
 class SwarmTrackers:
@@ -175,7 +188,7 @@ class SwarmTrackers:
                                owner_slots=self._owner_slots, peer_slots=self._peer_slots)
         self._trackers[rid], self._files[rid] = tracker, shared
         self._tables[rid] = self._pool.submit(chunk_digests, shared.path, shared.size,
-                                              SWARM_CHUNK, self._stop)
+                                              shared.mtime_ns, SWARM_CHUNK, self._stop)
         return tracker
 
     def _run(self, rid: str, commands: list[core.TrackerCommand]) -> None:

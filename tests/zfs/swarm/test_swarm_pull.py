@@ -19,7 +19,7 @@ from tests.support.faults import MiB, make_file, partials, sites
 from tests.support.mouth import Mouth
 from tests.support.procs import SiteProcess, wait_until
 from zfs import DownloadResult, TreeDownloadResult, download, download_async, share
-from zfs.errors import TransferAborted
+from zfs.errors import FileChanged, TransferAborted
 from zfs.files import file_digest
 from zfs.partials import PARTIAL_DIR
 from zfs.pull.transaction import owner_stats
@@ -247,3 +247,17 @@ def test_an_owner_cap_holds_back_what_it_serves_to_a_pull_with_peers(tmp_path: P
     assert file_digest(result.path) == file_digest(src)
     # The cap can only make it slower (a busy machine too), never faster than this.
     assert result.seconds >= (src.stat().st_size - MiB) / rate * 0.9
+
+
+@pytest.mark.timeout(60)
+def test_a_file_changed_after_it_was_shared_fails_the_pull_and_leaves_nothing(
+        hub: actors.Site, deaf_sites: list[actors.Site], tmp_path: Path) -> None:
+    src = make_file(tmp_path / "moving.bin", 2 * MiB)
+    with share(hub, timeout=60) as tx:
+        rid = tx.add_file(src)
+        with open(src, "ab") as f:
+            f.write(b"more")                     # no longer the file that was shared
+        with pytest.raises(FileChanged):
+            download(deaf_sites[2], "test", rid, tmp_path / "moved", swarm=True)
+    assert not (tmp_path / "moved" / "moving.bin").exists()
+    assert partials(tmp_path / "moved") == []
