@@ -1,11 +1,12 @@
-"""The links a download with peers opens to the peers its owner points it at.
+"""The links a swarm actor opens itself: a download with peers to the peers its owner
+points it at, a swarm push's relay to its children.
 
-Dialling never blocks the download's actor: :meth:`Dialer.dial` starts the link and
-returns; messages to that peer are held until its own link is up (before that they
-would take a relayed route the owner need not offer, and be lost there), then
-released in order. A peer not linked within :data:`CONNECT_TIMEOUT` is given up:
-its held messages are dropped and the caller reports it unreachable (the owner then
-serves those chunks itself, or points elsewhere).
+Dialling never blocks the actor: :meth:`Dialer.dial` starts the link and returns;
+what goes to that peer is held until its own link is up (before that it would take a
+relayed route, where it can be lost or overtaken), then released in order. A peer not
+linked within :data:`CONNECT_TIMEOUT` is given up: what was held for it is dropped and
+the caller reports it unreachable (the owner then serves those chunks itself, or the
+push goes the star way).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ class Dialer:
         return True
 
     def hold(self, to: str, message: Any) -> bool:
-        """Keep ``message`` for ``to`` if its site is dialled and not linked yet."""
+        """Keep ``message`` (anything the caller sends later) for ``to`` if its site is
+        dialled and not linked yet."""
         waiting = self._held.get(to.partition("/")[0])
         if waiting is None:
             return False

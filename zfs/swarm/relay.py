@@ -9,15 +9,16 @@ it arrived in, and answers its parents for its whole subtree. It takes streams f
 folder, callbacks and limits.
 
 A target links to its children itself: the ``Open`` says where each member of its
-subtree listens, and a child not linked yet is dialled; one that is not linked within
-:data:`CONNECT_TIMEOUT` fails the push as ``unreachable``, which tells the sender to
+subtree listens, and a child not linked yet is dialled without waiting
+(:class:`~zfs.swarm.dialer.Dialer`): what goes to it is held until its own link is up
+(a chunk going directly must not overtake the ``Open`` going round a relay). One that
+is not linked within 5 s fails the push as ``unreachable``, which tells the sender to
 push the star way instead.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -35,11 +36,11 @@ from zfs.protocol.swarm.wire import (REFUSED, Abort, Accept, Ack, Chunk, Done, E
 from zfs.results import Progress, ReceivedFile
 from zfs.shell import Shell, run_callback
 from zfs.supervisor import Tick, remove_later, watch_time
+from zfs.swarm.dialer import Dialer
 
 log = logging.getLogger(__name__)
 
 RELAY = "zfs.swarm"          # every site's relay actor; "<site>/zfs.swarm"
-CONNECT_TIMEOUT = 5.0        # seconds a child we dialled has to come up
 _REMEMBER_ENDED = 1024       # ended streams whose late messages are ignored
 
 
@@ -92,6 +93,7 @@ class RelayActor(Shell):
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._current: Optional[_Stream] = None     # whose commands are being carried out
         self._payload: tuple[Any, ...] = ()          # the chunk being handled
+        self._dialer = Dialer(self.site)
         self.receives = {
             codec.Opening: self._on_open,
             codec.Probe: lambda _: self.site.endpoint or "",
@@ -109,6 +111,7 @@ class RelayActor(Shell):
             Failed: lambda m: self._upstream(m, lambda c, s, now: c.failed_received(
                 s, m.culprit, m.kind, m.reason, now)),
             Tick: self._on_tick, actors.PeerDown: self._on_peer_down,
+            actors.PeerUp: lambda event: self._release(self._dialer.linked(event.name)),
             SwarmRegistration: self._register, SwarmUnregistration: self._unregister,
         }
         self.carries_out = {
@@ -183,6 +186,13 @@ class RelayActor(Shell):
             self._drive(stream, event(stream.core, site, time.monotonic()))
 
     def _on_tick(self, tick: Tick) -> None:
+        released, given_up = self._dialer.check(time.monotonic())
+        self._release(released)
+        for peer in given_up:
+            child = peer.partition("/")[0]
+            for stream in list(self._streams.values()):
+                self._drive(stream, stream.core.child_unreachable(
+                    child, "not linked within 5 s of dialling it", time.monotonic()))
         for stream in list(self._streams.values()):
             self._drive(stream, stream.core.time_passed(tick.now))
 
@@ -234,10 +244,25 @@ class RelayActor(Shell):
                                         stream.origin, stream.context)
             payload = self._payload if isinstance(message, Chunk) else ()
             address = stream.parents.get(to, f"{to}/{RELAY}")
-            if not self._tell(address, message, payload) and to in stream.core.children \
-                    and not isinstance(message, Abort):
-                caused += stream.core.site_lost(to, time.monotonic())
+            if self._dialer.hold(address, (stream, message, payload)):
+                continue                     # its link is not up yet: sent once it is
+            caused += self._deliver(stream, to, address, message, payload)
         return caused
+
+    def _deliver(self, stream: _Stream, to: str, address: str, message: Any,
+                 payload: tuple[Any, ...]) -> list[Any]:
+        """Tell ``message``; a child we cannot tell is lost to the stream."""
+        if not self._tell(address, message, payload) and to in stream.core.children \
+                and not isinstance(message, Abort):
+            return stream.core.site_lost(to, time.monotonic())
+        return []
+
+    def _release(self, held: list[tuple[str, Any]]) -> None:
+        """Send what waited for a child's link, in order, for the streams still here."""
+        for address, (stream, message, payload) in held:
+            if any(kept is stream for kept in self._streams.values()):
+                to = address.partition("/")[0]
+                self._drive(stream, self._deliver(stream, to, address, message, payload))
 
     def _tell(self, address: str, message: Any, payload: tuple[Any, ...] = ()) -> bool:
         try:
@@ -248,12 +273,12 @@ class RelayActor(Shell):
         return True
 
     def _link(self, stream: _Stream, child: str) -> list[Any]:
-        """Make sure this site has its own link to ``child``; what failing to caused.
+        """Make sure this site has (or is opening) its own link to ``child``; what
+        failing to caused.
 
-        A child reachable only through a relay site is dialled too, and waited for (a
-        handshake, milliseconds on a LAN; at most :data:`CONNECT_TIMEOUT`): until its
-        link is up a message would take the relayed route, and a chunk going directly
-        could overtake the ``Open`` going round.
+        A child reachable only through a relay site is dialled too: until its link is
+        up a message would take the relayed route, and a chunk going directly could
+        overtake the ``Open`` going round, so what goes to it waits (see :meth:`_send`).
         """
         if child in self.site.peers():
             return []
@@ -261,27 +286,9 @@ class RelayActor(Shell):
         if not endpoint.startswith("tcp://"):
             return stream.core.child_unreachable(child, f"no endpoint to dial ({endpoint!r})",
                                                  now)
-        try:
-            self.site.connect(child, endpoint, timeout=CONNECT_TIMEOUT)
-        except ValueError as err:
-            if "already connected" not in str(err):
-                return stream.core.child_unreachable(child, f"cannot dial: {err}", now)
-        except Exception as err:  # noqa: BLE001 - any failure to dial is the same to us
-            return stream.core.child_unreachable(child, f"cannot dial: {err}", now)
-        if not self._linked_within(child, CONNECT_TIMEOUT):
-            return stream.core.child_unreachable(
-                child, f"not linked within {CONNECT_TIMEOUT:g} s of dialling {endpoint}",
-                time.monotonic())
+        if not self._dialer.dial(f"{child}/{RELAY}", endpoint, now):
+            return stream.core.child_unreachable(child, f"cannot dial {endpoint}", now)
         return []
-
-    def _linked_within(self, child: str, timeout: float) -> bool:
-        """Whether ``child`` is linked to this site (not routed) within ``timeout``."""
-        deadline, pause = time.monotonic() + timeout, threading.Event()
-        while child not in self.site.peers():
-            if time.monotonic() > deadline:
-                return False
-            pause.wait(0.005)           # a bounded poll: the link's state has no event here
-        return True
 
     def _create(self, cmd: core.CreateFile) -> list[Any]:
         stream, now = self._stream(), time.monotonic()
