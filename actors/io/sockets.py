@@ -1,8 +1,8 @@
 """Making and configuring a site's ZeroMQ sockets.
 
 Only the I/O thread (``actors.io.thread``) calls these: it owns every socket they make.
-Every peer-facing socket gets the same limits (message size, high-water marks),
-ZeroMQ heartbeats, and CURVE when the site is secure.
+Every peer-facing socket gets the same limits (message size, high-water marks) and
+CURVE when the site is secure; liveness is the links' own pings, not ZeroMQ's.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ def configure(sock: zmq.Socket[bytes], options: SiteOptions, peer: str | None = 
     sock.setsockopt(zmq.SNDHWM, options.hwm)
     sock.setsockopt(zmq.RCVHWM, options.hwm)
     sock.setsockopt(zmq.MAXMSGSIZE, options.max_message_size + codec.MAX_HEADER_SIZE)
-    sock.setsockopt(zmq.HEARTBEAT_IVL, int(options.heartbeat_interval * 1000))
-    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(options.heartbeat_timeout * 1000))
-    sock.setsockopt(zmq.HEARTBEAT_TTL, int(options.heartbeat_timeout * 1000))
+    # No ZMTP heartbeats (HEARTBEAT_IVL): libzmq 4.3 aborts the whole process on them
+    # (assert !_io_error in stream_engine_base.cpp, zeromq/libzmq#4364 and #4767) when a
+    # peer that stops reading gets its connection reset; the links' own pings
+    # (actors.io.links) find a silent peer instead.
     if options.curve is not None:
         options.curve.configure(sock, server=sock.type == zmq.ROUTER, peer=peer)
 
