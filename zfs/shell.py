@@ -115,6 +115,22 @@ def run_commands(commands: Iterable[Any], handlers: Mapping[type, Handler]) -> N
             queue.extend(caused)
 
 
+def tell_or_log(site: actors.Site, address: str, body: Any,
+                payload: tuple[Any, ...] = ()) -> bool:
+    """Tell ``body`` (a wire body) to ``address``; False, logged, if the runtime cannot.
+
+    A shell's reply to a site that is gone is not an error of the shell: the core
+    learns of the loss from the runtime (``PeerDown``) or its own timeouts.
+    """
+    try:
+        site.tell(address, body, payload=payload)
+    except actors.ActorsError as err:
+        kind = body[0] if isinstance(body, list) and body else type(body).__name__
+        log.debug("%s to %s not sent: %s", kind, address, err)
+        return False
+    return True
+
+
 def run_callback(callback: Callable[..., Any], *args: Any) -> None:
     """Run an app callback; its errors are logged, never allowed to break a transfer."""
     try:

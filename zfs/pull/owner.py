@@ -41,7 +41,7 @@ from zfs.pull.book import (MAX_INFLIGHT_BYTES, OwnerState, _AddFile, _Bwlimit, _
                            _FindTx, _OpenTx, _resume_key, _Shared, _Stats, _TreeStream)
 from zfs.pull.digests import (digest_of, digest_of_digests, in_the_background, range_digest,
                               tree_digests)
-from zfs.shell import Paced, PaceWake, Shell, run_callback
+from zfs.shell import Paced, PaceWake, Shell, run_callback, tell_or_log
 from zfs.supervisor import Tick, report_crash, unsupervise, watch_time
 from zfs.swarm.tracker import OwnerPiece, SharedFile, SwarmTrackers
 
@@ -331,12 +331,7 @@ class OwnerActor(Shell):
         return self._read(rid, offset, length, to) if rid in self._state.files else None
 
     def _tell_body(self, to: str, body: Any, payload: tuple[Any, ...]) -> bool:
-        try:
-            self.site.tell(to, body, payload=payload)
-        except actors.ActorsError as err:
-            log.debug("swarm reply to %s not sent: %s", to, err)
-            return False
-        return True
+        return tell_or_log(self.site, to, body, payload)
 
     def _on_bwlimit(self, message: _Bwlimit) -> None:
         self._state.bwlimit = message.rate
@@ -395,10 +390,7 @@ class OwnerActor(Shell):
         future.add_done_callback(reply)
 
     def _tell(self, to: str, message: wire.Message, payload: tuple[Any, ...] = ()) -> None:
-        try:
-            self.site.tell(to, wire.encode(message), payload=payload)
-        except actors.ActorsError as err:
-            log.debug("pull reply to %s not sent: %s", to, err)
+        tell_or_log(self.site, to, wire.encode(message), payload)
 
 
 def _answer(cmd: core.OwnerCommand) -> wire.Message:

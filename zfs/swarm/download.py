@@ -39,7 +39,7 @@ from zfs.protocol.swarm.seeder import ReadPiece, Seeder
 from zfs.protocol.swarm.wire import (Decline, Digest, Digests, Ended, Fetch, Get, Piece,
                                      Rejoin, Send, Wait, Welcome)
 from zfs.results import DownloadResult, Progress
-from zfs.shell import AbortRequested, Shell, failure_error, run_callback
+from zfs.shell import AbortRequested, Shell, failure_error, run_callback, tell_or_log
 from zfs.supervisor import Tick, remove_later, watch_time
 from zfs.swarm import held
 from zfs.swarm.dialer import Dialer
@@ -240,12 +240,7 @@ class SwarmDownloadActor(Shell):
         return caused
 
     def _tell(self, to: str, message: Any, payload: tuple[Any, ...] = ()) -> bool:
-        try:
-            self.site.tell(to, pullcodec.encode(message), payload=payload)
-        except actors.ActorsError as err:
-            log.info("swarm %s to %s not sent: %s", type(message).__name__, to, err)
-            return False
-        return True
+        return tell_or_log(self.site, to, pullcodec.encode(message), payload)
 
     def _dial(self, cmd: core.Dial) -> list[Any]:
         if self._dialer.dial(cmd.peer, cmd.endpoint, time.monotonic()):

@@ -34,7 +34,7 @@ from zfs.protocol.swarm.opening import StreamLimits
 from zfs.protocol.swarm.wire import (REFUSED, Abort, Accept, Ack, Chunk, Done, End, Failed,
                                      Open, Send)
 from zfs.results import Progress, ReceivedFile
-from zfs.shell import Shell, run_callback
+from zfs.shell import Shell, run_callback, tell_or_log
 from zfs.supervisor import Tick, remove_later, watch_time
 from zfs.swarm.dialer import Dialer
 
@@ -265,12 +265,7 @@ class RelayActor(Shell):
                 self._drive(stream, self._deliver(stream, to, address, message, payload))
 
     def _tell(self, address: str, message: Any, payload: tuple[Any, ...] = ()) -> bool:
-        try:
-            self.site.tell(address, codec.encode(message), payload=payload)
-        except actors.ActorsError as err:
-            log.info("swarm %s to %s not sent: %s", type(message).__name__, address, err)
-            return False
-        return True
+        return tell_or_log(self.site, address, codec.encode(message), payload)
 
     def _link(self, stream: _Stream, child: str) -> list[Any]:
         """Make sure this site has (or is opening) its own link to ``child``; what

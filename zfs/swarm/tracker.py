@@ -109,6 +109,15 @@ def _check_same(path: str, size: int, mtime_ns: int) -> None:
         raise RuntimeError(f"{path!r} changed since it was shared")
 
 
+@dataclass(slots=True)
+class _Swarm:
+    """One RID pulled with peers: its tracker, its file, its per-chunk digest table."""
+
+    tracker: core.Tracker
+    shared: SharedFile
+    table: Future[tuple[str, ...]]
+
+
 class SwarmTrackers:
     """Every RID of one owner that recipients pull with peers.
 
@@ -126,21 +135,20 @@ class SwarmTrackers:
         self._pace: Pace = pace if pace is not None else lambda piece, _size: \
             self.send_piece(piece)
         self._owner_slots, self._peer_slots = owner_slots, peer_slots
-        self._trackers: dict[str, core.Tracker] = {}
-        self._files: dict[str, SharedFile] = {}
-        self._tables: dict[str, Future[tuple[str, ...]]] = {}
+        self._swarms: dict[str, _Swarm] = {}
         self.owner_bytes = 0
 
     def received(self, message: PullMessage, to: str, shared: Optional[SharedFile],
                  now: float) -> None:
         """An admitted message from the recipient actor ``to``; ``shared`` with a Join."""
         rid = message.rid
-        tracker = self._trackers.get(rid)
-        if tracker is None:
+        swarm = self._swarms.get(rid)
+        if swarm is None:
             if not isinstance(message, Join) or shared is None:
                 self._send(Send((to,), Rejoin(rid)))     # it joined before we restarted
                 return
-            tracker = self._open(rid, shared)
+            swarm = self._open(rid, shared)
+        tracker = swarm.tracker
         if isinstance(message, Join):
             self._run(rid, tracker.joined(to, message.window, message.endpoint, now))
         elif isinstance(message, Want):
@@ -153,43 +161,40 @@ class SwarmTrackers:
             self._run(rid, tracker.left(to, message.ok, now, message.seeds))
 
     def time_passed(self, now: float) -> None:
-        for rid, tracker in list(self._trackers.items()):
-            self._run(rid, tracker.time_passed(now))
+        for rid, swarm in list(self._swarms.items()):
+            self._run(rid, swarm.tracker.time_passed(now))
 
     def site_lost(self, site: str, now: float) -> None:
-        for rid, tracker in list(self._trackers.items()):
-            self._run(rid, tracker.site_lost(site, now))
+        for rid, swarm in list(self._swarms.items()):
+            self._run(rid, swarm.tracker.site_lost(site, now))
 
     def close(self, rid: str) -> None:
         """The share of ``rid`` ended: every recipient stops serving it."""
-        tracker = self._trackers.pop(rid, None)
-        self._files.pop(rid, None)
-        table = self._tables.pop(rid, None)
-        if table is not None:
-            table.cancel()
-        if tracker is not None:
-            self._run(rid, tracker.close())
+        swarm = self._swarms.pop(rid, None)
+        if swarm is not None:
+            swarm.table.cancel()
+            self._run(rid, swarm.tracker.close())
 
     def close_all(self) -> None:
-        for rid in list(self._trackers):
+        for rid in list(self._swarms):
             self.close(rid)
 
     def stats(self) -> dict[str, int]:
-        served = sum(sum(t.served.values()) for t in self._trackers.values())
-        banned = sum(len(t.banned) for t in self._trackers.values())
-        return {"swarm_owner_bytes": self.owner_bytes, "swarm_peer_bytes": served,
-                "swarm_rids": len(self._trackers), "swarm_banned": banned}
+        trackers = [swarm.tracker for swarm in self._swarms.values()]
+        return {"swarm_owner_bytes": self.owner_bytes,
+                "swarm_peer_bytes": sum(sum(t.served.values()) for t in trackers),
+                "swarm_rids": len(trackers), "swarm_banned": sum(len(t.banned) for t in trackers)}
 
     # -- internals
 
-    def _open(self, rid: str, shared: SharedFile) -> core.Tracker:
+    def _open(self, rid: str, shared: SharedFile) -> _Swarm:
         tracker = core.Tracker(rid, name=shared.name, size=shared.size, key=shared.key,
                                chunk_size=SWARM_CHUNK, page_chunks=PAGE_CHUNKS,
                                owner_slots=self._owner_slots, peer_slots=self._peer_slots)
-        self._trackers[rid], self._files[rid] = tracker, shared
-        self._tables[rid] = self._pool.submit(chunk_digests, shared.path, shared.size,
-                                              shared.mtime_ns, SWARM_CHUNK, self._stop)
-        return tracker
+        table = self._pool.submit(chunk_digests, shared.path, shared.size, shared.mtime_ns,
+                                  SWARM_CHUNK, self._stop)
+        swarm = self._swarms[rid] = _Swarm(tracker, shared, table)
+        return swarm
 
     def _run(self, rid: str, commands: list[core.TrackerCommand]) -> None:
         for command in commands:
@@ -213,7 +218,7 @@ class SwarmTrackers:
     def send_piece(self, piece: OwnerPiece) -> None:
         """Read and send a piece the owner serves (unless its share ended meanwhile)."""
         rid, cmd = piece.rid, piece.command
-        if rid not in self._trackers:
+        if rid not in self._swarms:
             return
         data = self._read(rid, cmd.offset, cmd.length, cmd.to)
         if data is None:
@@ -222,8 +227,8 @@ class SwarmTrackers:
         self._tell(cmd.to, pullcodec.encode(Piece(rid, cmd.index)), (data,))
 
     def _digests(self, rid: str, cmd: core.SendDigests) -> None:
-        table = self._tables.get(rid)
-        if table is None:
+        swarm = self._swarms.get(rid)
+        if swarm is None:
             return
 
         def reply(done: Future[tuple[str, ...]]) -> None:
@@ -235,11 +240,11 @@ class SwarmTrackers:
                 log.info("chunk digests of %s failed: %s", rid, err)
                 return              # the recipient asks again, then the owner refuses it
             self._tell(cmd.to, pullcodec.encode(Digests(rid, cmd.page, page)), ())
-        table.add_done_callback(reply)
+        swarm.table.add_done_callback(reply)
 
     def _digest(self, rid: str, cmd: core.SendDigest) -> None:
-        shared = self._files.get(rid)
-        if shared is None:
+        swarm = self._swarms.get(rid)
+        if swarm is None:
             return
 
         def reply(done: Future[str]) -> None:
@@ -249,5 +254,5 @@ class SwarmTrackers:
                 log.info("digest of %s failed: %s", rid, err)
                 return
             self._tell(cmd.to, pullcodec.encode(Digest(rid, digest)), ())
-        shared.digest.add_done_callback(reply)
+        swarm.shared.digest.add_done_callback(reply)
 
