@@ -74,6 +74,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--as-user", action="store_true",
                     help="push, pull: every party a plain process, as a user's program is "
                          "(no tune_malloc, no page-cache recycling before a run), raw TCP too")
+    ap.add_argument("--idle", type=float, default=0.0,
+                    help="push, pull: seconds every run rests after the page-cache flush "
+                         "before go, ours and raw alike (with --as-user: both sides' receivers "
+                         "write into memory left idle, as on a quiet machine between "
+                         "transfers; 6 is enough here)")
     ap.add_argument("--json", type=Path, default=None, help="also write the table here as JSON")
     return ap
 
@@ -86,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         return delegate(argv[1:])
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.runs < 1 or args.window < 1 or args.size < 1 or args.files < 1:
-        print("--runs, --window, --size and --files must be positive", file=sys.stderr)
+    if args.runs < 1 or args.window < 1 or args.size < 1 or args.files < 1 or args.idle < 0:
+        print("--runs, --window, --size and --files must be positive, --idle not negative",
+              file=sys.stderr)
         return 2
     if args.curve and args.scenario not in CURVE_SCENARIOS:
         print(f"--curve applies to {' and '.join(CURVE_SCENARIOS)} only", file=sys.stderr)
@@ -95,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(size=args.size, runs=args.runs, targets=args.targets,
                       chunk_size=args.chunk_size, window=args.window, messages=args.messages,
                       asks=args.asks, dir=args.dir, timeout=args.timeout,
-                      curve=args.curve, files=args.files, as_user=args.as_user)
+                      curve=args.curve, files=args.files, as_user=args.as_user,
+                      idle=args.idle)
     load_before = os.getloadavg()[0]
     try:
         report = SCENARIOS[args.scenario](options)

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,9 +67,10 @@ def make_file(path: Path, size: int) -> None:
             block_no += 1
 
 
-def warm(path: Path, incoming: int = 0) -> None:
+def warm(path: Path, incoming: int = 0, idle: float = 0.0) -> None:
     """Flush dirty pages, read ``path`` once so its pages are cached, and ready the
-    memory that ``incoming`` bytes of received files will be cached in.
+    memory that ``incoming`` bytes of received files will be cached in; or, with
+    ``idle``, let the machine rest that many seconds instead.
 
     The flush (``os.sync``) keeps one run's written data from throttling the next
     run's writers. The memory: this VM hands pages that stay free for a few seconds
@@ -78,7 +80,9 @@ def warm(path: Path, incoming: int = 0) -> None:
     rate depended on how long ago the previous run deleted its file: raw TCP swung
     between ~400 and ~2,600 MB/s. Writing and deleting a file of the incoming size
     right before each run hands both sides' receivers recycled pages, as on a machine
-    that keeps its free memory.
+    that keeps its free memory. Resting instead hands both sides memory gone back to the
+    host: the side that runs second no longer writes into the pages the first side's
+    deleted file freed, which only it could use when its processes started fast enough.
     """
     os.sync()
     buffer = bytearray(_BLOCK)
@@ -87,6 +91,8 @@ def warm(path: Path, incoming: int = 0) -> None:
             pass
     if incoming:  # last: pages free for ~2 s go back to the host (a sync here took longer)
         _recycle_page_cache(path.parent / ".recycle", incoming + incoming // 8)
+    elif idle:
+        time.sleep(idle)
 
 
 def _recycle_page_cache(scratch: Path, size: int) -> None:

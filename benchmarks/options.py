@@ -25,6 +25,7 @@ class Options:
     curve: bool = False  # push/pull: zfs with CURVE vs zfs plain instead of zfs vs raw TCP
     files: int = 10_000  # tree: small files in folder (c)
     as_user: bool = False  # parties as a user's program runs: no tune_malloc, no page recycling
+    idle: float = 0.0  # seconds the machine rests after the page-cache flush, before go
 
     def incoming(self, nbytes: int) -> int:
         """Bytes of page cache to recycle before a run (none when run as a user would)."""

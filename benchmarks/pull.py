@@ -51,7 +51,7 @@ def _pull(work: Path, source: Path, n: int, options: Options,
                 "chunk_size": options.chunk_size, **keyed}, f"{tag}-r{i}"))
         for recipient in recipients:
             recipient.expect(60)
-        warm(source, incoming=options.incoming(n * options.size))
+        warm(source, incoming=options.incoming(n * options.size), idle=options.idle)
         for recipient in recipients:
             recipient.send(op="go")
         done = [r.expect(timeout) for r in recipients]

@@ -49,7 +49,7 @@ def _push(work: Path, source: Path, n: int, options: Options,
             "targets": targets, "path": str(source), "chunk_size": options.chunk_size,
             "window": options.window, **keyed}, f"{tag}-sender")
         sender.expect(60)
-        warm(source, incoming=options.incoming(n * options.size))
+        warm(source, incoming=options.incoming(n * options.size), idle=options.idle)
         sender.send(op="go")
         sent = sender.expect(timeout)
         done = [r.expect(timeout) for r in receivers]

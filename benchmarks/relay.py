@@ -88,7 +88,7 @@ def _push(work: Path, source: Path, options: Options, relayed: bool) -> Samples:
             "targets": via or {"r0": endpoint}, "to": ["r0"], "path": str(source),
             "chunk_size": options.chunk_size, "window": options.window}, f"{tag}-sender")
         sender.expect(60)
-        warm(source, incoming=options.incoming(options.size))
+        warm(source, incoming=options.incoming(options.size), idle=options.idle)
         sender.send(op="go")
         sent = sender.expect(timeout)
         done = receiver.expect(timeout)
@@ -113,7 +113,7 @@ def _pull(work: Path, source: Path, options: Options, relayed: bool) -> Samples:
             "dest_dir": str(dest), "window": options.window, "chunk_size": options.chunk_size,
             "connect": via}, f"{tag}-r0")
         recipient.expect(60)
-        warm(source, incoming=options.incoming(options.size))
+        warm(source, incoming=options.incoming(options.size), idle=options.idle)
         recipient.send(op="go")
         done = recipient.expect(timeout)
         check_sizes([done["bytes"]], options.size)

@@ -35,7 +35,8 @@ def raw_fanout(work: Path, source: Path, n: int, options: Options, source_label:
         sender = parties.start("benchmarks.rawtcp:sender", {"path": str(source), "ports": ports},
                                f"raw-{n}-{source_label}")
         sender.expect(30)
-        warm(source, incoming=options.incoming(n * source.stat().st_size))
+        warm(source, incoming=options.incoming(n * source.stat().st_size),
+             idle=options.idle)
         sender.send(op="go")
         sent = sender.expect(timeout)
         done = [receiver.expect(timeout) for receiver in receivers]
@@ -87,13 +88,23 @@ def _cache_note(options: Options) -> str:
                 "pages are flushed (os.sync) and the source file is read once; nothing else: "
                 "receivers write into whatever memory the kernel has, as a user's run does. "
                 "Received files are written to the same file system (not fsynced) and deleted "
-                "after each run.")
+                "after each run." + _idle_note(options))
     return ("page cache: right before every run, ours and baseline alike, dirty pages are "
             "flushed (os.sync), the source file is read once, and a scratch file of the "
             "incoming size is written and deleted, so receivers write into recycled pages "
             "(this VM hands memory free for a few seconds back to its host, and writing into "
             "such memory costs up to 9x the CPU); received files are written to the same file "
             "system (not fsynced) and deleted after each run.")
+
+
+def _idle_note(options: Options) -> str:
+    if not options.idle:
+        return ""
+    return (f" Then the machine rests {options.idle:g} s before go (--idle), so both sides' "
+            "receivers write into memory this VM has handed back to its host, as a long-"
+            "running site between transfers does (without the rest, the side measured second "
+            "can write into the pages the first side's deleted file just freed, if its "
+            "processes start fast enough: raw TCP's do).")
 
 
 def _malloc_note(options: Options) -> str:
@@ -132,7 +143,8 @@ def common_notes(options: Options, source_label: str) -> list[str]:
 def params(options: Options) -> dict[str, Any]:
     """Return the options a push or pull table records as its parameters."""
     return {"size": options.size, "targets": list(options.targets), "runs": options.runs,
-            "chunk_size": options.chunk_size, "window_chunks": options.window}
+            "chunk_size": options.chunk_size, "window_chunks": options.window,
+            "as_user": options.as_user, "idle_s": options.idle}
 
 
 def check_sizes(received: list[int], size: int) -> None:

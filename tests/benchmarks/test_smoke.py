@@ -91,6 +91,18 @@ def test_transfer_scenario_fills_every_row(tmp_path: Path, capsys: pytest.Captur
 
 
 @pytest.mark.timeout(90)
+def test_as_user_run_can_rest_before_go_and_says_so(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """--as-user --idle: plain processes, a rest before every go, recorded in the table."""
+    table = _run(tmp_path, capsys, "push", "--as-user", "--idle", "0.2", "--size", "3MiB",
+                 "--targets", "1", "--chunk-size", "256KiB")
+    _check_rows(table, _transfer_labels("target", "sender", (1,)), ours=_importable("zfs"))
+    assert table["params"]["as_user"] is True and table["params"]["idle_s"] == 0.2
+    assert any("rests 0.2 s before go (--idle)" in note for note in table["notes"])
+    assert main(["push", "--idle", "-1"]) == 2
+
+
+@pytest.mark.timeout(90)
 @pytest.mark.parametrize(("scenario", "party", "source"), TRANSFERS)
 def test_transfer_with_curve_compares_secure_and_plain_zfs(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], scenario: str, party: str,
