@@ -42,7 +42,8 @@ except ImportError:  # run from elsewhere than the repository's root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.support.procs import SiteProcess
 
-from zfs.files import PARTIAL_SUFFIX, file_digest
+from zfs.files import file_digest
+from zfs.protocol.names import PARTIAL_DIR
 from zfs import download, push_file, register_receiver, share
 
 CHANNEL = TOPIC = "soak"
@@ -256,8 +257,8 @@ class Soak:
         while self._push_partials() and time.monotonic() < deadline:
             time.sleep(0.2)
         for name in self.alive():
-            for path in self.inbox(name).rglob("*" + PARTIAL_SUFFIX):
-                if path.parent.name.startswith("pull-"):
+            for path in self.inbox(name).rglob(f"{PARTIAL_DIR}/*"):
+                if path.name.startswith("pull-"):
                     self.report.kept_for_resume += 1
                 else:
                     self.report.leftovers.append(str(path))
@@ -271,7 +272,8 @@ class Soak:
                 self.report.final_check[name] = f"NOT serving: {_reason(err)}"
 
     def _push_partials(self) -> list[Path]:
-        return [p for name in self.alive() for p in self.inbox(name).glob("*" + PARTIAL_SUFFIX)]
+        return [p for name in self.alive()
+                for p in self.inbox(name).glob(f"{PARTIAL_DIR}/push-*")]
 
     def close(self) -> None:
         for proc in list(self.procs.values()):

@@ -32,6 +32,7 @@ from zfs.protocol.swarm import relay as rl
 from zfs.protocol.swarm import seeder as sd
 from zfs.protocol.swarm import sender as sn
 from zfs.protocol.swarm import tracker as tr
+from zfs.protocol.swarm.opening import StreamLimits
 from zfs.protocol.swarm import wire as w
 from zfs.protocol.swarm.plan import children
 
@@ -162,7 +163,7 @@ class PushRun:
     committed: dict[str, float] = field(default_factory=dict)
     finished: Optional[sn.Finished] = None
     finished_at: float = 0.0
-    limits: rl.StreamLimits = field(default_factory=lambda: _Limits())
+    limits: StreamLimits = field(default_factory=lambda: _Limits())
     doomed: Optional[tuple[int, str, list[str]]] = None   # kill it once all hold so many bytes
     killed_at: float = 0.0
 
