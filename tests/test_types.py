@@ -14,6 +14,6 @@ from tests.support.procs import REPO_ROOT
 
 @pytest.mark.timeout(300)
 def test_the_packages_and_benchmarks_are_mypy_clean() -> None:
-    result = subprocess.run([sys.executable, "-m", "mypy", "actors", "zfs", "benchmarks"], capture_output=True,
-                            text=True, cwd=REPO_ROOT, timeout=280)
+    result = subprocess.run([sys.executable, "-m", "mypy", "actors", "zfs", "benchmarks"],
+                            capture_output=True, text=True, cwd=REPO_ROOT, timeout=280)
     assert result.returncode == 0, result.stdout + result.stderr
