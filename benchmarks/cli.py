@@ -75,10 +75,10 @@ def parser() -> argparse.ArgumentParser:
                     help="push, pull: every party a plain process, as a user's program is "
                          "(no tune_malloc, no page-cache recycling before a run), raw TCP too")
     ap.add_argument("--idle", type=float, default=0.0,
-                    help="push, pull: seconds every run rests after the page-cache flush "
-                         "before go, ours and raw alike (with --as-user: both sides' receivers "
-                         "write into memory left idle, as on a quiet machine between "
-                         "transfers; 6 is enough here)")
+                    help="push, pull with --as-user: seconds every run rests after the "
+                         "page-cache flush before go, ours and raw alike, so both sides' "
+                         "receivers write into memory left idle, as on a quiet machine "
+                         "between transfers (6 is enough here)")
     ap.add_argument("--json", type=Path, default=None, help="also write the table here as JSON")
     return ap
 
@@ -94,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs < 1 or args.window < 1 or args.size < 1 or args.files < 1 or args.idle < 0:
         print("--runs, --window, --size and --files must be positive, --idle not negative",
               file=sys.stderr)
+        return 2
+    if args.idle and not (args.as_user and args.scenario in ("push", "pull")):
+        print("--idle applies to push and pull with --as-user (a tuned run recycles the "
+              "page cache instead of resting)", file=sys.stderr)
         return 2
     if args.curve and args.scenario not in CURVE_SCENARIOS:
         print(f"--curve applies to {' and '.join(CURVE_SCENARIOS)} only", file=sys.stderr)
