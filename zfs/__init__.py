@@ -26,7 +26,7 @@ from zfs.pull.calls import download, download_async
 from zfs.pull.transaction import Transaction, share
 from zfs.push.receiver import register_receiver, unregister_receiver
 from zfs.push.sender import push_file, push_file_async
-from zfs.push.tree.sender import push_tree, push_tree_async
+from zfs.push.tree.calls import push_tree, push_tree_async
 from zfs.results import (DownloadResult, Progress, PushResult, ReceivedFile, ReceivedTree,
                          TreeDownloadResult, TreePushResult)
 from zfs.shell import Transfer

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import actors
 from zfs.pull.calls import download_async
 from zfs.push.sender import push_file_async
-from zfs.push.tree.sender import push_tree_async
+from zfs.push.tree.calls import push_tree_async
 from zfs.results import DownloadResult, PushResult, TreeDownloadResult, TreePushResult
 from zfs.shell import Transfer
 

@@ -104,7 +104,7 @@ class TreeBars(Bars):
 def push_folder(s: actors.Site, folder: str, targets: list[str], settings: config.Settings,
                 stop: threading.Event, no_clobber: bool, skip: bool) -> Any:
     """Push ``folder`` with bars; return the TreePushResult (Ctrl-C: Interrupted)."""
-    from zfs.push.tree.sender import push_tree_async
+    from zfs.push.tree.calls import push_tree_async
 
     who = f"{settings.name}: " if settings.name else ""
     name = os.path.basename(os.path.abspath(folder))

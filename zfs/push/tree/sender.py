@@ -1,4 +1,4 @@
-"""The sending side of a tree push: :func:`push_tree` and the actor that streams one tree.
+"""The sending side of a tree push: the actor that streams one tree.
 
 :class:`TreeSenderActor` (``"zfs.send-tree.<hex>"``, one per push) drives
 :class:`zfs.protocol.push.tree.sender.TreeSender`. It opens the tree at every target
@@ -12,29 +12,26 @@ bounds its memory, as for one file.
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence
 
 import actors
 from zfs.buffers import BufferPool
-from zfs.errors import InsecureLink, TransferAborted, ZfsError
-from zfs.files import Digest, check_name
+from zfs.errors import TransferAborted, ZfsError
+from zfs.files import Digest
 from zfs.protocol import wire
-from zfs.protocol.errors import Failure, LocalProtocolError, RemoteProtocolError
+from zfs.protocol.errors import Failure, RemoteProtocolError
 from zfs.protocol.push import sender as stream
 from zfs.protocol.push.tree import sender as core
 from zfs.protocol.tree.layout import Layout, pack_plan, unpack_offers
 from zfs.push.tree.receiver import TREE_RECEIVER
 from zfs.results import Progress, TreePushResult
-from zfs.shell import (AbortRequested, Paced, PaceWake, Shell, Transfer, failure_error,
-                       run_callback)
-from zfs.supervisor import Tick, ensure_supervisor, watch_time
+from zfs.shell import AbortRequested, Paced, PaceWake, Shell, failure_error, run_callback
+from zfs.supervisor import Tick, watch_time
 from zfs.tree.source import TreeSource
-from zfs.tree.walk import Walked, walk
+from zfs.tree.walk import Walked
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +40,7 @@ _PAGE = 1 << 20              # the manifest travels in payload frames of this si
 
 
 @dataclass(frozen=True, slots=True)
-class _Begin:
+class Begin:
     """Told once after spawn: start (from the actor's thread, as the actor)."""
 
 
@@ -63,7 +60,7 @@ class _Checked:
 
 
 @dataclass(slots=True)
-class _TreeSpec:
+class TreeSpec:
     sid: str
     name: str
     key: str
@@ -80,7 +77,7 @@ class _TreeSpec:
 class TreeSenderActor(Shell):
     """Streams one tree to its targets, then stops; the outcome resolves ``future``."""
 
-    def __init__(self, spec: _TreeSpec, sender: core.TreeSender,
+    def __init__(self, spec: TreeSpec, sender: core.TreeSender,
                  future: Future[TreePushResult]) -> None:
         super().__init__()
         self._spec = spec
@@ -109,7 +106,7 @@ class TreeSenderActor(Shell):
             Tick: lambda tick: self.run(self._core.time_passed(tick.now)),
             actors.PeerDown: lambda event: self.run(self._core.target_lost(
                 event.name, event.reason, time.monotonic())),
-            _OpenFailed: self._open_failed, _Checked: self._checked, _Begin: self._begin,
+            _OpenFailed: self._open_failed, _Checked: self._checked, Begin: self._begin,
             AbortRequested: lambda _: self.run(self._core.source_failed(
                 "aborted by the caller", time.monotonic(), Failure.ABORTED)),
             PaceWake: lambda _: self.run(self._paced.woken(self._read)),
@@ -158,7 +155,7 @@ class TreeSenderActor(Shell):
 
     # -- what arrives
 
-    def _begin(self, _message: _Begin) -> None:
+    def _begin(self, _message: Begin) -> None:
         self._started = time.monotonic()
         self.run(self._core.start(self._started))
 
@@ -346,84 +343,3 @@ def _digest_ranges(walked: Walked, ranges: Sequence[tuple[int, int]]
     """Our digest of each (file, first bytes) a target offered (on the checking thread)."""
     with TreeSource(walked.root, walked.manifest) as source:
         return {(file, length): source.digest(file, length) for file, length in ranges}
-
-
-def transfer_key(site: actors.Site, root: str, name: str, channel: str, topic: str) -> str:
-    """The key of a push of ``root`` as ``name``: the same for the same push started again."""
-    identity = Digest()
-    identity.update(f"{site.name}\0{root}\0{name}\0{channel}\0{topic}".encode(
-        "utf-8", "surrogateescape"))
-    return identity.hexdigest()
-
-
-def push_tree_async(site: actors.Site, targets: Union[str, Sequence[str]], folder: str, *,
-                    channel: str = "default", topic: str = "default",
-                    name: Optional[str] = None, context: Any = None,
-                    chunk_size: int = 1 << 20, window_chunks: int = 8,
-                    chunk_timeout: float = 30.0,
-                    on_progress: Optional[Callable[[Progress], Any]] = None,
-                    secure: bool = False, no_clobber: bool = False,
-                    check_existing: bool = True,
-                    bwlimit: Optional[float] = None) -> Transfer[TreePushResult]:
-    """Start pushing the folder ``folder`` to ``targets``; the handle gives the outcome.
-
-    Args:
-        site: the sending :class:`actors.Site`.
-        targets: site names (one name or a list); every one must commit the tree.
-        folder: the folder to send; every folder, file and link under it travels, with
-            relative paths, modes and times (links only if they stay inside it).
-        name: the tree's name at the targets (default: the folder's own name).
-        context: app data (msgpack-able) handed to the receivers' ``on_done``.
-        on_progress: called with a tree :class:`Progress` per target (bytes, files
-            done, the current file), at most ~10 times a second.
-        no_clobber: a target where ``name`` exists refuses the tree.
-        check_existing: files a target already holds with the same size and digest are
-            not sent (off: only what an interrupted push of the same tree left is kept).
-        bwlimit: bytes per second this push may send, all targets together (None: no cap).
-
-    Returns:
-        A :class:`~zfs.shell.Transfer` of :class:`TreePushResult`; on failure it raises
-        :class:`TransferAborted` (or a subclass) naming the culprit site. What the
-        targets verified stays there: the same push started again resumes.
-
-    Raises:
-        SourceMissing: ``folder`` is not a readable folder.
-        UnsafeTree: a link in it leads out of it, or a name cannot travel.
-        UnsafeName: ``name`` is not a plain name.
-        InsecureLink, ValueError: as for :func:`zfs.push_file`.
-    """
-    targets = [targets] if isinstance(targets, str) else list(targets)
-    if secure and not site.is_secure:
-        raise InsecureLink(f"site {site.name} has no encrypted links (no curve option)")
-    if chunk_size > site.options.max_message_size:
-        raise ValueError(f"chunk_size {chunk_size} is over the site's max_message_size")
-    if bwlimit is not None and not bwlimit > 0:
-        raise ValueError(f"bwlimit must be above 0 bytes/s (or None), not {bwlimit!r}")
-    walked = walk(folder)
-    tree_name = check_name(name if name is not None else
-                           os.path.basename(walked.root.rstrip(os.sep)))
-    try:
-        sender = core.TreeSender(targets, walked.manifest.sizes(), chunk_size=chunk_size,
-                                 window_chunks=window_chunks, chunk_timeout=chunk_timeout)
-    except LocalProtocolError as err:
-        raise ValueError(str(err)) from None
-    sid = secrets.token_hex(16)
-    spec = _TreeSpec(sid, tree_name, transfer_key(site, walked.root, tree_name, channel, topic),
-                     channel, topic, context, walked, no_clobber, check_existing, on_progress,
-                     bwlimit)
-    transfer: Transfer[TreePushResult] = Transfer()
-    ensure_supervisor(site)
-    ref = site.spawn(TreeSenderActor, f"zfs.send-tree.{sid[:16]}", spec, sender, transfer)
-    transfer.started(ref)
-    ref.tell(_Begin())
-    return transfer
-
-
-def push_tree(site: actors.Site, targets: Union[str, Sequence[str]], folder: str,
-              **options: Any) -> TreePushResult:
-    """Push the folder ``folder`` to ``targets`` and wait until every one committed it.
-
-    Same arguments and errors as :func:`push_tree_async`. Do not call it from an
-    actor's thread: it blocks.
-    """
-    return push_tree_async(site, targets, folder, **options).result()
