@@ -16,7 +16,7 @@ import actors
 from zfs.errors import InsecureLink
 from zfs.pace import fit_window
 from zfs.pull.book import MAX_CHUNK_SIZE
-from zfs.pull.download import DownloadActor, _Begin, _DownloadOptions
+from zfs.pull.download import Begin, DownloadActor, DownloadOptions
 from zfs.results import DownloadResult, Progress, TreeDownloadResult
 from zfs.shell import Transfer
 from zfs.supervisor import ensure_supervisor
@@ -53,7 +53,7 @@ def download_async(site: actors.Site, owner: str, rid: str,
     os.makedirs(dest_dir, exist_ok=True)
     ensure_supervisor(site)
     transfer: Transfer[DownloadResult | TreeDownloadResult] = Transfer()
-    options = _DownloadOptions(owner, rid, dest_dir, window_chunks, chunk_size,
+    options = DownloadOptions(owner, rid, dest_dir, window_chunks, chunk_size,
                                request_timeout, retries, abort_signal, on_progress, bwlimit,
                                no_clobber, check_existing, swarm, seed)
     ref = site.spawn(DownloadActor, f"zfs.dl.{secrets.token_hex(8)}", options, transfer)
@@ -61,7 +61,7 @@ def download_async(site: actors.Site, owner: str, rid: str,
     # Begin only once spawn has returned: before that the site may not yet know the
     # actor's name and would drop the owner's first answer. And requests must leave
     # from on_receive, where the site sends them as from the actor's own address.
-    ref.tell(_Begin())
+    ref.tell(Begin())
     return transfer
 
 

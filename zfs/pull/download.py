@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class _DownloadOptions:
+class DownloadOptions:
     owner: str
     rid: str
     dest_dir: str
@@ -62,7 +62,7 @@ class _DownloadOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class _Begin:
+class Begin:
     pass
 
 
@@ -89,7 +89,7 @@ class DownloadActor(Shell):
     Started by :func:`zfs.pull.calls.download_async`; it stops itself when the download ends.
     """
 
-    def __init__(self, options: _DownloadOptions,
+    def __init__(self, options: DownloadOptions,
                  future: Future[DownloadResult | TreeDownloadResult]) -> None:
         super().__init__()
         self._opt = options
@@ -121,7 +121,7 @@ class DownloadActor(Shell):
                 digest), m.digest),
             wire.Refusal: lambda m: self._reply(m, lambda failure, _now: dl.refused(failure),
                                                 m.failure),
-            Tick: self._on_tick, _InfoAnswer: self._on_info_answer, _Begin: self._begin,
+            Tick: self._on_tick, _InfoAnswer: self._on_info_answer, Begin: self._begin,
             AbortRequested: lambda _: self.run(dl.abort_requested()),
             actors.PeerDown: self._on_peer_down, actors.PeerUp: self._on_peer_up,
             PaceWake: lambda _: self.run(self._paced.woken(self._request_chunk)),
@@ -166,7 +166,7 @@ class DownloadActor(Shell):
     def _aborted(self) -> bool:
         return self._abort is not None and bool(self._abort.is_set())
 
-    def _begin(self, _message: _Begin) -> None:
+    def _begin(self, _message: Begin) -> None:
         self._started = time.monotonic()
         self.run(self._core.abort_requested() if self._aborted()
                  else self._core.started(self._started))
