@@ -26,6 +26,7 @@ from benchmarks.swarmsim_model import (
     MBIT, OWNER, RID, Host, Net, Peer, Population, PullRun, PushRun, Sim, draw_hosts, host_of,
     neighbours, pick)
 from zfs.protocol.swarm import download as dl
+from zfs.protocol.swarm import downloading as ds
 from zfs.protocol.swarm import sender as sn
 from zfs.protocol.swarm import tracker as tr
 from zfs.protocol.swarm.plan import children, plan
@@ -164,7 +165,7 @@ def run_pull(n: int, pop: Population, seed: int, chunks: int, chunk_size: int,
     sim.run(lambda: run.open <= 0, until=600.0)
     alive = [name for name in names if hosts[name].alive]
     done = [run.peers[f"{a}/dl"] for a in alive]
-    ok = all(p.finish is not None and p.finish.state is dl.DownloadState.DONE for p in done)
+    ok = all(p.finish is not None and p.finish.state is ds.DownloadState.DONE for p in done)
     ok = ok and all(p.file.get(i) == i for p in done for i in range(chunks))
     seconds = max((p.finished_at for p in done), default=0.0)
     from_peers = sum(sum(b for _, b in p.finish.from_peers) for p in done if p.finish)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from zfs.protocol.swarm import download as dl
+from zfs.protocol.swarm import downloading as ds
 from zfs.protocol.swarm import relay as rl
 from zfs.protocol.swarm import seeder as sd
 from zfs.protocol.swarm import sender as sn
@@ -329,7 +330,7 @@ class Peer:
     seeder: Optional[sd.Seeder] = None
     file: dict[int, int] = field(default_factory=dict)
     pending: dict[int, int] = field(default_factory=dict)
-    finish: Optional[dl.Finish] = None
+    finish: Optional[ds.Finish] = None
     finished_at: float = 0.0
 
 
@@ -369,30 +370,30 @@ class PullRun:
             if isinstance(cmd, w.Send):
                 for to in cmd.to:
                     self.send(p.address, to, cmd.message)
-            elif isinstance(cmd, dl.OpenPartial):
+            elif isinstance(cmd, ds.OpenPartial):
                 p.seeder = sd.Seeder(RID, size=p.download.size, chunk_size=p.download.chunk_size,
                                      max_uploads=self.peer_slots)
                 cmds += p.download.partial_opened((), now)
-            elif isinstance(cmd, dl.Dial):
+            elif isinstance(cmd, ds.Dial):
                 self.dialled.setdefault(cmd.peer, {})[p.address] = None
                 if not self.net.hosts[host_of(cmd.peer)].alive:
                     self.sim.at(now + DETECT, self.unreachable, p, cmd.peer)
-            elif isinstance(cmd, dl.CheckPiece):
+            elif isinstance(cmd, ds.CheckPiece):
                 ok = f"d{p.pending[cmd.index]}" == cmd.digest
                 if not ok:
                     del p.pending[cmd.index]
                 cmds += p.download.piece_checked(cmd.index, ok, now)
-            elif isinstance(cmd, dl.WriteChunk):
+            elif isinstance(cmd, ds.WriteChunk):
                 p.file[cmd.index] = p.pending.pop(cmd.index)
                 assert p.seeder is not None
                 p.seeder.chunk_held(cmd.index)
                 cmds += p.download.chunk_written(cmd.index, now)
-            elif isinstance(cmd, dl.Commit):
+            elif isinstance(cmd, ds.Commit):
                 right = len(p.file) == self.tracker.total \
                     and all(p.file.get(i) == i for i in range(self.tracker.total))
                 cmds += p.download.committed() if right and cmd.digest.startswith("whole") \
                     else p.download.commit_failed("mismatch")
-            elif isinstance(cmd, dl.Finish):
+            elif isinstance(cmd, ds.Finish):
                 p.finish, p.finished_at = cmd, now
                 self.open -= 1
             elif isinstance(cmd, sd.ReadPiece):
@@ -410,7 +411,7 @@ class PullRun:
         cmds: list[Any]
         if isinstance(msg, w.Piece):
             cmds = p.download.piece_received(src, msg.index, self.length(msg.index), now)
-            if any(isinstance(c, (dl.WriteChunk, dl.CheckPiece)) for c in cmds):
+            if any(isinstance(c, (ds.WriteChunk, ds.CheckPiece)) for c in cmds):
                 p.pending[msg.index] = token
         elif isinstance(msg, w.Get):
             cmds = p.seeder.get_received(src, msg.index, now) if p.seeder else []
@@ -472,7 +473,7 @@ def _owner_input(t: tr.Tracker, src: str, msg: Any, now: float) -> list[tr.Track
 
 
 def _download_input(d: dl.SwarmDownload, src: str, msg: Any,
-                    now: float) -> list[dl.DownloadCommand]:
+                    now: float) -> list[ds.DownloadCommand]:
     """Call the download's input for one message from the owner or a peer."""
     if isinstance(msg, w.Welcome):
         return d.welcomed(msg, now)

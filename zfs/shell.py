@@ -28,8 +28,8 @@ import actors
 from zfs.errors import (FileChanged, IntegrityError, StreamRefused, TransactionExpired,
                         TransferAborted, UnknownReference, UnsafeName, ZfsError)
 from zfs.pace import Pacer
-from zfs.protocol import wire
 from zfs.protocol.errors import Failure, RemoteProtocolError
+from zfs.protocol.inbound import decode
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,8 @@ class Shell(actors.Actor):
     """An actor that drives a core: messages in, commands out.
 
     Subclasses fill ``self.receives`` (message type to handler: wire messages as
-    :mod:`zfs.protocol.wire` decodes them, and local messages) and ``self.carries_out``
-    (command type to handler) in ``__init__``.
+    :func:`zfs.protocol.inbound.decode` reads them, and local messages) and
+    ``self.carries_out`` (command type to handler) in ``__init__``.
     """
 
     def __init__(self) -> None:
@@ -85,7 +85,7 @@ class Shell(actors.Actor):
     def on_receive(self, message: Any) -> Any:
         if type(message) is list:  # a wire body: a peer's, until decode says it is ours
             try:
-                message = wire.decode(message)
+                message = decode(message)
             except RemoteProtocolError as err:
                 self.on_bad_message(message, err)
                 return None

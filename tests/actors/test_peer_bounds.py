@@ -27,6 +27,7 @@ from tests.support.procs import SiteProcess, wait_until
 from tests.support.rawpeer import greet, hello, next_of, raw_dealer
 from zfs import push_file
 from zfs.protocol import wire
+from zfs.protocol.inbound import decode
 
 MiB = 1 << 20
 ECHO = {"echo": "tests.support.echo:Echo"}
@@ -209,7 +210,7 @@ def test_one_connection_holds_the_stream_slots_of_one_site_only(
             greet(raw.sock, "slots0", "one")
             for index in range(40):
                 raw.sock.send(_open(f"s0-{index}", "slots0/pusher"))
-            answers = [wire.decode(next_of(raw.sock, Kind.TELL).body) for _ in range(40)]
+            answers = [decode(next_of(raw.sock, Kind.TELL).body) for _ in range(40)]
             accepted = [a for a in answers if isinstance(a, wire.Accepted)]
             assert len(accepted) == 32, answers
             for name in range(1, 8):

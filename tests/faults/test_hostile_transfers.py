@@ -25,6 +25,7 @@ from zfs import TransferAborted, UnknownReference, download, push_file
 from zfs.files import file_digest
 from zfs.partials import PARTIAL_DIR
 from zfs.protocol import wire
+from zfs.protocol.inbound import decode
 
 __all__ = ["sites"]  # a fixture, used by name
 
@@ -39,7 +40,7 @@ def peak_rss(proc: SiteProcess) -> int:
 
 
 def info(hub: actors.Site, owner: str, rid: str) -> wire.FileInfo:
-    answer = wire.decode(hub.ask(f"{owner}/zfs.owner", wire.encode(wire.InfoRequest(rid)),
+    answer = decode(hub.ask(f"{owner}/zfs.owner", wire.encode(wire.InfoRequest(rid)),
                                  timeout=10))
     assert isinstance(answer, wire.FileInfo), answer
     return answer

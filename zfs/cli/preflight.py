@@ -22,6 +22,7 @@ from zfs.files import check_name
 from zfs.partials import PARTIAL_DIR
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, RemoteProtocolError
+from zfs.protocol.inbound import decode
 from zfs.pull.book import OWNER
 from zfs.shell import failure_error
 
@@ -58,7 +59,7 @@ def file_info(site: actors.Site, owner: str, rid: str,
                                            wire.encode(wire.InfoRequest(rid)), timeout),
                                       timeout=timeout)
     try:
-        answer = wire.decode(asked.result(timeout + 1.0))
+        answer = decode(asked.result(timeout + 1.0))
     except actors.UnknownActor:
         raise failure_error(Failure.UNKNOWN, "it shares nothing", owner) from None
     except RemoteProtocolError as err:

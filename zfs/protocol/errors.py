@@ -3,7 +3,7 @@
 Two kinds of wrong, as in h11: :class:`LocalProtocolError` is our own caller breaking
 a core's contract (a bug in the shell, or a bad argument from the app);
 :class:`RemoteProtocolError` is a peer's message that breaks the protocol (raised by
-:func:`zfs.protocol.wire.decode`; the transfer it belongs to fails, the site goes on).
+:func:`zfs.protocol.inbound.decode`; the transfer it belongs to fails, the site goes on).
 
 A :class:`Failure` says why a transfer ended without a file. Cores report it in their
 finishing commands, receivers send it over the wire as its value, and the shells turn

@@ -34,6 +34,7 @@ from zfs.partials import PartialFile, check_room, complete_there
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, RemoteProtocolError
 from zfs.protocol.swarm import download as core
+from zfs.protocol.swarm import downloading as steps
 from zfs.protocol.swarm import pullcodec
 from zfs.protocol.swarm.seeder import ReadPiece, Seeder
 from zfs.protocol.swarm.wire import (Decline, Digest, Digests, Ended, Fetch, Get, Piece,
@@ -117,9 +118,9 @@ class SwarmDownloadActor(Shell):
             actors.PeerDown: self._on_peer_down, actors.PeerUp: self._on_peer_up,
         }
         self.carries_out = {
-            Send: self._send, core.OpenPartial: self._open, core.Dial: self._dial,
-            core.CheckPiece: self._check, core.WriteChunk: self._write,
-            core.Commit: self._commit, core.Finish: self._finish, ReadPiece: self._serve,
+            Send: self._send, steps.OpenPartial: self._open, steps.Dial: self._dial,
+            steps.CheckPiece: self._check, steps.WriteChunk: self._write,
+            steps.Commit: self._commit, steps.Finish: self._finish, ReadPiece: self._serve,
         }
 
     def on_start(self) -> None:
@@ -242,12 +243,12 @@ class SwarmDownloadActor(Shell):
     def _tell(self, to: str, message: Any, payload: tuple[Any, ...] = ()) -> bool:
         return tell_or_log(self.site, to, pullcodec.encode(message), payload)
 
-    def _dial(self, cmd: core.Dial) -> list[Any]:
+    def _dial(self, cmd: steps.Dial) -> list[Any]:
         if self._dialer.dial(cmd.peer, cmd.endpoint, time.monotonic()):
             return []
         return self._core.peer_unreachable(cmd.peer, time.monotonic())
 
-    def _open(self, cmd: core.OpenPartial) -> list[Any]:
+    def _open(self, cmd: steps.OpenPartial) -> list[Any]:
         dl, opt = self._core, self._opt
         final = os.path.join(opt.dest_dir, cmd.name)
         if opt.no_clobber and os.path.lexists(final):
@@ -270,11 +271,11 @@ class SwarmDownloadActor(Shell):
             self._seeder.chunk_held(index)
         return dl.partial_opened(chunks, time.monotonic())
 
-    def _check(self, cmd: core.CheckPiece) -> list[Any]:
+    def _check(self, cmd: steps.CheckPiece) -> list[Any]:
         ok = hashlib.sha256(self.payload[0]).hexdigest() == cmd.digest
         return self._core.piece_checked(cmd.index, ok, time.monotonic())
 
-    def _write(self, cmd: core.WriteChunk) -> list[Any]:
+    def _write(self, cmd: steps.WriteChunk) -> list[Any]:
         partial, dl = self._partial, self._core
         assert partial is not None
         try:
@@ -289,7 +290,7 @@ class SwarmDownloadActor(Shell):
             run_callback(self._opt.on_progress, Progress(dl.name, done, dl.size, self._opt.owner))
         return caused
 
-    def _commit(self, cmd: core.Commit) -> list[Any]:
+    def _commit(self, cmd: steps.Commit) -> list[Any]:
         dl, now = self._core, time.monotonic()
         if self._existing is not None:
             try:
@@ -315,7 +316,7 @@ class SwarmDownloadActor(Shell):
         self._result = self._done(path, cmd, now)
         return dl.committed()
 
-    def _done(self, path: str, cmd: core.Commit, now: float) -> DownloadResult:
+    def _done(self, path: str, cmd: steps.Commit, now: float) -> DownloadResult:
         dl = self._core
         peers = tuple(sorted((peer.partition("/")[0], count)
                              for peer, count in dl.from_peers.items()))
@@ -335,8 +336,8 @@ class SwarmDownloadActor(Shell):
         why = (f" ({unreachable} could not be reached)" if unreachable else "")
         return f"every byte came from the owner: no peer served a chunk in time{why}"
 
-    def _finish(self, cmd: core.Finish) -> None:
-        if cmd.state is core.DownloadState.DONE and self._result is not None:
+    def _finish(self, cmd: steps.Finish) -> None:
+        if cmd.state is steps.DownloadState.DONE and self._result is not None:
             self._future.set_result(self._result)
             if self._core.seeds and self._seeder is not None:
                 return                    # serve peers until the share ends
@@ -350,8 +351,8 @@ class SwarmDownloadActor(Shell):
             self._future.set_exception(failure_error(failure, cmd.detail, site, note))
         self.stop()
 
-    def _failure_of(self, cmd: core.Finish) -> Failure:
-        if cmd.state is core.DownloadState.ABORTED:
+    def _failure_of(self, cmd: steps.Finish) -> Failure:
+        if cmd.state is steps.DownloadState.ABORTED:
             return Failure.ABORTED
         if self._refusal is not None:
             return self._refusal

@@ -23,6 +23,7 @@ from zfs.protocol.pull.tree import commands as steps
 from zfs.protocol.pull.tree import download as td
 from zfs.protocol.push import sender as stream
 from zfs.protocol.push.tree import receiver as rx
+from zfs.protocol.push.tree import receiving
 from zfs.protocol.push.tree import sender as tx
 from zfs.protocol.tree.layout import (Layout, Offer, pack_digests, pack_offers, pack_plan,
                                       plan_starts, unpack_digests, unpack_offers, unpack_plan)
@@ -199,7 +200,7 @@ def test_offers_plans_and_digests_round_trip_and_refuse_lies() -> None:
 # ---- a tree push: a sender core and target cores joined by a link --------------------
 
 KEY = ("S/send", "sid")
-OPENING = rx.Opening("t", "k", 0, 0, 64, "ch", "tp", False, True)
+OPENING = receiving.Opening("t", "k", 0, 0, 64, "ch", "tp", False, True)
 
 
 @dataclass
@@ -221,17 +222,17 @@ class Target:
         while queue:
             cmd = queue.pop(0)
             now = world.now
-            if isinstance(cmd, rx.Prepare):
+            if isinstance(cmd, receiving.Prepare):
                 sizes = cmd.manifest.sizes()
                 offers = [Offer(f, len(b), md5(b)) for f, b in sorted(self.held.items())
                           if 0 < len(b) <= sizes[f]]
                 queue += self.core.prepared(cmd.key, offers, now)
-            elif isinstance(cmd, rx.ApplyPlan):
+            elif isinstance(cmd, receiving.ApplyPlan):
                 self.layout, self.own = cmd.layout, dict(cmd.own)
                 self.disk = {f: bytearray(self.held[f][:self.own[f]]) if self.own.get(f)
                              else bytearray() for f in range(len(cmd.layout.sizes))}
                 queue += self.core.plan_applied(cmd.key, now)
-            elif isinstance(cmd, rx.WriteChunk):
+            elif isinstance(cmd, receiving.WriteChunk):
                 assert self.layout is not None
                 self.stream += payload
                 for piece in self.layout.pieces(cmd.offset, len(payload)):
@@ -244,13 +245,13 @@ class Target:
                         disk.extend(bytes(max(0, end - len(disk))))
                         disk[piece.offset + skip:end] = data[skip:]
                 queue += self.core.chunk_written(cmd.key, cmd.offset, len(payload), now)
-            elif isinstance(cmd, rx.CommitTree):
+            elif isinstance(cmd, receiving.CommitTree):
                 if md5(bytes(self.stream)) == cmd.digest:
                     self.committed = [bytes(self.disk[f]) for f in sorted(self.disk)]
                     queue += self.core.committed(cmd.key, now)
                 else:
                     queue += self.core.commit_failed(cmd.key, "digest", now)
-            elif isinstance(cmd, (rx.Release, rx.Discard)):
+            elif isinstance(cmd, (receiving.Release, receiving.Discard)):
                 self.released = True
             else:
                 world.to_sender(self.site, cmd)
@@ -292,7 +293,7 @@ class PushWorld:
         while queue:
             cmd = queue.pop(0)
             if isinstance(cmd, tx.SendTreeOpen):
-                opening = rx.Opening("t", "k", len(self.manifest.files), self.manifest.size,
+                opening = receiving.Opening("t", "k", len(self.manifest.files), self.manifest.size,
                                      s.chunk_size, "ch", "tp", False, True, s.window_chunks)
                 for t in cmd.targets:
                     self.link.append((t, ("open", opening, self.manifest.encode())))
@@ -324,15 +325,15 @@ class PushWorld:
 
     def deliver_to_sender(self, site: str, cmd: Any) -> None:
         s, now = self.sender, self.now
-        if isinstance(cmd, rx.SendOffer):
+        if isinstance(cmd, receiving.SendOffer):
             self.run_sender(s.offer_received(site, cmd.offers, now))
-        elif isinstance(cmd, rx.SendChecking):
+        elif isinstance(cmd, receiving.SendChecking):
             self.run_sender(s.checking_received(site, now))
-        elif isinstance(cmd, rx.SendAck):
+        elif isinstance(cmd, receiving.SendAck):
             self.run_sender(s.ack_received(site, cmd.received, now))
-        elif isinstance(cmd, rx.SendDone):
+        elif isinstance(cmd, receiving.SendDone):
             self.run_sender(s.done_received(site, now))
-        elif isinstance(cmd, rx.SendError):
+        elif isinstance(cmd, receiving.SendError):
             self.run_sender(s.failure_received(site, cmd.failure, cmd.reason, now))
 
     def settle(self) -> None:
@@ -452,8 +453,8 @@ def test_a_receiver_refuses_a_bad_tree_before_making_anything(change: dict[str, 
     fields = {"name": "t", "key": "k", "files": 2, "size": 7, "chunk_size": 64,
               "channel": "ch", "topic": "tp", "no_clobber": False, "check_existing": True}
     fields.update(change)
-    out = core.open_received(KEY, rx.Opening(**fields), manifest.encode(), 0.0)
-    assert len(out) == 1 and isinstance(out[0], rx.SendError)
+    out = core.open_received(KEY, receiving.Opening(**fields), manifest.encode(), 0.0)
+    assert len(out) == 1 and isinstance(out[0], receiving.SendError)
     assert out[0].failure is Failure.REFUSED and words in out[0].reason
     assert core.streams == ()
 
@@ -462,7 +463,7 @@ def test_a_receiver_refuses_a_manifest_with_dot_dot_from_a_hostile_sender() -> N
     core = rx.TreeReceiver()
     core.registration_added("ch", "tp", rx.TreeLimits())
     evil = _manifest_bytes([ROOT, (b"f", 0o644, 0, 4, "../../etc/cron.d/x", "")])
-    out = core.open_received(KEY, rx.Opening("t", "k", 1, 4, 64, "ch", "tp", False, True),
+    out = core.open_received(KEY, receiving.Opening("t", "k", 1, 4, 64, "ch", "tp", False, True),
                              evil, 0.0)
     assert out[0].failure is Failure.REFUSED and "bad manifest" in out[0].reason  # type: ignore[union-attr]
 
@@ -471,32 +472,32 @@ def test_a_plan_that_says_we_hold_what_we_never_offered_is_a_protocol_error() ->
     core = rx.TreeReceiver()
     core.registration_added("ch", "tp", rx.TreeLimits())
     manifest = tree([3, 4], nested=False)
-    core.open_received(KEY, rx.Opening("t", "k", 2, 7, 64, "ch", "tp", False, True),
+    core.open_received(KEY, receiving.Opening("t", "k", 2, 7, 64, "ch", "tp", False, True),
                        manifest.encode(), 0.0)
     core.prepared(KEY, [Offer(0, 3, md5(b"abc"))], 0.0)
     out = core.plan_received(KEY, 3, pack_plan([3, 1], {0: 3, 1: 1}), 0.0)
-    assert isinstance(out[0], rx.SendError) and out[0].failure is Failure.PROTOCOL
-    assert isinstance(out[1], rx.Release)
+    assert isinstance(out[0], receiving.SendError) and out[0].failure is Failure.PROTOCOL
+    assert isinstance(out[1], receiving.Release)
 
 
 def test_the_same_tree_opened_again_by_its_sender_ends_the_old_stream_keeping_its_bytes() -> None:
     core = rx.TreeReceiver()
     core.registration_added("ch", "tp", rx.TreeLimits())
     manifest = tree([3], nested=False)
-    opening = rx.Opening("t", "k", 1, 3, 64, "ch", "tp", False, True)
+    opening = receiving.Opening("t", "k", 1, 3, 64, "ch", "tp", False, True)
     core.open_received(KEY, opening, manifest.encode(), 0.0)
     again = ("S/send2", "sid2")
     out = core.open_received(again, opening, manifest.encode(), 1.0)
-    assert [type(c) for c in out] == [rx.SendError, rx.Release, rx.Prepare]
+    assert [type(c) for c in out] == [receiving.SendError, receiving.Release, receiving.Prepare]
     assert core.streams == (again,)
 
 
 def test_a_silent_preparing_tree_keeps_its_sender_informed() -> None:
     core = rx.TreeReceiver()
     core.registration_added("ch", "tp", rx.TreeLimits(inactivity_timeout=1.0))
-    core.open_received(KEY, rx.Opening("t", "k", 1, 3, 64, "ch", "tp", False, True),
+    core.open_received(KEY, receiving.Opening("t", "k", 1, 3, 64, "ch", "tp", False, True),
                        tree([3], nested=False).encode(), 0.0)
-    assert core.time_passed(100.0) == [rx.SendChecking(KEY)]
+    assert core.time_passed(100.0) == [receiving.SendChecking(KEY)]
 
 
 # ---- a tree pull: a download core and the owner's book, joined by a lossy link -------
@@ -737,7 +738,7 @@ def test_while_the_sender_digests_the_offers_the_targets_are_told_to_wait() -> N
     sender, target = world.sender, world.targets["t0"]
     sender.start(0.0)
     target.core.registration_added("ch", "tp", rx.TreeLimits(inactivity_timeout=5.0))
-    target.core.open_received(KEY, rx.Opening("t", "k", 2, 14, 4, "ch", "tp", False, True),
+    target.core.open_received(KEY, receiving.Opening("t", "k", 2, 14, 4, "ch", "tp", False, True),
                               world.manifest.encode(), 0.0)
     target.core.prepared(KEY, [Offer(0, 5, md5(world.files[0]))], 0.0)
     out = sender.offer_received("t0", [Offer(0, 5, md5(world.files[0]))], 0.0)
@@ -746,4 +747,4 @@ def test_while_the_sender_digests_the_offers_the_targets_are_told_to_wait() -> N
         assert sender.time_passed(now) == [tx.SendChecking(("t0",))]
         assert target.core.checking_received(KEY, now) == []
         assert target.core.time_passed(now) == []
-    assert isinstance(target.core.time_passed(18.0)[0], rx.SendError)   # silence: it ends
+    assert isinstance(target.core.time_passed(18.0)[0], receiving.SendError)   # silence: it ends

@@ -24,6 +24,7 @@ from zfs.errors import (InsecureLink, SourceMissing, StreamRefused, TransferAbor
 from zfs.files import file_digest
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure
+from zfs.protocol.inbound import decode
 from zfs import Progress, push_file, push_file_async, register_receiver
 
 CHUNK = 64 << 10
@@ -216,7 +217,7 @@ def _probe(hub: actors.Site, opens: list[Any]) -> list[Any]:
 
         def all_replies() -> Any:
             got = hub.ask("test/prober", "replies", timeout=5)
-            return [wire.decode(body) for body in got] if len(got) == len(opens) else None
+            return [decode(body) for body in got] if len(got) == len(opens) else None
         return wait_until(all_replies, 10)
     finally:
         prober.stop()

@@ -27,6 +27,7 @@ from tests.support.trees import (MiB, assert_same_tree, make_tree, raw_manifest,
                                  tree_listing)
 from zfs import (StreamRefused, TransferAborted, UnsafeTree, push_tree, push_tree_async)
 from zfs.protocol import wire
+from zfs.protocol.inbound import decode
 from zfs.protocol.tree.manifest import Entry, Manifest
 from zfs.protocol.tree.manifest import Kind as EntryKind
 
@@ -193,7 +194,7 @@ def test_a_hostile_manifest_naming_dot_dot_is_refused_and_writes_nothing(
         sock.send_multipart([codec.encode(Kind.TELL, "zfs.tree-receiver", "evil/x", 0, body),
                              manifest])
         reply = next_of(sock, Kind.TELL)  # past the site's route announcements
-        answer = wire.decode(reply.body)
+        answer = decode(reply.body)
         assert isinstance(answer, wire.Failed) and answer.failure.value == "refused", answer
     sock.close()
     assert tree_listing(tmp_path) == before

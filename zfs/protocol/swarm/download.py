@@ -23,12 +23,13 @@ within ``request_timeout`` is reported ``slow``; an owner silent that long is nu
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
 from typing import Callable, Collection, Optional, Union
 
 from zfs.protocol.names import name_problem
 from zfs.protocol.errors import LocalProtocolError
+from zfs.protocol.swarm.downloading import (
+    DOWNLOAD_TRANSITIONS, ENDS, CheckPiece, Commit, Dial, DownloadCommand, DownloadState,
+    Finish, OpenPartial, WriteChunk)
 from zfs.protocol.swarm.pages import Pages
 from zfs.protocol.swarm.wire import (
     BAD, DECLINED, GONE, SLOW, UNREACHABLE, Digests, Fetch, GetDigest, GetDigests, Get, Join,
@@ -37,82 +38,6 @@ from zfs.protocol.swarm.wire import (
 MAX_CHUNKS = 1 << 24          # the most chunks a swarm file may have (a bit set per peer)
 REPORT_BATCH = 1024           # chunks per Want when a resumed download reports its holdings
 MAX_UNREACHABLE = 1024        # peers remembered as unreachable (the owner stops anyway)
-
-
-class DownloadState(enum.Enum):
-    """Where a swarm download is."""
-
-    JOINING = "joining"
-    FETCHING = "fetching"
-    VERIFYING = "verifying"
-    DONE = "done"
-    FAILED = "failed"
-    ABORTED = "aborted"
-
-
-_ENDS = (DownloadState.DONE, DownloadState.FAILED, DownloadState.ABORTED)
-DOWNLOAD_TRANSITIONS: dict[DownloadState, tuple[DownloadState, ...]] = {
-    DownloadState.JOINING: (DownloadState.FETCHING, DownloadState.VERIFYING) + _ENDS[1:],
-    DownloadState.FETCHING: (DownloadState.VERIFYING,) + _ENDS[1:],
-    DownloadState.VERIFYING: _ENDS,
-    DownloadState.DONE: (),
-    DownloadState.FAILED: (),
-    DownloadState.ABORTED: (),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class OpenPartial:
-    """Open the temporary file for ``name`` under ``key``; call ``partial_opened``."""
-
-    name: str
-    key: str
-
-
-@dataclass(frozen=True, slots=True)
-class Dial:
-    """Open a link to ``peer`` at ``endpoint`` (once per peer); messages to it follow."""
-
-    peer: str
-    endpoint: str
-
-
-@dataclass(frozen=True, slots=True)
-class CheckPiece:
-    """Digest the piece just received for chunk ``index``; call ``piece_checked``."""
-
-    index: int
-    digest: str
-
-
-@dataclass(frozen=True, slots=True)
-class WriteChunk:
-    """Write the piece of chunk ``index`` at ``offset``; call ``chunk_written``."""
-
-    index: int
-    offset: int
-    length: int
-
-
-@dataclass(frozen=True, slots=True)
-class Commit:
-    """Check size and whole-file digest, rename; call ``committed`` or ``commit_failed``."""
-
-    size: int
-    digest: str
-
-
-@dataclass(frozen=True, slots=True)
-class Finish:
-    """The download ended: tell our caller, with how the bytes travelled."""
-
-    state: DownloadState
-    detail: str
-    from_owner: int
-    from_peers: tuple[tuple[str, int], ...]
-
-
-DownloadCommand = Union[Send, OpenPartial, Dial, CheckPiece, WriteChunk, Commit, Finish]
 
 
 class SwarmDownload:
@@ -154,7 +79,7 @@ class SwarmDownload:
     @property
     def finished(self) -> bool:
         """True once the download is DONE, FAILED or ABORTED."""
-        return self.state in _ENDS
+        return self.state in ENDS
 
     def started(self, now: float) -> list[DownloadCommand]:
         """Begin: join the swarm of the RID."""

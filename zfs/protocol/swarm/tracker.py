@@ -32,42 +32,19 @@ rules, and why:
   message costs time, never a stuck slot; a repeated report is harmless. A recipient
   silent for a whole lease while it holds one is forgotten (it reports at least every
   request timeout while it fetches; a later Want is answered ``Rejoin``).
-
-Per recipient the owner keeps two bit sets of the chunks (held, under way), at most a
-window of leases, and a bounded avoid set: a bit per chunk plus a constant.
-
-Member lifecycle::
-
-    Join --> JOINED --first Want--> FETCHING --Leave(ok)--> SEEDING (serves until closed)
-             any --site lost, Leave(not ok)--> forgotten
 """
 
 from __future__ import annotations
 
-import enum
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Optional, Union
 
 from zfs.protocol.errors import LocalProtocolError
+from zfs.protocol.swarm.member import Lease, Member, MemberState
 from zfs.protocol.swarm.sources import Sources, lowest, members, rarest
 from zfs.protocol.swarm.wire import (
     BAD, PEER_FAILURES, UNREACHABLE, Ended, Fetch, Rejoin, Send, Wait, Welcome)
-
-
-class MemberState(enum.Enum):
-    """Where a recipient's download is, as the owner sees it."""
-
-    JOINED = "joined"
-    FETCHING = "fetching"
-    SEEDING = "seeding"
-
-
-MEMBER_TRANSITIONS: dict[MemberState, tuple[MemberState, ...]] = {
-    MemberState.JOINED: (MemberState.FETCHING,),
-    MemberState.FETCHING: (MemberState.SEEDING,),
-    MemberState.SEEDING: (),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,35 +75,6 @@ class SendDigest:
 
 
 TrackerCommand = Union[Send, SendPiece, SendDigests, SendDigest]
-
-
-@dataclass(slots=True)
-class _Member:
-    address: str
-    endpoint: Optional[str]
-    window: int
-    state: MemberState = MemberState.JOINED
-    have: int = 0                          # bit set: verified and written
-    asked: int = 0                         # bit set: handed out, not reported
-    leases: dict[int, _Lease] = field(default_factory=dict)
-    uploads: int = 0                       # leases pointing at it as the source
-    owner_pieces: int = 0                  # leases with the owner as the source
-    avoid: set[str] = field(default_factory=set)
-    unreachable_by: set[str] = field(default_factory=set)
-    owner_only: bool = False
-    banned: bool = False
-    heard: float = 0.0                     # its last Join or Want
-
-    def move(self, new: MemberState) -> None:
-        if new not in MEMBER_TRANSITIONS[self.state]:
-            raise LocalProtocolError(f"member cannot go from {self.state.name} to {new.name}")
-        self.state = new
-
-
-@dataclass(slots=True)
-class _Lease:
-    source: Optional[_Member]             # the peer, or None: the owner
-    deadline: float
 
 
 class Tracker:
@@ -162,11 +110,11 @@ class Tracker:
         self._copies = [0] * self.total                 # holders + under way, per chunk
         self._owner_uploads = 0
         self._turn = 0                                  # rotates the rarest-first start
-        self._members: dict[str, _Member] = {}
+        self._members: dict[str, Member] = {}
         self._servers = 0                               # members that listen for peers
         self._sources: Sources[str] = Sources(peer_slots)
         self._wanting: Sources[str] = Sources(max_window)   # by chunks under way
-        self._expiry: deque[tuple[float, str, int, _Lease]] = deque()
+        self._expiry: deque[tuple[float, str, int, Lease]] = deque()
 
 
     @property
@@ -183,7 +131,7 @@ class Tracker:
             return [Send((to,), Ended(self.rid))]
         out = self._forget(to, now) if to in self._members else []
         size = window if type(window) is int and window > 0 else 1
-        member = _Member(to, endpoint if isinstance(endpoint, str) else None,
+        member = Member(to, endpoint if isinstance(endpoint, str) else None,
                          min(size, self._window), heard=now)
         self._members[to] = member
         self._servers += member.endpoint is not None
@@ -251,7 +199,7 @@ class Tracker:
         """Free assignments left unreported for ``lease`` seconds, and hand them out again."""
         if self.closed:
             return []
-        touched: dict[str, _Member] = {}
+        touched: dict[str, Member] = {}
         out: list[TrackerCommand] = []
         while self._expiry and self._expiry[0][0] <= now:
             _, address, index, lease = self._expiry.popleft()
@@ -282,7 +230,7 @@ class Tracker:
 
     # -- reports
 
-    def _got(self, m: _Member, index: object) -> int:
+    def _got(self, m: Member, index: object) -> int:
         """Note a chunk written; return the slots this freed (0 or 1)."""
         if type(index) is not int or not 0 <= index < self.total:
             return 0
@@ -293,7 +241,7 @@ class Tracker:
         self._hold(m, 1 << index)
         return freed
 
-    def _failed(self, m: _Member, entry: object) -> int:
+    def _failed(self, m: Member, entry: object) -> int:
         """Note a chunk a peer did not deliver; return the slots this freed."""
         if not (isinstance(entry, tuple) and len(entry) == 3):
             return 0
@@ -348,7 +296,7 @@ class Tracker:
                 break
         return out
 
-    def _rewant(self, m: _Member) -> None:
+    def _rewant(self, m: Member) -> None:
         """List ``m`` among the recipients that want chunks, at its number under way."""
         if self._members.get(m.address) is not m:
             return
@@ -356,7 +304,7 @@ class Tracker:
             and self._all & ~(m.have | m.asked) != 0
         self._wanting.update(m.address, len(m.leases), wants)
 
-    def _from_peer(self, m: _Member, need: int, now: float) -> Optional[TrackerCommand]:
+    def _from_peer(self, m: Member, need: int, now: float) -> Optional[TrackerCommand]:
         if m.owner_only:
             return None
         members, avoid = self._members, m.avoid
@@ -373,7 +321,7 @@ class Tracker:
         assert source.endpoint is not None
         return Send((m.address,), Fetch(self.rid, index, address, source.endpoint))
 
-    def _from_owner(self, m: _Member, need: int, now: float) -> Optional[TrackerCommand]:
+    def _from_owner(self, m: Member, need: int, now: float) -> Optional[TrackerCommand]:
         fresh = need & ~self._seen
         # While chunks remain that nobody got yet, one at a time per recipient, so that
         # distinct recipients seed distinct chunks, and only those: the owner's link
@@ -398,15 +346,15 @@ class Tracker:
 
     # -- bookkeeping
 
-    def _lease(self, m: _Member, index: int, source: Optional[_Member], now: float) -> None:
-        lease = _Lease(source, now + self._lease_time)
+    def _lease(self, m: Member, index: int, source: Optional[Member], now: float) -> None:
+        lease = Lease(source, now + self._lease_time)
         m.leases[index] = lease
         m.asked |= 1 << index
         self._seen |= 1 << index
         self._copies[index] += 1
         self._expiry.append((lease.deadline, m.address, index, lease))
 
-    def _release(self, m: _Member, index: int, delivered: bool) -> None:
+    def _release(self, m: Member, index: int, delivered: bool) -> None:
         """End ``m``'s lease of ``index``: free its source's slot, count the bytes."""
         lease = m.leases.pop(index)
         m.asked &= ~(1 << index)
@@ -425,7 +373,7 @@ class Tracker:
             self.served[source.address] = self.served.get(source.address, 0) + length
         self._relist(source)
 
-    def _hold(self, m: _Member, chunks: int) -> None:
+    def _hold(self, m: Member, chunks: int) -> None:
         """Count ``m`` as a holder of ``chunks`` (those it did not hold yet)."""
         new = chunks & ~m.have
         if new:
@@ -434,7 +382,7 @@ class Tracker:
                 self._copies[index] += 1
             self._relist(m)
 
-    def _relist(self, m: _Member) -> None:
+    def _relist(self, m: Member) -> None:
         if self._members.get(m.address) is not m:
             return                           # forgotten (its address may have joined again)
         usable = m.endpoint is not None and not m.banned and m.have != 0 \

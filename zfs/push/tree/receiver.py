@@ -25,6 +25,7 @@ from zfs.files import Digest
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, RemoteProtocolError
 from zfs.protocol.push.tree import receiver as core
+from zfs.protocol.push.tree import receiving as steps
 from zfs.protocol.tree.layout import Layout, Offer, pack_offers
 from zfs.protocol.tree.manifest import Manifest
 from zfs.results import Progress, ReceivedTree
@@ -69,7 +70,7 @@ class TreeUnregistration:
 class _Prepared:
     """A staging folder is ready (or could not be made): from the pool."""
 
-    key: core.Key
+    key: steps.Key
     name: str
     staging: Optional[Staging]
     offers: tuple[Offer, ...] = ()
@@ -79,7 +80,7 @@ class _Prepared:
 @dataclass(slots=True)
 class _Inbound:
     registration: TreeRegistration
-    opening: core.Opening
+    opening: steps.Opening
     manifest: Manifest
     context: Any
     sender_site: str
@@ -105,7 +106,7 @@ class TreeReceiverActor(Shell):
         super().__init__()
         self._core = core.TreeReceiver()
         self._registrations: dict[tuple[str, str], TreeRegistration] = {}
-        self._trees: dict[core.Key, _Inbound] = {}
+        self._trees: dict[steps.Key, _Inbound] = {}
         self._preparing: dict[str, Future[Any]] = {}   # staging name -> its prepare job
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="zfs.tree-receiver")
         self._next_sweep = 0.0
@@ -121,15 +122,15 @@ class TreeReceiverActor(Shell):
             TreeRegistration: self._register, TreeUnregistration: self._unregister,
         }
         self.carries_out = {
-            core.Prepare: self._prepare, core.SendOffer: self._offer,
-            core.SendChecking: lambda cmd: self._reply(cmd.key, wire.Checking(cmd.key[1])),
-            core.ApplyPlan: self._apply, core.WriteChunk: self._write, core.SendAck: self._ack,
-            core.CommitTree: self._commit,
-            core.SendDone: lambda cmd: self._reply(cmd.key, wire.Committed(cmd.key[1])),
-            core.SendError: lambda cmd: self._reply(cmd.key, wire.Failed(
+            steps.Prepare: self._prepare, steps.SendOffer: self._offer,
+            steps.SendChecking: lambda cmd: self._reply(cmd.key, wire.Checking(cmd.key[1])),
+            steps.ApplyPlan: self._apply, steps.WriteChunk: self._write, steps.SendAck: self._ack,
+            steps.CommitTree: self._commit,
+            steps.SendDone: lambda cmd: self._reply(cmd.key, wire.Committed(cmd.key[1])),
+            steps.SendError: lambda cmd: self._reply(cmd.key, wire.Failed(
                 cmd.key[1], cmd.failure, cmd.reason)),
-            core.Release: lambda cmd: self._end(cmd.key, cmd.reason, discard=False),
-            core.Discard: lambda cmd: self._end(cmd.key, cmd.reason, discard=True),
+            steps.Release: lambda cmd: self._end(cmd.key, cmd.reason, discard=False),
+            steps.Discard: lambda cmd: self._end(cmd.key, cmd.reason, discard=True),
         }
 
     def on_start(self) -> None:
@@ -145,7 +146,7 @@ class TreeReceiverActor(Shell):
 
     # -- what arrives
 
-    def _key(self, sid: str) -> Optional[core.Key]:
+    def _key(self, sid: str) -> Optional[steps.Key]:
         sender = self.sender
         return (sender, sid) if sender and "/" in sender else None
 
@@ -162,12 +163,12 @@ class TreeReceiverActor(Shell):
         if len(manifest) != message.manifest_size:
             self._reply(key, wire.Failed(key[1], Failure.REFUSED, "manifest of the wrong size"))
             return
-        opening = core.Opening(message.name, message.key, message.files, message.size,
+        opening = steps.Opening(message.name, message.key, message.files, message.size,
                                message.chunk_size, message.channel, message.topic,
                                message.no_clobber, message.check_existing,
                                message.window_chunks)
         cmds = self._core.open_received(key, opening, manifest, time.monotonic())
-        prepare = next((c for c in cmds if isinstance(c, core.Prepare)), None)
+        prepare = next((c for c in cmds if isinstance(c, steps.Prepare)), None)
         if prepare is not None:
             site = key[0].partition("/")[0]
             self._trees[key] = _Inbound(
@@ -219,7 +220,7 @@ class TreeReceiverActor(Shell):
 
     # -- preparing, off the actor's thread
 
-    def _prepare(self, cmd: core.Prepare) -> None:
+    def _prepare(self, cmd: steps.Prepare) -> None:
         inbound = self._trees[cmd.key]
         reg = inbound.registration
         previous = self._preparing.get(inbound.staging_name)
@@ -265,16 +266,16 @@ class TreeReceiverActor(Shell):
 
     # -- what the core asks for
 
-    def _reply(self, key: core.Key, message: wire.Message, payload: tuple[Any, ...] = ()) -> None:
+    def _reply(self, key: steps.Key, message: wire.Message, payload: tuple[Any, ...] = ()) -> None:
         try:
             self.site.tell(key[0], wire.encode(message), payload=payload)
         except actors.ActorsError as err:
             log.debug("tree reply %s to %s not sent: %s", type(message).__name__, key[0], err)
 
-    def _offer(self, cmd: core.SendOffer) -> None:
+    def _offer(self, cmd: steps.SendOffer) -> None:
         self._reply(cmd.key, wire.TreeOffer(cmd.key[1]), (pack_offers(cmd.offers),))
 
-    def _apply(self, cmd: core.ApplyPlan) -> list[Any]:
+    def _apply(self, cmd: steps.ApplyPlan) -> list[Any]:
         inbound, now = self._trees[cmd.key], time.monotonic()
         assert inbound.staging is not None
         try:
@@ -287,7 +288,7 @@ class TreeReceiverActor(Shell):
         inbound.held = inbound.manifest.size - cmd.layout.size
         return self._core.plan_applied(cmd.key, now)
 
-    def _write(self, cmd: core.WriteChunk) -> list[Any]:
+    def _write(self, cmd: steps.WriteChunk) -> list[Any]:
         inbound, now = self._trees[cmd.key], time.monotonic()
         assert inbound.staging is not None and inbound.layout is not None
         data = memoryview(self.payload[0])
@@ -302,7 +303,7 @@ class TreeReceiverActor(Shell):
             return self._core.io_failed(cmd.key, f"cannot write: {err}", now)
         return self._core.chunk_written(cmd.key, cmd.offset, len(data), now)
 
-    def _ack(self, cmd: core.SendAck) -> None:
+    def _ack(self, cmd: steps.SendAck) -> None:
         self._reply(cmd.key, wire.Acked(cmd.key[1], cmd.received))
         inbound = self._trees[cmd.key]
         callback = inbound.registration.on_chunk
@@ -314,7 +315,7 @@ class TreeReceiverActor(Shell):
                                             inbound.manifest.size, inbound.sender_site,
                                             inbound.context, done, files, current))
 
-    def _commit(self, cmd: core.CommitTree) -> list[Any]:
+    def _commit(self, cmd: steps.CommitTree) -> list[Any]:
         inbound, now = self._trees[cmd.key], time.monotonic()
         assert inbound.staging is not None and inbound.layout is not None
         if inbound.digest.hexdigest() != cmd.digest:
@@ -338,7 +339,7 @@ class TreeReceiverActor(Shell):
                  len(inbound.manifest.files), inbound.sender_site, path)
         return self._core.committed(cmd.key, now)
 
-    def _end(self, key: core.Key, reason: str, discard: bool) -> None:
+    def _end(self, key: steps.Key, reason: str, discard: bool) -> None:
         inbound = self._trees.pop(key, None)
         if inbound is None:
             return
@@ -356,7 +357,7 @@ class TreeReceiverActor(Shell):
 
 
 def _prepare_staging(reg: TreeRegistration, name: str, manifest: Manifest,
-                     opening: core.Opening, previous: Optional[Future[Any]]
+                     opening: steps.Opening, previous: Optional[Future[Any]]
                      ) -> tuple[Staging, list[Offer]]:
     """Open the staging folder and digest what it holds (on a pool thread)."""
     if previous is not None:             # an earlier open of the same tree: after it

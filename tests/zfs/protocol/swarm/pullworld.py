@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from zfs.protocol.swarm import download as d
+from zfs.protocol.swarm import downloading as ds
 from zfs.protocol.swarm import seeder as sd
 from zfs.protocol.swarm import tracker as t
 from zfs.protocol.swarm import wire as w
@@ -33,7 +34,7 @@ class Recipient:
     chunks: dict[int, bytes] = field(default_factory=dict)
     pending: dict[int, bytes] = field(default_factory=dict)   # pieces being checked/written
     file: Optional[bytes] = None
-    finish: Optional[d.Finish] = None
+    finish: Optional[ds.Finish] = None
 
     @property
     def site(self) -> str:
@@ -104,29 +105,29 @@ class World:
             if isinstance(cmd, w.Send):
                 for to in cmd.to:
                     self.send(r.address, to, cmd.message)
-            elif isinstance(cmd, d.OpenPartial):
+            elif isinstance(cmd, ds.OpenPartial):
                 r.seeder = sd.Seeder(RID, size=r.dl.size, chunk_size=r.dl.chunk_size,
                                      max_uploads=2)
                 cmds += r.dl.partial_opened(sorted(r.chunks), self.now)
-            elif isinstance(cmd, d.Dial):
+            elif isinstance(cmd, ds.Dial):
                 if frozenset((r.site, cmd.peer.partition("/")[0])) in self.unreachable:
                     cmds += r.dl.peer_unreachable(cmd.peer, self.now)
-            elif isinstance(cmd, d.CheckPiece):
+            elif isinstance(cmd, ds.CheckPiece):
                 ok = digest(r.pending[cmd.index]) == cmd.digest
                 if not ok:
                     del r.pending[cmd.index]
                 cmds += r.dl.piece_checked(cmd.index, ok, self.now)
-            elif isinstance(cmd, d.WriteChunk):
+            elif isinstance(cmd, ds.WriteChunk):
                 r.chunks[cmd.index] = r.pending.pop(cmd.index)
                 assert r.seeder is not None
                 r.seeder.chunk_held(cmd.index)
                 cmds += r.dl.chunk_written(cmd.index, self.now)
-            elif isinstance(cmd, d.Commit):
+            elif isinstance(cmd, ds.Commit):
                 body = b"".join(r.chunks[i] for i in sorted(r.chunks))
                 ok = len(body) == cmd.size and digest(body) == cmd.digest
                 r.file = body if ok else None
                 cmds += r.dl.committed() if ok else r.dl.commit_failed("mismatch")
-            elif isinstance(cmd, d.Finish):
+            elif isinstance(cmd, ds.Finish):
                 assert r.finish is None, "finished twice"
                 r.finish = cmd
             elif isinstance(cmd, sd.ReadPiece):
@@ -153,7 +154,7 @@ class World:
             cmds = dl.digest_received(msg.digest, now)
         elif isinstance(msg, w.Piece):
             cmds = dl.piece_received(frm, msg.index, len(payload), now)
-            if any(isinstance(c, (d.WriteChunk, d.CheckPiece)) for c in cmds):
+            if any(isinstance(c, (ds.WriteChunk, ds.CheckPiece)) for c in cmds):
                 r.pending[msg.index] = payload    # kept until written or found bad
         elif isinstance(msg, w.Decline):
             cmds = dl.declined(frm, msg.index, now)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from zfs.protocol.errors import LocalProtocolError
 from zfs.protocol.swarm import download as d
+from zfs.protocol.swarm import downloading as ds
 from zfs.protocol.swarm import tracker as t
 from zfs.protocol.swarm import wire as w
 from zfs.protocol.swarm.seeder import ReadPiece, Seeder
@@ -20,7 +21,7 @@ from tests.zfs.protocol.swarm.pullworld import OWNER, RID, make_world
 def check_every_survivor_has_the_file(world) -> None:  # type: ignore[no-untyped-def]
     for r in world.recipients.values():
         if r.alive:
-            assert r.finish is not None and r.finish.state is d.DownloadState.DONE, \
+            assert r.finish is not None and r.finish.state is ds.DownloadState.DONE, \
                 (r.address, r.finish)
             assert r.file == world.data, r.address
             got = r.finish.from_owner + sum(n for _, n in r.finish.from_peers)
@@ -203,14 +204,14 @@ def test_malformed_reports_are_skipped() -> None:
 def test_a_download_checks_a_peer_piece_and_reports_a_bad_one() -> None:
     dl = d.SwarmDownload(RID, OWNER, window_chunks=2)
     dl.started(0.0)
-    assert dl.welcomed(w.Welcome(RID, "f", 16, "k", 8, 4), 0.0) == [d.OpenPartial("f", "k")]
+    assert dl.welcomed(w.Welcome(RID, "f", 16, "k", 8, 4), 0.0) == [ds.OpenPartial("f", "k")]
     dl.partial_opened((), 0.0)
     fetch = w.Fetch(RID, 1, "p/dl", "tcp://p")
     assert dl.fetch_received(fetch, 0.0) == [w.Send((OWNER,), w.GetDigests(RID, 0))]
     assert dl.digests_received(w.Digests(RID, 0, ("d0", "d1")), 0.0) == [
-        d.Dial("p/dl", "tcp://p"), w.Send(("p/dl",), w.Get(RID, 1))]
+        ds.Dial("p/dl", "tcp://p"), w.Send(("p/dl",), w.Get(RID, 1))]
     assert dl.piece_received("z/dl", 1, 8, 0.0) == []          # not asked of it
-    assert dl.piece_received("p/dl", 1, 8, 0.0) == [d.CheckPiece(1, "d1")]
+    assert dl.piece_received("p/dl", 1, 8, 0.0) == [ds.CheckPiece(1, "d1")]
     assert dl.piece_checked(1, False, 0.0) == [
         w.Send((OWNER,), w.Want(RID, (), ((1, "p/dl", w.BAD),)))]
 
@@ -227,7 +228,7 @@ def test_a_silent_peer_is_reported_slow_and_a_silent_owner_nudged_then_given_up(
                    w.Send((OWNER,), w.Want(RID, (), ()))]
     assert dl.time_passed(1.5) == []
     (leave, finish) = dl.time_passed(2.0)
-    assert isinstance(finish, d.Finish) and finish.state is d.DownloadState.FAILED
+    assert isinstance(finish, ds.Finish) and finish.state is ds.DownloadState.FAILED
 
 
 @pytest.mark.parametrize("name", ["../x", "a/b", ""])
@@ -235,7 +236,7 @@ def test_an_unsafe_name_from_the_owner_fails_the_download(name: str) -> None:
     dl = d.SwarmDownload(RID, OWNER)
     dl.started(0.0)
     out = dl.welcomed(w.Welcome(RID, name, 16, "k", 8, 4), 0.0)
-    assert isinstance(out[-1], d.Finish) and out[-1].state is d.DownloadState.FAILED
+    assert isinstance(out[-1], ds.Finish) and out[-1].state is ds.DownloadState.FAILED
 
 
 def test_a_seeder_serves_only_what_it_holds_and_declines_once_ended() -> None:
