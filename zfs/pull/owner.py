@@ -35,6 +35,7 @@ from zfs.files import ChunkSource
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, LocalProtocolError, RemoteProtocolError
 from zfs.protocol.pull import owner as core
+from zfs.protocol.pull import serving
 from zfs.protocol.swarm import pullcodec
 from zfs.protocol.swarm.wire import Join, Leave, PullMessage
 from zfs.pull.book import (MAX_INFLIGHT_BYTES, OwnerState, _AddFile, _Bwlimit, _EndTx,
@@ -91,16 +92,16 @@ class OwnerActor(Shell):
             PaceWake: lambda _: self.run(self._paced.woken(self._send_held_chunk)),
         }
         self.carries_out = {
-            core.SendChunk: lambda cmd: self._paced.carry_out(cmd, cmd.length,
+            serving.SendChunk: lambda cmd: self._paced.carry_out(cmd, cmd.length,
                                                               self._send_held_chunk),
-            core.SendInfo: lambda cmd: self._tell(cmd.to, _answer(cmd)),
-            core.SendTreeInfo: lambda cmd: self._tell(cmd.to, _answer(cmd)),
-            core.SendMeta: self._send_meta, core.SendRangeDigest: self._send_range_digest,
-            core.Refuse: lambda cmd: self._tell(cmd.to, _answer(cmd)),
-            core.SendPrefixDigest: self._send_prefix, core.SendDigest: self._send_digest,
-            core.Downloaded: self._downloaded, core.TimedOut: self._timed_out,
-            core.Released: self._released,
-            core.SiteCut: lambda cmd: log.warning(
+            serving.SendInfo: lambda cmd: self._tell(cmd.to, _answer(cmd)),
+            serving.SendTreeInfo: lambda cmd: self._tell(cmd.to, _answer(cmd)),
+            serving.SendMeta: self._send_meta, serving.SendRangeDigest: self._send_range_digest,
+            serving.Refuse: lambda cmd: self._tell(cmd.to, _answer(cmd)),
+            serving.SendPrefixDigest: self._send_prefix, serving.SendDigest: self._send_digest,
+            serving.Downloaded: self._downloaded, serving.TimedOut: self._timed_out,
+            serving.Released: self._released,
+            serving.SiteCut: lambda cmd: log.warning(
                 "pull: cut site %s: it held chunks for too long without confirming any",
                 cmd.site),
         }
@@ -205,7 +206,7 @@ class OwnerActor(Shell):
             return None
         return to.partition("/")[0], to
 
-    def _request(self, message: Any, event: Callable[..., list[core.OwnerCommand]],
+    def _request(self, message: Any, event: Callable[..., list[serving.OwnerCommand]],
                  *args: Any) -> None:
         """Hand a recipient's request to the core and carry out its answer."""
         who = self._recipient()
@@ -222,9 +223,9 @@ class OwnerActor(Shell):
         shares, shared = self._state.shares, None
         if isinstance(message, Join):
             answer = shares.info_requested(message.rid, site, to, now)[0]
-            refusal = None if isinstance(answer, core.SendInfo) else (
-                answer.failure if isinstance(answer, core.Refuse) else Failure.PROTOCOL)
-            if isinstance(answer, core.SendInfo):
+            refusal = None if isinstance(answer, serving.SendInfo) else (
+                answer.failure if isinstance(answer, serving.Refuse) else Failure.PROTOCOL)
+            if isinstance(answer, serving.SendInfo):
                 record = self._state.files[message.rid]
                 shared = SharedFile(record.path, answer.name, answer.size, record.mtime_ns,
                                     answer.key, record.digest)
@@ -250,7 +251,7 @@ class OwnerActor(Shell):
 
     # -- what the core asks for
 
-    def _send_meta(self, cmd: core.SendMeta) -> None:
+    def _send_meta(self, cmd: serving.SendMeta) -> None:
         shared = self._state.files[cmd.rid]
         end = cmd.offset + cmd.length
         if cmd.section is wire.Section.MANIFEST:
@@ -269,42 +270,42 @@ class OwnerActor(Shell):
             self._tell(cmd.to, wire.MetaData(cmd.rid, cmd.section, cmd.offset), (page,))
         shared.file_digests.add_done_callback(reply)
 
-    def _send_range_digest(self, cmd: core.SendRangeDigest) -> None:
+    def _send_range_digest(self, cmd: serving.SendRangeDigest) -> None:
         shared = self._state.files[cmd.rid]
         assert shared.tree is not None
         future = self._pool.submit(range_digest, shared.tree, cmd.offset, cmd.length)
         self._reply_when_done(future, cmd.to, cmd.rid, lambda digest: wire.RangeDigest(
             cmd.rid, cmd.offset, cmd.length, digest))
 
-    def _send_prefix(self, cmd: core.SendPrefixDigest) -> None:
+    def _send_prefix(self, cmd: serving.SendPrefixDigest) -> None:
         shared = self._state.files[cmd.rid]
         future = self._pool.submit(digest_of, shared.path, shared.size, shared.mtime_ns,
                                    cmd.length, self._stopping)
         self._reply_when_done(future, cmd.to, cmd.rid,
                               lambda digest: wire.PrefixDigest(cmd.rid, cmd.length, digest))
 
-    def _send_digest(self, cmd: core.SendDigest) -> None:
+    def _send_digest(self, cmd: serving.SendDigest) -> None:
         self._reply_when_done(self._state.files[cmd.rid].digest, cmd.to, cmd.rid,
                               lambda digest: wire.FileDigest(cmd.rid, digest))
 
-    def _downloaded(self, cmd: core.Downloaded) -> None:
+    def _downloaded(self, cmd: serving.Downloaded) -> None:
         shared = self._state.files.get(cmd.rid)
         if shared is not None and shared.on_downloaded is not None:
             run_callback(shared.on_downloaded, cmd.rid, cmd.site, cmd.status.value, cmd.name)
 
-    def _timed_out(self, cmd: core.TimedOut) -> None:
+    def _timed_out(self, cmd: serving.TimedOut) -> None:
         callback = self._state.on_timeout.pop(cmd.tx_id, None)
         if callback is not None:
             run_callback(callback, cmd.tx_id, list(cmd.names))
 
-    def _released(self, cmd: core.Released) -> None:
+    def _released(self, cmd: serving.Released) -> None:
         self._state.files.pop(cmd.rid, None)
         self._swarm.close(cmd.rid)
         source = self._sources.pop(cmd.rid, None)
         if source is not None:
             source.close()
 
-    def _send_chunk(self, cmd: core.SendChunk) -> None:
+    def _send_chunk(self, cmd: serving.SendChunk) -> None:
         data = self._read(cmd.rid, cmd.offset, cmd.length, cmd.to)
         if data is not None:
             self._tell(cmd.to, wire.ChunkData(cmd.rid, cmd.offset), (data,))
@@ -341,7 +342,7 @@ class OwnerActor(Shell):
         """A swarm piece goes under the owner's cap as a plain pull's chunk does."""
         self.run(self._paced.carry_out(piece, size, self._send_held_chunk))
 
-    def _send_held_chunk(self, cmd: core.SendChunk | OwnerPiece) -> None:
+    def _send_held_chunk(self, cmd: serving.SendChunk | OwnerPiece) -> None:
         """Send a chunk the cap let go, unless its file stopped being shared meanwhile."""
         if isinstance(cmd, OwnerPiece):
             self._swarm.send_piece(cmd)
@@ -393,11 +394,11 @@ class OwnerActor(Shell):
         tell_or_log(self.site, to, wire.encode(message), payload)
 
 
-def _answer(cmd: core.OwnerCommand) -> wire.Message:
+def _answer(cmd: serving.OwnerCommand) -> wire.Message:
     """The wire message of an info answer or a refusal."""
-    if isinstance(cmd, core.SendInfo):
+    if isinstance(cmd, serving.SendInfo):
         return wire.FileInfo(cmd.rid, cmd.name, cmd.size, cmd.key)
-    if isinstance(cmd, core.SendTreeInfo):
+    if isinstance(cmd, serving.SendTreeInfo):
         return wire.TreeInfo(cmd.rid, cmd.name, cmd.key, cmd.files, cmd.size, cmd.manifest_size)
-    assert isinstance(cmd, core.Refuse), cmd
+    assert isinstance(cmd, serving.Refuse), cmd
     return wire.Refusal(cmd.rid, cmd.failure)

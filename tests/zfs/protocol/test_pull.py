@@ -14,9 +14,9 @@ from zfs.protocol.errors import Failure, LocalProtocolError
 from zfs.protocol.pull.download import (
     Commit, DigestPrefix, DlState, Download, Finish, OpenPartial, ReportMark, RequestChunk,
     RequestDigest, RequestInfo, RequestPrefix, StartOver, WriteChunk)
-from zfs.protocol.pull.owner import (
-    TX_TRANSITIONS, Downloaded, Refuse, Released, SendChunk, SendDigest, SendInfo,
-    SendPrefixDigest, Shares, SiteCut, TimedOut, TxState)
+from zfs.protocol.pull.owner import TX_TRANSITIONS, Shares, TxState
+from zfs.protocol.pull.serving import (Downloaded, Refuse, Released, SendChunk, SendDigest,
+                                       SendInfo, SendPrefixDigest, SiteCut, TimedOut)
 from zfs.protocol.wire import Status
 
 A = "beta/zfs.dl.1"

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from zfs.protocol.errors import Failure, RemoteProtocolError
 from zfs.protocol.pull import owner as ow
+from zfs.protocol.pull import serving as sv
 from zfs.protocol.pull.tree import commands as steps
 from zfs.protocol.pull.tree import download as td
 from zfs.protocol.push import sender as stream
@@ -597,7 +598,7 @@ def run_pull(manifest: Manifest, files: list[bytes], held: dict[int, bytes], see
     shares.file_added("t", "r", "tree", manifest.size, 0.0, "key",
                       ow.TreeShape(len(files), len(encoded)))
     info = shares.info_requested("r", "b", "b/dl", 0.0)[0]
-    assert isinstance(info, ow.SendTreeInfo)
+    assert isinstance(info, sv.SendTreeInfo)
     puller = Puller(td.TreeDownload(window_chunks=window, chunk_size=chunk, request_timeout=1.0,
                                     retries=1000), link, held)
     now = 0.0
@@ -621,18 +622,18 @@ def run_pull(manifest: Manifest, files: list[bytes], held: dict[int, bytes], see
                 link.send("down", answer)
             continue
         dl = puller.dl
-        if isinstance(msg, ow.SendMeta):
+        if isinstance(msg, sv.SendMeta):
             body = sections[msg.section][msg.offset:msg.offset + msg.length]
             puller.pending[("meta", msg.section, msg.offset)] = body
             puller.run(dl.meta_received(msg.section, msg.offset, len(body), now), now)
-        elif isinstance(msg, ow.SendRangeDigest):
+        elif isinstance(msg, sv.SendRangeDigest):
             puller.run(dl.range_digest_received(
                 msg.offset, msg.length, md5(stream_bytes[msg.offset:msg.offset + msg.length]),
                 now), now)
-        elif isinstance(msg, ow.SendChunk):
+        elif isinstance(msg, sv.SendChunk):
             puller.pending[("chunk", msg.offset)] = stream_bytes[msg.offset:msg.offset + msg.length]
             puller.run(dl.chunk_received(msg.offset, msg.length, now), now)
-        elif isinstance(msg, ow.Refuse):
+        elif isinstance(msg, sv.Refuse):
             puller.run(dl.refused(msg.failure), now)
     return puller
 
@@ -706,19 +707,19 @@ def test_the_owner_serves_a_tree_s_pages_and_range_digests_and_refuses_out_of_ra
     shares.transaction_opened("t", 10.0, 0.0)
     shares.file_added("t", "r", "tree", 100, 0.0, "key", ow.TreeShape(2, 50))
     assert shares.info_requested("r", "b", "b/x", 0.0) == [
-        ow.SendTreeInfo("r", "b/x", "tree", "key", 2, 100, 50)]
+        sv.SendTreeInfo("r", "b/x", "tree", "key", 2, 100, 50)]
     assert shares.meta_requested("r", "b", "b/x", Section.MANIFEST, 40, 100, 0.0) == [
-        ow.SendMeta("r", "b/x", Section.MANIFEST, 40, 10)]
+        sv.SendMeta("r", "b/x", Section.MANIFEST, 40, 10)]
     assert shares.meta_requested("r", "b", "b/x", Section.DIGESTS, 0, 100, 0.0) == [
-        ow.SendMeta("r", "b/x", Section.DIGESTS, 0, 64)]
+        sv.SendMeta("r", "b/x", Section.DIGESTS, 0, 64)]
     assert shares.meta_requested("r", "b", "b/x", Section.MANIFEST, 50, 1, 0.0) == [
-        ow.Refuse("r", "b/x", Failure.PROTOCOL)]
+        sv.Refuse("r", "b/x", Failure.PROTOCOL)]
     assert shares.range_digest_requested("r", "b", "b/x", 90, 10, 0.0) == [
-        ow.SendRangeDigest("r", "b/x", 90, 10)]
+        sv.SendRangeDigest("r", "b/x", 90, 10)]
     assert shares.range_digest_requested("r", "b", "b/x", 95, 10, 0.0) == [
-        ow.Refuse("r", "b/x", Failure.PROTOCOL)]
+        sv.Refuse("r", "b/x", Failure.PROTOCOL)]
     out = shares.download_reported("r", "b", "b/x", Status.SUCCESS, 1.0)
-    assert out[-1] == ow.Downloaded("t", "r", "b", Status.SUCCESS, "tree")
+    assert out[-1] == sv.Downloaded("t", "r", "b", Status.SUCCESS, "tree")
 
 
 def test_a_stable_rid_may_be_shared_again_after_its_transaction_ended() -> None:
@@ -726,11 +727,11 @@ def test_a_stable_rid_may_be_shared_again_after_its_transaction_ended() -> None:
     shares.transaction_opened("t1", 10.0, 0.0)
     shares.file_added("t1", "r", "f", 5, 0.0)
     shares.transaction_ended("t1", 1.0)
-    assert shares.info_requested("r", "b", "b/x", 2.0)[0] == ow.Refuse("r", "b/x",
+    assert shares.info_requested("r", "b", "b/x", 2.0)[0] == sv.Refuse("r", "b/x",
                                                                         Failure.EXPIRED)
     shares.transaction_opened("t2", 10.0, 2.0)
     shares.file_added("t2", "r", "f", 5, 2.0)
-    assert isinstance(shares.info_requested("r", "b", "b/x", 3.0)[0], ow.SendInfo)
+    assert isinstance(shares.info_requested("r", "b", "b/x", 3.0)[0], sv.SendInfo)
 
 
 def test_while_the_sender_digests_the_offers_the_targets_are_told_to_wait() -> None:

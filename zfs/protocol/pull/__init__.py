@@ -1,2 +1,3 @@
-"""The pull protocol's cores: ``owner`` (the book of shares), ``budget`` (chunk bytes
-in flight from the owner) and ``download`` (one RID at a recipient)."""
+"""The pull protocol's cores: ``owner`` (the book of shares), ``serving`` (the commands
+it answers with), ``budget`` (chunk bytes in flight from the owner) and ``download``
+(one RID at a recipient)."""

@@ -33,6 +33,10 @@ from zfs.protocol.states import Transitions, move
 from zfs.protocol.tree.layout import DIGEST_CHARS
 from zfs.protocol.wire import Section, Status
 from zfs.protocol.pull.budget import Decision, InFlight
+from zfs.protocol.pull.serving import (Downloaded, OwnerCommand, Refuse, Released, SendChunk,
+                                       SendDigest, SendInfo, SendMeta, SendPrefixDigest,
+                                       SendRangeDigest, SendTreeInfo, SiteCut, TimedOut)
+
 
 class TxState(enum.Enum):
     """Lifecycle of a transaction at its owner."""
@@ -47,130 +51,6 @@ TX_TRANSITIONS: Transitions[TxState] = {
     TxState.ENDED: frozenset(),
     TxState.EXPIRED: frozenset(),
 }
-
-
-# ---- owner commands -------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class SendInfo:
-    """Answer ``to`` with the file's name, size and resume key."""
-
-    rid: str
-    to: str
-    name: str
-    size: int
-    key: str
-
-
-@dataclass(frozen=True, slots=True)
-class SendTreeInfo:
-    """Answer ``to``: the RID is a tree of ``files`` files, ``size`` stream bytes."""
-
-    rid: str
-    to: str
-    name: str
-    key: str
-    files: int
-    size: int
-    manifest_size: int
-
-
-@dataclass(frozen=True, slots=True)
-class SendMeta:
-    """Tell ``to`` the ``length`` bytes at ``offset`` of the tree's ``section``.
-
-    The digests' section may not be known yet: the shell sends it once it is.
-    """
-
-    rid: str
-    to: str
-    section: Section
-    offset: int
-    length: int
-
-
-@dataclass(frozen=True, slots=True)
-class SendRangeDigest:
-    """Tell ``to`` the digest of the stream's ``length`` bytes at ``offset``."""
-
-    rid: str
-    to: str
-    offset: int
-    length: int
-
-
-@dataclass(frozen=True, slots=True)
-class SendPrefixDigest:
-    """Tell ``to`` the digest of the file's first ``length`` bytes (to check a resume)."""
-
-    rid: str
-    to: str
-    length: int
-
-
-@dataclass(frozen=True, slots=True)
-class SendChunk:
-    """Read ``length`` bytes at ``offset`` and tell them to ``to`` as one payload frame."""
-
-    rid: str
-    to: str
-    offset: int
-    length: int
-
-
-@dataclass(frozen=True, slots=True)
-class SendDigest:
-    """Tell ``to`` the whole-file digest."""
-
-    rid: str
-    to: str
-
-
-@dataclass(frozen=True, slots=True)
-class Refuse:
-    """Tell ``to`` that the request for ``rid`` is refused, and why."""
-
-    rid: str
-    to: str
-    failure: Failure
-
-
-@dataclass(frozen=True, slots=True)
-class Downloaded:
-    """Call the file's callback: ``site`` finished ``rid`` with ``status``."""
-
-    tx_id: str
-    rid: str
-    site: str
-    status: Status
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class TimedOut:
-    """Call the transaction's timeout callback with its file names."""
-
-    tx_id: str
-    names: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Released:
-    """The file of ``rid`` is no longer shared: close its handles, drop its digests."""
-
-    rid: str
-
-
-@dataclass(frozen=True, slots=True)
-class SiteCut:
-    """``site`` held chunk bytes for too long without confirming any: its downloads were
-    ended and its share of the budget freed (log it)."""
-
-    site: str
-
-
-OwnerCommand = Union[SendInfo, SendTreeInfo, SendMeta, SendRangeDigest, SendPrefixDigest,
-                     SendChunk, SendDigest, Refuse, Downloaded, TimedOut, Released, SiteCut]
 
 
 @dataclass(frozen=True, slots=True)
