@@ -15,30 +15,11 @@ from typing import Any, Optional
 
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, RemoteProtocolError
-
-_MAX_INT = 2**63 - 1
-
-
-def _text(value: Any) -> str:
-    if type(value) is not str:
-        raise RemoteProtocolError(f"expected a string, not {type(value).__name__}")
-    return value
-
-
-def _count(value: Any) -> int:
-    if type(value) is not int or not 0 <= value <= _MAX_INT:
-        raise RemoteProtocolError(f"expected a whole number >= 0, not {value!r}"[:200])
-    return value
+from zfs.protocol.fields import count, flag, text
 
 
 def _maybe_count(value: Any) -> Optional[int]:
-    return None if value is None else _count(value)
-
-
-def _flag(value: Any) -> bool:
-    if type(value) is not bool:
-        raise RemoteProtocolError(f"expected true or false, not {value!r}"[:200])
-    return value
+    return None if value is None else count(value)
 
 
 def _section(value: Any) -> wire.Section:
@@ -67,35 +48,35 @@ _Check = Callable[[Any], Any]
 
 #: Each class's field checks, in field order.
 _CHECKS: dict[type, tuple[_Check, ...]] = {
-    wire.Open: (_text, _text, _maybe_count, _count, _count, _text, _text, _anything),
-    wire.Chunk: (_text, _count),
-    wire.End: (_text, _count, _text),
-    wire.Abort: (_text, _text),
-    wire.Accepted: (_text,),
-    wire.Acked: (_text, _count),
-    wire.Committed: (_text,),
-    wire.Failed: (_text, _failure, _text),
-    wire.InfoRequest: (_text,),
-    wire.FileInfo: (_text, _text, _count, _text),
-    wire.PrefixRequest: (_text, _count),
-    wire.PrefixDigest: (_text, _count, _text),
-    wire.ChunkRequest: (_text, _count, _count, _count),
-    wire.ChunkData: (_text, _count),
-    wire.MarkReport: (_text, _count),
-    wire.DigestRequest: (_text,),
-    wire.FileDigest: (_text, _text),
-    wire.DoneReport: (_text, _status),
-    wire.Refusal: (_text, _failure),
-    wire.TreeOpen: (_text, _text, _text, _count, _count, _count, _count, _count, _text,
-                    _text, _anything, _flag, _flag),
-    wire.TreeOffer: (_text,),
-    wire.Checking: (_text,),
-    wire.TreePlan: (_text, _count),
-    wire.TreeInfo: (_text, _text, _text, _count, _count, _count),
-    wire.MetaRequest: (_text, _section, _count, _count),
-    wire.MetaData: (_text, _section, _count),
-    wire.RangeDigestRequest: (_text, _count, _count),
-    wire.RangeDigest: (_text, _count, _count, _text),
+    wire.Open: (text, text, _maybe_count, count, count, text, text, _anything),
+    wire.Chunk: (text, count),
+    wire.End: (text, count, text),
+    wire.Abort: (text, text),
+    wire.Accepted: (text,),
+    wire.Acked: (text, count),
+    wire.Committed: (text,),
+    wire.Failed: (text, _failure, text),
+    wire.InfoRequest: (text,),
+    wire.FileInfo: (text, text, count, text),
+    wire.PrefixRequest: (text, count),
+    wire.PrefixDigest: (text, count, text),
+    wire.ChunkRequest: (text, count, count, count),
+    wire.ChunkData: (text, count),
+    wire.MarkReport: (text, count),
+    wire.DigestRequest: (text,),
+    wire.FileDigest: (text, text),
+    wire.DoneReport: (text, _status),
+    wire.Refusal: (text, _failure),
+    wire.TreeOpen: (text, text, text, count, count, count, count, count, text,
+                    text, _anything, flag, flag),
+    wire.TreeOffer: (text,),
+    wire.Checking: (text,),
+    wire.TreePlan: (text, count),
+    wire.TreeInfo: (text, text, text, count, count, count),
+    wire.MetaRequest: (text, _section, count, count),
+    wire.MetaData: (text, _section, count),
+    wire.RangeDigestRequest: (text, count, count),
+    wire.RangeDigest: (text, count, count, text),
 }
 
 

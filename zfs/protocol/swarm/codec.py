@@ -19,10 +19,10 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Union
 
 from zfs.protocol.errors import RemoteProtocolError
+from zfs.protocol.fields import count, text
 from zfs.protocol.swarm.opening import MAX_MEMBERS
 from zfs.protocol.swarm.wire import Abort, Accept, Ack, Chunk, Done, End, Failed, Open
 
-_MAX_INT = 2**63 - 1
 MAX_ENDPOINT = 1024        # characters of one endpoint ("tcp://host:port")
 
 
@@ -47,18 +47,6 @@ class Probe:
 Message = Union[Opening, Probe, Accept, Chunk, Ack, End, Done, Failed, Abort]
 
 
-def _text(value: Any) -> str:
-    if type(value) is not str:
-        raise RemoteProtocolError(f"expected a string, not {type(value).__name__}")
-    return value
-
-
-def _count(value: Any) -> int:
-    if type(value) is not int or not 0 <= value <= _MAX_INT:
-        raise RemoteProtocolError(f"expected a whole number >= 0, not {value!r}"[:200])
-    return value
-
-
 def _seconds(value: Any) -> float:
     if type(value) not in (int, float) or not 0 < value < math.inf:
         raise RemoteProtocolError(f"expected seconds above 0, not {value!r}"[:200])
@@ -68,24 +56,24 @@ def _seconds(value: Any) -> float:
 def _names(value: Any) -> tuple[str, ...]:
     if type(value) is not list or not 0 < len(value) <= MAX_MEMBERS:
         raise RemoteProtocolError("expected a list of 1 or more names")
-    return tuple(_text(item) for item in value)
+    return tuple(text(item) for item in value)
 
 
 _Check = Callable[[Any], Any]
 
 _KINDS: dict[str, tuple[type, tuple[_Check, ...]]] = {
-    "swarm-accept": (Accept, (_text, _count)),
-    "swarm-chunk": (Chunk, (_text, _count)),
-    "swarm-ack": (Ack, (_text, _count, _count)),
-    "swarm-end": (End, (_text, _count, _text)),
-    "swarm-done": (Done, (_text, _count)),
-    "swarm-failed": (Failed, (_text, _text, _text, _text)),
-    "swarm-abort": (Abort, (_text, _text)),
+    "swarm-accept": (Accept, (text, count)),
+    "swarm-chunk": (Chunk, (text, count)),
+    "swarm-ack": (Ack, (text, count, count)),
+    "swarm-end": (End, (text, count, text)),
+    "swarm-done": (Done, (text, count)),
+    "swarm-failed": (Failed, (text, text, text, text)),
+    "swarm-abort": (Abort, (text, text)),
 }
 _LAYOUT: dict[type, tuple[str, tuple[str, ...]]] = {
     cls: (tag, tuple(f.name for f in fields(cls))) for tag, (cls, _) in _KINDS.items()}
-_OPEN_CHECKS: tuple[_Check, ...] = (_text, _count, _names, _text, _count, _count, _count,
-                                    _count, _seconds, _text, _text)
+_OPEN_CHECKS: tuple[_Check, ...] = (text, count, _names, text, count, count, count,
+                                    count, _seconds, text, text)
 
 
 def decode(body: Any) -> Message:
@@ -119,7 +107,7 @@ def _decode_open(values: list[Any]) -> Opening:
     for endpoint in endpoints:
         if type(endpoint) is not str or len(endpoint) > MAX_ENDPOINT:
             raise RemoteProtocolError("swarm-open: an endpoint is not a short string")
-    return Opening(core, tuple(endpoints), _text(values[-2]), values[-1])
+    return Opening(core, tuple(endpoints), text(values[-2]), values[-1])
 
 
 def encode(message: Message) -> list[Any]:

@@ -13,39 +13,25 @@ from dataclasses import fields
 from typing import Any, Callable
 
 from zfs.protocol.errors import RemoteProtocolError
+from zfs.protocol.fields import MAX_INT, count, flag, text
 from zfs.protocol.swarm.codec import MAX_ENDPOINT
 from zfs.protocol.swarm.wire import (
     Decline, Digest, Digests, Ended, Fetch, Get, GetDigest, GetDigests, Join, Leave, Piece,
     PullMessage, Rejoin, Wait, Want, Welcome)
 
-_MAX_INT = 2**63 - 1
 MAX_TEXT = 4096            # characters of a name, key, reason or digest
 MAX_REPORT = 4096          # entries of a Want's got or failed
 MAX_PAGE = 65536           # digests in one page of the table
 
 
-def _text(value: Any) -> str:
-    if type(value) is not str or len(value) > MAX_TEXT:
-        raise RemoteProtocolError(f"expected a short string, not {type(value).__name__}")
-    return value
-
-
-def _count(value: Any) -> int:
-    if type(value) is not int or not 0 <= value <= _MAX_INT:
-        raise RemoteProtocolError(f"expected a whole number >= 0, not {value!r}"[:200])
-    return value
+def _short_text(value: Any) -> str:
+    return text(value, MAX_TEXT)
 
 
 def _index(value: Any) -> int:
     """A chunk index, or -1 (a Decline of a request that named none)."""
-    if type(value) is not int or not -1 <= value <= _MAX_INT:
+    if type(value) is not int or not -1 <= value <= MAX_INT:
         raise RemoteProtocolError(f"expected a chunk index, not {value!r}"[:200])
-    return value
-
-
-def _flag(value: Any) -> bool:
-    if type(value) is not bool:
-        raise RemoteProtocolError(f"expected true or false, not {value!r}"[:200])
     return value
 
 
@@ -66,7 +52,7 @@ def _bounded(value: Any, most: int) -> list[Any]:
 
 
 def _indexes(value: Any) -> tuple[int, ...]:
-    return tuple(_count(item) for item in _bounded(value, MAX_REPORT))
+    return tuple(count(item) for item in _bounded(value, MAX_REPORT))
 
 
 def _failures(value: Any) -> tuple[tuple[int, str, str], ...]:
@@ -74,32 +60,32 @@ def _failures(value: Any) -> tuple[tuple[int, str, str], ...]:
     for entry in _bounded(value, MAX_REPORT):
         if type(entry) is not list or len(entry) != 3:
             raise RemoteProtocolError("a failure is [index, peer, why]")
-        out.append((_count(entry[0]), _text(entry[1]), _text(entry[2])))
+        out.append((count(entry[0]), _short_text(entry[1]), _short_text(entry[2])))
     return tuple(out)
 
 
 def _digests(value: Any) -> tuple[str, ...]:
-    return tuple(_text(item) for item in _bounded(value, MAX_PAGE))
+    return tuple(_short_text(item) for item in _bounded(value, MAX_PAGE))
 
 
 _Check = Callable[[Any], Any]
 
 _KINDS: dict[str, tuple[type, tuple[_Check, ...]]] = {
-    "swarm-join": (Join, (_text, _count, _maybe_endpoint)),
-    "swarm-welcome": (Welcome, (_text, _text, _count, _text, _count, _count)),
-    "swarm-want": (Want, (_text, _indexes, _failures)),
-    "swarm-fetch": (Fetch, (_text, _count, _text, _endpoint)),
-    "swarm-wait": (Wait, (_text,)),
-    "swarm-rejoin": (Rejoin, (_text,)),
-    "swarm-get": (Get, (_text, _count)),
-    "swarm-piece": (Piece, (_text, _count)),
-    "swarm-decline": (Decline, (_text, _index, _text)),
-    "swarm-get-digests": (GetDigests, (_text, _count)),
-    "swarm-digests": (Digests, (_text, _count, _digests)),
-    "swarm-get-digest": (GetDigest, (_text,)),
-    "swarm-digest": (Digest, (_text, _text)),
-    "swarm-leave": (Leave, (_text, _flag, _count, _count, _flag)),
-    "swarm-ended": (Ended, (_text,)),
+    "swarm-join": (Join, (_short_text, count, _maybe_endpoint)),
+    "swarm-welcome": (Welcome, (_short_text, _short_text, count, _short_text, count, count)),
+    "swarm-want": (Want, (_short_text, _indexes, _failures)),
+    "swarm-fetch": (Fetch, (_short_text, count, _short_text, _endpoint)),
+    "swarm-wait": (Wait, (_short_text,)),
+    "swarm-rejoin": (Rejoin, (_short_text,)),
+    "swarm-get": (Get, (_short_text, count)),
+    "swarm-piece": (Piece, (_short_text, count)),
+    "swarm-decline": (Decline, (_short_text, _index, _short_text)),
+    "swarm-get-digests": (GetDigests, (_short_text, count)),
+    "swarm-digests": (Digests, (_short_text, count, _digests)),
+    "swarm-get-digest": (GetDigest, (_short_text,)),
+    "swarm-digest": (Digest, (_short_text, _short_text)),
+    "swarm-leave": (Leave, (_short_text, flag, count, count, flag)),
+    "swarm-ended": (Ended, (_short_text,)),
 }
 _LAYOUT: dict[type, tuple[str, tuple[str, ...]]] = {
     cls: (tag, tuple(f.name for f in fields(cls))) for tag, (cls, _) in _KINDS.items()}
