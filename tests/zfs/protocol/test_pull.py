@@ -506,8 +506,19 @@ def test_a_lost_owner_is_waited_for_then_requests_go_again() -> None:
     assert dl.owner_gone(0.5, "cut") == []
     assert dl.time_passed(2.9) == []                     # away: nothing sent, no failure
     again = dl.owner_back(3.0)
-    assert [type(c) for c in again] == [RequestChunk, RequestChunk]
+    # The info is asked again: an owner that restarted without the RID says so at once.
+    assert [type(c) for c in again] == [RequestInfo, RequestChunk, RequestChunk]
     assert dl.state.name == "FETCHING"
+    assert dl.info_received("f", 100, "k", 3.1) == []    # the same file: nothing changes
+    (finish,) = dl.refused(Failure.UNKNOWN, "phoenix shares nothing")
+    assert isinstance(finish, Finish) and finish.failure is Failure.UNKNOWN
+
+
+def test_an_owner_back_before_it_named_the_file_is_asked_once() -> None:
+    dl = Download(window_chunks=2, chunk_size=10, request_timeout=1.0, retries=3, owner_wait=3.0)
+    dl.started(0.0)
+    dl.owner_gone(0.5, "cut")
+    assert [type(c) for c in dl.owner_back(1.0)] == [RequestInfo]
 
 
 def test_an_owner_away_longer_than_its_wait_fails_the_download() -> None:

@@ -300,11 +300,17 @@ class Download:
         return []
 
     def owner_back(self, now: float) -> list[DownloadCommand]:
-        """The owner's site is reachable again: resend every request in flight."""
+        """The owner's site is reachable again: resend every request in flight.
+
+        Past the opening, ask for the file's info again too (its answer is not waited
+        for): a site that restarted and no longer shares the RID answers that at once
+        (the shell asks it, and a site without the owner fails the ask), where the
+        resent requests would go unanswered until their retries ran out.
+        """
         if self.finished or self._away_since is None:
             return []
         self._away_since = None
-        out: list[DownloadCommand] = []
+        out: list[DownloadCommand] = [] if self.state is DlState.OPENING else [RequestInfo()]
         for key, want in self._pending.items():
             want.deadline = now + self._timeout
             out.append(self._request(key, want))
