@@ -131,6 +131,26 @@ def tell_or_log(site: actors.Site, address: str, body: Any,
     return True
 
 
+def ask_for(actor: pykka.ActorRef[Any], site: actors.Site, address: str, body: Any,
+            timeout: float, answered: Callable[[Future[Any]], Any]) -> None:
+    """Ask ``address`` without blocking ``actor``; the done future comes back to it, as a
+    message ``answered(future)``, whatever the answer (or the failure) was.
+
+    An ask, not a tell, where a site without the actor must say so at once.
+
+    Raises:
+        actors.ActorsError: the ask could not be sent (the site is unknown or lost).
+    """
+    future = site.ask(address, body, timeout=timeout, block=False)
+
+    def forward(done: Future[Any]) -> None:
+        try:
+            actor.tell(answered(done))
+        except pykka.ActorDeadError:
+            pass
+    future.add_done_callback(forward)
+
+
 def run_callback(callback: Callable[..., Any], *args: Any) -> None:
     """Run an app callback; its errors are logged, never allowed to break a transfer."""
     try:

@@ -23,7 +23,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-import pykka
 
 import actors
 from zfs.errors import IntegrityError, TransferAborted, UnsafeName
@@ -35,8 +34,8 @@ from zfs.protocol.pull import download as core
 from zfs.pull.book import OWNER
 from zfs.pull.tree.download import TreeBegin, TreeDownloadActor, TreeDownloadOptions
 from zfs.results import DownloadResult, Progress, TreeDownloadResult
-from zfs.shell import (AbortRequested, Paced, PaceWake, Shell, Transfer, failure_error,
-                       run_callback)
+from zfs.shell import (AbortRequested, Paced, PaceWake, Shell, Transfer, ask_for,
+                       failure_error, run_callback)
 from zfs.supervisor import Tick, remove_later, watch_time
 from zfs.swarm.download import SwarmBegin, SwarmDownloadActor, SwarmOptions
 
@@ -267,18 +266,11 @@ class DownloadActor(Shell):
     def _ask_info(self, _cmd: core.RequestInfo) -> list[Any]:
         """Ask (not tell) for the info: a site without an owner then answers at once."""
         try:
-            answer = self.site.ask(self._owner, wire.encode(wire.InfoRequest(self._opt.rid)),
-                                   timeout=self._opt.request_timeout, block=False)
+            ask_for(self.actor_ref, self.site, self._owner,
+                    wire.encode(wire.InfoRequest(self._opt.rid)), self._opt.request_timeout,
+                    _InfoAnswer)
         except actors.ActorsError as err:
             return self._core.owner_lost(f"cannot reach {self._opt.owner}: {err}")
-        me = self.actor_ref
-
-        def forward(done: Future[Any]) -> None:
-            try:
-                me.tell(_InfoAnswer(done))
-            except pykka.ActorDeadError:
-                pass
-        answer.add_done_callback(forward)
         return []
 
     def _on_info_answer(self, message: _InfoAnswer) -> None:

@@ -680,6 +680,19 @@ def test_a_tree_pull_refuses_a_manifest_that_does_not_match_its_info() -> None:
                              "the manifest does not match the tree's info")]
 
 
+def test_a_tree_pull_checks_an_owner_back_still_shares_it_and_resends() -> None:
+    dl = td.TreeDownload(chunk_size=1 << 20, request_timeout=1.0)
+    manifest = tree([3, 4])
+    sent = dl.started("t", "k", 2, 8, len(manifest.encode()), 0.0)
+    assert dl.owner_gone(0.5, "cut") == [] and dl.time_passed(0.9) == []
+    again = dl.owner_back(1.0)
+    assert again == [steps.CheckShared(), *sent]          # asked first, then resent
+    assert dl.owner_back(1.1) == []                       # not away: nothing to do
+    (finish,) = dl.refused(Failure.UNKNOWN, "it shares nothing")
+    assert finish == steps.Finish(steps.TreeDlState.FAILED, Failure.UNKNOWN,
+                                  "it shares nothing")
+
+
 @pytest.mark.parametrize(("name", "key", "failure"), [
     ("../t", "k", Failure.UNSAFE_NAME), ("t", "a/b", Failure.UNSAFE_NAME),
     (".zfs-partial", "k", Failure.UNSAFE_NAME)])

@@ -17,7 +17,7 @@ import pytest
 import actors
 from tests.support.faults import CHUNK, Throttle, in_thread, mounted, sites
 from tests.support.trees import MiB, assert_same_tree, make_tree, staged
-from zfs import StreamRefused, TransferAborted, TreeDownloadResult, download
+from zfs import StreamRefused, TransferAborted, TreeDownloadResult, UnknownReference, download
 
 __all__ = ["mounted", "sites"]   # fixtures, used by name
 
@@ -76,6 +76,28 @@ def test_an_owner_restarted_mid_pull_serves_the_same_rid_and_the_pull_resumes(
     assert result.bytes_moved <= total - 6 * MiB + 4 * CHUNK, (result.bytes_moved, total)
     assert_same_tree(source, out / "weights")
     assert staged(out) == []
+
+
+@pytest.mark.timeout(120)
+def test_an_owner_back_without_the_share_fails_the_pull_at_once_keeping_its_files(
+        hub: actors.Site, sites: Any, tmp_path: Path) -> None:
+    """The owner's site restarts and shares nothing: the pull asks again whether the RID
+    is shared and fails on the answer (before, its requests went unanswered until three
+    request timeouts, here a minute, ran out)."""
+    (owner,) = sites("phoenix3")
+    source = make_tree(tmp_path / "weights", large=16 * MiB, small=20)
+    rid = _share(hub, owner, source)
+    out = tmp_path / "out"
+    throttle = Throttle(0.03, 6 * MiB)
+    run = in_thread(download, hub, "phoenix3", rid, str(out), chunk_size=CHUNK,
+                    window_chunks=2, on_progress=throttle, request_timeout=20.0)
+    assert throttle.under_way.wait(30)
+    owner.stop()
+    sites("phoenix3")                                         # back, sharing nothing
+    run["thread"].join(40)                                    # well inside one timeout
+    error = run.get("error")
+    assert isinstance(error, UnknownReference) and "kept" in str(error), run
+    assert not (out / "weights").exists() and staged(out)
 
 
 @pytest.mark.timeout(60)

@@ -31,7 +31,8 @@ from zfs.protocol.tree.layout import DIGEST_CHARS, Offer
 from zfs.protocol.tree.manifest import Manifest
 from zfs.pull.book import OWNER
 from zfs.results import Progress, TreeDownloadResult
-from zfs.shell import AbortRequested, Paced, PaceWake, Shell, failure_error, run_callback
+from zfs.shell import (AbortRequested, Paced, PaceWake, Shell, ask_for, failure_error,
+                       run_callback)
 from zfs.supervisor import Tick, watch_time
 from zfs.tree.modes import current_umask
 from zfs.tree.removal import PULL_PREFIX
@@ -70,6 +71,13 @@ class TreeDownloadOptions:
 @dataclass(frozen=True, slots=True)
 class TreeBegin:
     """Told once after spawn: start (the file download that handed over tells it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """The owner's answer to whether it still shares the tree (a done future)."""
+
+    done: Future[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +122,7 @@ class TreeDownloadActor(Shell):
             wire.Refusal: lambda m: self._reply(m, lambda failure, _now: dl.refused(failure),
                                                 m.failure),
             Tick: self._on_tick, TreeBegin: self._begin, _Done: self._on_done,
+            _Shared: self._on_shared,
             AbortRequested: lambda _: self.run(dl.abort_requested()),
             actors.PeerDown: self._on_peer_down, actors.PeerUp: self._on_peer_up,
             PaceWake: lambda _: self.run(self._paced.woken(self._request_chunk)),
@@ -129,6 +138,7 @@ class TreeDownloadActor(Shell):
             steps.RequestChunk: lambda cmd: self._paced.carry_out(cmd, cmd.length,
                                                                  self._request_chunk),
             steps.ReportMark: lambda cmd: self._request(wire.MarkReport(options.rid, cmd.mark)),
+            steps.CheckShared: self._check_shared,
             steps.WriteChunk: self._write, steps.Verify: self._verify, steps.Commit: self._commit,
             steps.Finish: self._finish,
         }
@@ -177,6 +187,26 @@ class TreeDownloadActor(Shell):
     def _on_peer_up(self, event: actors.PeerUp) -> None:
         if event.name == self._opt.owner:
             self.run(self._core.owner_back(time.monotonic()))
+
+    def _check_shared(self, _cmd: steps.CheckShared) -> list[Any]:
+        """Ask (not tell) for the RID's info: a site without an owner fails the ask at once."""
+        try:
+            ask_for(self.actor_ref, self.site, self._owner,
+                    wire.encode(wire.InfoRequest(self._opt.rid)), self._opt.request_timeout,
+                    _Shared)
+        except actors.ActorsError:
+            pass                              # away again: the core's wait decides
+        return []
+
+    def _on_shared(self, message: _Shared) -> None:
+        try:
+            body = message.done.result()
+        except actors.UnknownActor:
+            self.run(self._core.refused(Failure.UNKNOWN, f"{self._opt.owner} shares nothing"))
+            return
+        except actors.ActorsError:
+            return                            # away again, or slow: the core's timeouts decide
+        self.on_receive(body)                 # its TreeInfo (still shared) or a Refusal
 
     def _reply(self, message: Any, event: Callable[..., list[Any]], *args: Any) -> None:
         if message.rid == self._opt.rid:

@@ -108,6 +108,16 @@ class RequestChunk:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckShared:
+    """Ask the owner whether it still shares the tree (its answer is not waited for).
+
+    Sent when the owner is back after being away: a site that restarted without
+    sharing the RID answers this at once, where a request would go unanswered until its
+    retries ran out.
+    """
+
+
+@dataclass(frozen=True, slots=True)
 class ReportMark:
     """Tell the owner we hold all we need below ``mark`` (no request left to carry it)."""
 
@@ -144,5 +154,5 @@ class Finish:
 
 
 TreeDownloadCommand = Union[RequestMeta, StoreMeta, LoadSection, Prepare, RequestRangeDigest,
-                            ApplyPlan, RequestChunk, ReportMark, WriteChunk, Verify, Commit,
-                            Finish]
+                            ApplyPlan, RequestChunk, CheckShared, ReportMark, WriteChunk,
+                            Verify, Commit, Finish]

@@ -28,8 +28,8 @@ from typing import Hashable, Optional
 
 from zfs.protocol.errors import Failure, LocalProtocolError, RemoteProtocolError
 from zfs.protocol.names import name_problem
-from zfs.protocol.pull.tree.commands import (ENDS, TREE_DL_TRANSITIONS, ApplyPlan, Commit,
-                                             Finish, LoadSection, Prepare, ReportMark,
+from zfs.protocol.pull.tree.commands import (ENDS, TREE_DL_TRANSITIONS, ApplyPlan, CheckShared,
+                                             Commit, Finish, LoadSection, Prepare, ReportMark,
                                              RequestChunk, RequestMeta, RequestRangeDigest,
                                              StoreMeta, TreeDlState, TreeDownloadCommand,
                                              Verify, WriteChunk)
@@ -251,13 +251,14 @@ class TreeDownload:
         return []
 
     def owner_back(self, now: float) -> list[TreeDownloadCommand]:
-        """The owner's site is back: resend every request in flight."""
+        """The owner's site is back: check it still shares the tree, and resend every
+        request in flight."""
         if self.finished or self._away_since is None:
             return []
         self._away_since = None
         for want in self._pending.values():
             want.deadline = now + self._timeout
-        return [want.command for want in self._pending.values()]
+        return [CheckShared(), *(want.command for want in self._pending.values())]
 
     def abort_requested(self) -> list[TreeDownloadCommand]:
         """Our caller aborted the download."""
