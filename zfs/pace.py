@@ -27,6 +27,16 @@ _SLACK = 1e-3
 MIN_CHUNK = 4 << 10
 
 
+def check_rate(bwlimit: Optional[float]) -> None:
+    """Refuse a cap that is not a rate above 0 bytes per second (None: no cap).
+
+    Raises:
+        ValueError: it is 0, negative or not a number.
+    """
+    if bwlimit is not None and not bwlimit > 0:
+        raise ValueError(f"bwlimit must be above 0 bytes/s (or None), not {bwlimit!r}")
+
+
 class TokenBucket:
     """A bucket of ``burst`` bytes, refilled at ``rate`` bytes per second, full at ``now``.
 

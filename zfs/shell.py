@@ -25,8 +25,9 @@ from typing import Any, Optional, TypeVar
 import pykka
 
 import actors
-from zfs.errors import (FileChanged, IntegrityError, StreamRefused, TransactionExpired,
-                        TransferAborted, UnknownReference, UnsafeName, ZfsError)
+from zfs.errors import (FileChanged, InsecureLink, IntegrityError, StreamRefused,
+                        TransactionExpired, TransferAborted, UnknownReference, UnsafeName,
+                        ZfsError)
 from zfs.pace import Pacer
 from zfs.protocol.errors import Failure, RemoteProtocolError
 from zfs.protocol.inbound import decode
@@ -113,6 +114,16 @@ def run_commands(commands: Iterable[Any], handlers: Mapping[type, Handler]) -> N
         caused = handlers[type(command)](command)
         if caused:
             queue.extend(caused)
+
+
+def check_secure(site: actors.Site, secure: bool) -> None:
+    """Refuse a transfer asked to be ``secure`` from a site whose links are not encrypted.
+
+    Raises:
+        InsecureLink: the site was started without the curve option.
+    """
+    if secure and not site.is_secure:
+        raise InsecureLink(f"site {site.name} has no encrypted links (no curve option)")
 
 
 def tell_or_log(site: actors.Site, address: str, body: Any,

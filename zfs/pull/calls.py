@@ -13,12 +13,11 @@ import tempfile
 from typing import Any, Callable, Optional
 
 import actors
-from zfs.errors import InsecureLink
-from zfs.pace import fit_window
+from zfs.pace import check_rate, fit_window
 from zfs.pull.book import MAX_CHUNK_SIZE
 from zfs.pull.download import Begin, DownloadActor, DownloadOptions
 from zfs.results import DownloadResult, Progress, TreeDownloadResult
-from zfs.shell import Transfer
+from zfs.shell import Transfer, check_secure
 from zfs.supervisor import ensure_supervisor
 
 
@@ -40,14 +39,12 @@ def download_async(site: actors.Site, owner: str, rid: str,
         :func:`download`'s errors. ``abort()`` on it stops the download (what it
         verified stays for a resume only if the link was cut).
     """
-    if secure and not site.is_secure:
-        raise InsecureLink(f"site {site.name} has no CURVE security configured")
+    check_secure(site, secure)
     if not 0 < chunk_size <= MAX_CHUNK_SIZE:
         raise ValueError(f"chunk_size must be in 1..{MAX_CHUNK_SIZE}, not {chunk_size}")
     if window_chunks < 1 or retries < 0 or not request_timeout > 0:
         raise ValueError("window_chunks must be >= 1, retries >= 0 and request_timeout > 0")
-    if bwlimit is not None and not bwlimit > 0:
-        raise ValueError(f"bwlimit must be above 0 bytes/s (or None), not {bwlimit!r}")
+    check_rate(bwlimit)
     window_chunks, chunk_size = fit_window(bwlimit, window_chunks, chunk_size, request_timeout)
     dest_dir = os.fspath(dest_dir) if dest_dir is not None else tempfile.gettempdir()
     os.makedirs(dest_dir, exist_ok=True)

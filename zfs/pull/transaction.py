@@ -26,6 +26,7 @@ import actors
 
 from zfs.errors import SourceMissing, TransactionExpired, ZfsError
 from zfs.files import check_name
+from zfs.pace import check_rate
 from zfs.pull.book import (OWNER, DownloadedCallback, OwnerState, TimeoutCallback, _AddFile,
                            _Bwlimit, _EndTx, _FindTx, _OpenTx, _Stats)
 from zfs.pull.owner import OwnerActor
@@ -196,8 +197,7 @@ def share(site: actors.Site, *, timeout: float = 60.0,
     Raises:
         ValueError: ``bwlimit`` is not above 0, or ``secret`` is shorter than 16 bytes.
     """
-    if bwlimit is not None and not bwlimit > 0:
-        raise ValueError(f"bwlimit must be above 0 bytes/s (or None), not {bwlimit!r}")
+    check_rate(bwlimit)
     if secret is not None and len(secret) < 16:
         raise ValueError("a RID secret must be at least 16 bytes")
     if bwlimit is not None:

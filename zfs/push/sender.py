@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Union
 
 import actors
-from zfs.errors import InsecureLink, TransferAborted
+from zfs.errors import TransferAborted
 from zfs.buffers import BufferPool
 from zfs.files import ChunkSource, Digest
+from zfs.pace import check_rate
 from zfs.protocol import wire
 from zfs.protocol.errors import Failure, LocalProtocolError
 from zfs.protocol.push import sender as core
@@ -26,8 +27,8 @@ from zfs.protocol.swarm.plan import plan
 from zfs.push.receiver import RECEIVER
 from zfs.push.source import Source, open_source, read_stream
 from zfs.results import Progress, PushResult
-from zfs.shell import (AbortRequested, Paced, PaceWake, Shell, Transfer, failure_error,
-                       run_callback)
+from zfs.shell import (AbortRequested, Paced, PaceWake, Shell, Transfer, check_secure,
+                       failure_error, run_callback)
 from zfs.supervisor import Tick, ensure_supervisor, watch_time
 from zfs.swarm.sender import SwarmSpec, swarm_push_async, wants_swarm
 
@@ -289,10 +290,8 @@ def push_file_async(site: actors.Site, targets: Union[str, Sequence[str]], sourc
         ValueError: no targets, repeated targets, bad sizes, or a ``bwlimit`` not above 0.
     """
     targets = [targets] if isinstance(targets, str) else list(targets)
-    if bwlimit is not None and not bwlimit > 0:
-        raise ValueError(f"bwlimit must be above 0 bytes/s (or None), not {bwlimit!r}")
-    if secure and not site.is_secure:
-        raise InsecureLink(f"site {site.name} has no encrypted links (no curve option)")
+    check_rate(bwlimit)
+    check_secure(site, secure)
     if chunk_size > site.options.max_message_size:
         raise ValueError(f"chunk_size {chunk_size} is over the site's max_message_size")
     name, opened, size = open_source(source, name)

@@ -11,13 +11,13 @@ import secrets
 from typing import Any, Callable, Optional, Sequence, Union
 
 import actors
-from zfs.errors import InsecureLink
 from zfs.files import Digest, check_name
+from zfs.pace import check_rate
 from zfs.protocol.errors import LocalProtocolError
 from zfs.protocol.push.tree import sender as core
 from zfs.push.tree.sender import Begin, TreeSenderActor, TreeSpec
 from zfs.results import Progress, TreePushResult
-from zfs.shell import Transfer
+from zfs.shell import Transfer, check_secure
 from zfs.supervisor import ensure_supervisor
 from zfs.tree.walk import walk
 
@@ -67,12 +67,10 @@ def push_tree_async(site: actors.Site, targets: Union[str, Sequence[str]], folde
         InsecureLink, ValueError: as for :func:`zfs.push_file`.
     """
     targets = [targets] if isinstance(targets, str) else list(targets)
-    if secure and not site.is_secure:
-        raise InsecureLink(f"site {site.name} has no encrypted links (no curve option)")
+    check_secure(site, secure)
     if chunk_size > site.options.max_message_size:
         raise ValueError(f"chunk_size {chunk_size} is over the site's max_message_size")
-    if bwlimit is not None and not bwlimit > 0:
-        raise ValueError(f"bwlimit must be above 0 bytes/s (or None), not {bwlimit!r}")
+    check_rate(bwlimit)
     walked = walk(folder)
     tree_name = check_name(name if name is not None else
                            os.path.basename(walked.root.rstrip(os.sep)))
