@@ -55,15 +55,8 @@ def test_a_pulled_tree_arrives_whole_and_pulling_it_again_moves_nothing(
 @pytest.mark.timeout(120)
 def test_an_owner_restarted_mid_pull_serves_the_same_rid_and_the_pull_resumes(
         hub: actors.Site, sites: Any, tmp_path: Path) -> None:
-    (owner,) = sites("phoenix2")
-    source = make_tree(tmp_path / "weights", large=16 * MiB, small=20)
+    owner, source, rid, out, run = _pull_under_way(hub, sites, tmp_path, "phoenix2", 2.0)
     total = sum(p.stat().st_size for p in source.rglob("*") if p.is_file() and not p.is_symlink())
-    rid = _share(hub, owner, source)
-    out = tmp_path / "out"
-    throttle = Throttle(0.03, 6 * MiB)
-    run = in_thread(download, hub, "phoenix2", rid, str(out), chunk_size=CHUNK,
-                    window_chunks=2, on_progress=throttle, request_timeout=2.0)
-    assert throttle.under_way.wait(30)
     owner.stop()                                              # a clean stop, mid-download
     run["thread"].join(30)
     error = run.get("error")
@@ -84,20 +77,28 @@ def test_an_owner_back_without_the_share_fails_the_pull_at_once_keeping_its_file
     """The owner's site restarts and shares nothing: the pull asks again whether the RID
     is shared and fails on the answer (before, its requests went unanswered until three
     request timeouts, here a minute, ran out)."""
-    (owner,) = sites("phoenix3")
-    source = make_tree(tmp_path / "weights", large=16 * MiB, small=20)
-    rid = _share(hub, owner, source)
-    out = tmp_path / "out"
-    throttle = Throttle(0.03, 6 * MiB)
-    run = in_thread(download, hub, "phoenix3", rid, str(out), chunk_size=CHUNK,
-                    window_chunks=2, on_progress=throttle, request_timeout=20.0)
-    assert throttle.under_way.wait(30)
+    owner, _source, _rid, out, run = _pull_under_way(hub, sites, tmp_path, "phoenix3", 20.0)
     owner.stop()
     sites("phoenix3")                                         # back, sharing nothing
     run["thread"].join(40)                                    # well inside one timeout
     error = run.get("error")
     assert isinstance(error, UnknownReference) and "kept" in str(error), run
     assert not (out / "weights").exists() and staged(out)
+
+
+def _pull_under_way(hub: actors.Site, sites: Any, tmp_path: Path, name: str,
+                    request_timeout: float) -> tuple[Any, Path, str, Path, dict[str, Any]]:
+    """A tree of 16 MiB and 20 small files shared by a site ``name`` in its own process,
+    pulled slowly by ``hub`` in a thread; returned once 6 MiB of it arrived."""
+    (owner,) = sites(name)
+    source = make_tree(tmp_path / "weights", large=16 * MiB, small=20)
+    rid = _share(hub, owner, source)
+    out = tmp_path / "out"
+    throttle = Throttle(0.03, 6 * MiB)
+    run = in_thread(download, hub, name, rid, str(out), chunk_size=CHUNK, window_chunks=2,
+                    on_progress=throttle, request_timeout=request_timeout)
+    assert throttle.under_way.wait(30)
+    return owner, source, rid, out, run
 
 
 @pytest.mark.timeout(60)
