@@ -60,6 +60,21 @@ class Transfer(Future[T]):
         """Bind the handle to the actor doing the transfer (the API calls this)."""
         self._actor = actor
 
+    def start(self, site: actors.Site, actor_class: type[pykka.Actor], name: str,
+              args: tuple[Any, ...], begin: Any) -> Transfer[T]:
+        """Spawn the actor that does the transfer (``args``, then this handle, are its
+        arguments), bind to it, tell it ``begin``; return this handle.
+
+        ``begin`` goes only once spawn has returned: before that the site may not know
+        the actor's name yet and would drop a peer's first answer; and what the actor
+        sends must leave from its ``on_receive``, where the site sends it as from the
+        actor's own address.
+        """
+        ref = site.spawn(actor_class, name, *args, self)
+        self.started(ref)
+        ref.tell(begin)
+        return self
+
     def abort(self) -> None:
         """Ask the transfer to stop; its future then raises TransferAborted."""
         if self._actor is None or self.done():

@@ -53,13 +53,8 @@ def download_async(site: actors.Site, owner: str, rid: str,
     options = DownloadOptions(owner, rid, dest_dir, window_chunks, chunk_size,
                                request_timeout, retries, abort_signal, on_progress, bwlimit,
                                no_clobber, check_existing, swarm, seed)
-    ref = site.spawn(DownloadActor, f"zfs.dl.{secrets.token_hex(8)}", options, transfer)
-    transfer.started(ref)
-    # Begin only once spawn has returned: before that the site may not yet know the
-    # actor's name and would drop the owner's first answer. And requests must leave
-    # from on_receive, where the site sends them as from the actor's own address.
-    ref.tell(Begin())
-    return transfer
+    return transfer.start(site, DownloadActor, f"zfs.dl.{secrets.token_hex(8)}", (options,),
+                          Begin())
 
 
 def download(site: actors.Site, owner: str, rid: str,

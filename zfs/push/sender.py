@@ -310,12 +310,9 @@ def push_file_async(site: actors.Site, targets: Union[str, Sequence[str]], sourc
         raise ValueError(str(err)) from None
     sid = secrets.token_hex(16)
     spec = _SendSpec(sid, name, channel, topic, context, opened, on_progress, bwlimit)
-    transfer: Transfer[PushResult] = Transfer()
     ensure_supervisor(site)
-    ref = site.spawn(SenderActor, f"zfs.send.{sid[:16]}", spec, sender, transfer)
-    transfer.started(ref)
-    ref.tell(_Begin())
-    return transfer
+    transfer: Transfer[PushResult] = Transfer()
+    return transfer.start(site, SenderActor, f"zfs.send.{sid[:16]}", (spec, sender), _Begin())
 
 
 def _swarm(site: actors.Site, targets: List[str], source: Source, opened: ChunkSource,

@@ -328,12 +328,10 @@ def swarm_push_async(site: actors.Site, spec: SwarmSpec, *, chunk_size: int,
                               topic=spec.topic, size=spec.source.size, chunk_size=chunk_size,
                               window_chunks=swarm_window(spec.plan, window_chunks),
                               chunk_timeout=chunk_timeout)
-    transfer: Transfer[PushResult] = Transfer()
     ensure_supervisor(site)
-    ref = site.spawn(SwarmSenderActor, f"zfs.swarmsend.{spec.sid[:16]}", spec, sender, transfer)
-    transfer.started(ref)
-    ref.tell(Begin())
-    return transfer
+    transfer: Transfer[PushResult] = Transfer()
+    return transfer.start(site, SwarmSenderActor, f"zfs.swarmsend.{spec.sid[:16]}",
+                          (spec, sender), Begin())
 
 
 def wants_swarm(swarm: Optional[bool], targets: Sequence[str], source: Any,

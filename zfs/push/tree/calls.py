@@ -83,12 +83,10 @@ def push_tree_async(site: actors.Site, targets: Union[str, Sequence[str]], folde
     spec = TreeSpec(sid, tree_name, transfer_key(site, walked.root, tree_name, channel, topic),
                      channel, topic, context, walked, no_clobber, check_existing, on_progress,
                      bwlimit)
-    transfer: Transfer[TreePushResult] = Transfer()
     ensure_supervisor(site)
-    ref = site.spawn(TreeSenderActor, f"zfs.send-tree.{sid[:16]}", spec, sender, transfer)
-    transfer.started(ref)
-    ref.tell(Begin())
-    return transfer
+    transfer: Transfer[TreePushResult] = Transfer()
+    return transfer.start(site, TreeSenderActor, f"zfs.send-tree.{sid[:16]}", (spec, sender),
+                          Begin())
 
 
 def push_tree(site: actors.Site, targets: Union[str, Sequence[str]], folder: str,
