@@ -91,7 +91,7 @@ class SiteOptions:
         if not 0 < self.stalled_peer_timeout < math.inf:
             raise ValueError("stalled_peer_timeout must be positive and finite, not "
                              f"{self.stalled_peer_timeout!r}")
-        if not 0 <= self.max_payload_frames <= 255:  # the inbox counts them in one byte
+        if not 0 <= self.max_payload_frames <= 255:  # a message is a few frames, not thousands
             raise ValueError(f"max_payload_frames must be 0..255, not {self.max_payload_frames}")
 
     @classmethod

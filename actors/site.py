@@ -1,7 +1,7 @@
 """A site: one process's actors and its links to other sites.
 
 App code and actors call the site from any thread. Sockets belong to the site's I/O
-thread (``actors.io.thread``); other threads hand it frames through ``actors.io.outbox``.
+thread (``actors.io.thread``); other threads queue messages for it in ``actors.io.outbox``.
 Messages for local actors skip the sockets and go straight to the actor's mailbox.
 What the I/O thread tells the site, and answers to remote asks, go through the
 site's ``actors.dispatch.Dispatcher``.
@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -100,15 +99,14 @@ class Site:
         self._context = zmq.Context()
         if self.options.curve is not None:  # the ZAP handler must be up before the ROUTER binds
             self.options.curve.start(self._context)
-        inbox = f"inproc://actors-{self.name}-{uuid.uuid4().hex}"
-        budget = InboxBudget(self.options.max_pending_bytes)
-        self._io = IOThread(self.name, self._context, inbox, self._bind, self._connect,
-                            self.options, self._dispatcher, budget, self._routes)
-        self._outbox = Outbox(self._context, inbox, self.options.hwm, budget)
+        self._outbox = Outbox(self.options.hwm, InboxBudget(self.options.max_pending_bytes))
+        self._io = IOThread(self.name, self._context, self._outbox, self._bind, self._connect,
+                            self.options, self._dispatcher, self._routes)
         self._io.start()
         if not self._io.ready.wait(timeout) or self._io.startup_error is not None:
             error = self._io.startup_error
             self._io.join(timeout)
+            self._outbox.close()
             if self.options.curve is not None:
                 self.options.curve.stop()
             self._context.term()

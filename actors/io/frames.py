@@ -61,15 +61,6 @@ def recv_message(sock: zmq.Socket[bytes], copied: int) -> list[Any]:
     return recv_rest(sock, [_recv(sock, NOBLOCK)], copied)
 
 
-def recv_frames(sock: zmq.Socket[bytes], count: int) -> list[Any]:
-    """Receive ``count`` more parts of a message, as zero-copy Frames, whatever they hold.
-
-    For a socket whose sender is trusted to say how many parts follow (the site's own
-    inproc inbox), so no ``RCVMORE`` is read.
-    """
-    return [_recv(sock, 0, False) for _ in range(count)]
-
-
 def send_parts(sock: zmq.Socket[bytes], frames: Sequence[Any], flags: int) -> None:
     """Send a multipart message; large parts without copying, small ones copied.
 

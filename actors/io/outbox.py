@@ -1,54 +1,43 @@
 """How threads other than the I/O thread hand messages to it.
 
-ZeroMQ sockets must never be used from two threads, so each sending thread gets its
-own inproc PUSH socket (made on first use) connected to the I/O thread's PULL socket.
-Frames cross with ``copy=False``: ZeroMQ moves the message, the bytes are not copied
-(pyzmq copies frames under its ``copy_threshold`` anyway, where copying is cheaper).
+ZeroMQ sockets must never be used from two threads, so a sending thread never sends
+itself: it appends ``(peer, header, payload)`` to one queue that the I/O thread
+empties each round of its poll loop. Only when the I/O thread sleeps in its poll
+does a sender wake it, by writing a byte to a pipe the poll watches. A burst of
+messages thus costs a deque append each and one wake-up, where an inproc socket per
+sender cost a ZeroMQ send, a receive and a release of the GIL per message on each side
+(measured: about half the CPU of a site sending small tells). A ``None`` in the
+queue runs the calls other threads posted (``actors.io.calls``), in order with the
+messages queued before it.
 
-The inbox's own framing (both ends are this module's): a message for a peer is
-``[count, peer, 0, header...]`` in its first part, ``count`` being one byte that says
-how many payload parts follow, so the I/O thread reads exactly those without asking
-ZeroMQ whether more follow (an enum-converting option read per part, in pyzmq). An
-empty first part, alone, wakes the I/O thread to run posted calls.
+Two bounds keep the queue small when the I/O thread falls behind (busy with a flood
+of connections, or holding back while backlogs drain): messages of ``SMALL`` bytes or
+more count their bytes against :class:`InboxBudget` (a test once measured 1.2 GB of
+1 MiB payloads queued without it), and smaller ones count against ``limit`` messages.
+A sender past either waits.
 
-The inbox's high-water mark counts messages, so on its own it would let senders queue
-thousands of 1 MiB payloads in the inproc pipe whenever the I/O thread falls behind
-(busy with a flood of connections, or holding its inbox while backlogs drain): a
-test measured 1.2 GB. :class:`InboxBudget` bounds the payload bytes in the pipe:
-senders take before they hand a message over, the I/O thread gives back as it reads.
+Payload parts under ``COPY_BELOW`` bytes that are not ``bytes`` are copied as they
+are handed over, as ZeroMQ copied them before: a caller may reuse a small buffer as
+soon as ``tell`` returns. Larger ones travel without copying, as always: a buffer
+must not change until ZeroMQ has sent it.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-import zmq
-
 from actors.errors import SiteClosed
-from actors.io.frames import message_size, recv_frames, send_parts
+from actors.io.frames import COPY_BELOW, message_size
 
+#: Messages this big or bigger (header and payload) are counted in the byte budget.
+SMALL = 4096
 
-class _ThreadSocket(threading.local):
-    """This thread's inproc socket (None until it first sends; a class default reads
-    faster than a missing attribute's AttributeError)."""
-
-    socket: zmq.Socket[bytes] | None = None
-
-
-def read_inbox(inbox: zmq.Socket[bytes], first: bytes) -> tuple[str, list[Any]] | None:
-    """Complete a message whose first part ``first`` the I/O thread read from its inbox.
-
-    Returns ``(peer, [header, *payload])``, or None for a wake-up.
-    """
-    if not first:
-        return None
-    split = first.index(b"\0", 1)
-    frames = [first[split + 1:]]
-    if first[0]:
-        frames += recv_frames(inbox, first[0])
-    return first[1:split].decode(), frames
+#: What the queue holds: a message for a peer, or None (run the posted calls).
+Item = tuple[str, bytes, Sequence[Any]] | None
 
 
 class InboxBudget:
@@ -105,80 +94,136 @@ class InboxBudget:
 
 
 class Outbox:
-    """Thread-local inproc sockets into the I/O thread; one per sending thread."""
+    """The queue into the I/O thread, with its bounds and its wake-up pipe.
 
-    def __init__(self, context: zmq.Context[zmq.Socket[bytes]], endpoint: str, hwm: int,
-                 budget: InboxBudget) -> None:
+    Senders call :meth:`send` and :meth:`wake` from any thread; the I/O thread calls
+    the rest.
+    """
+
+    def __init__(self, limit: int, budget: InboxBudget) -> None:
         self.budget = budget
-        self._context = context
-        self._endpoint = endpoint
-        self._hwm = hwm
-        self._local = _ThreadSocket()
-        self._lock = threading.Lock()
-        self._sockets: list[tuple[threading.Thread, zmq.Socket[bytes]]] = []
+        self.items: deque[Item] = deque()
+        #: Set by the I/O thread just before it sleeps in its poll, cleared after.
+        self.asleep = False
+        self._limit = max(1, limit)
+        self._reader, self._writer = os.pipe()
+        os.set_blocking(self._reader, False)
+        os.set_blocking(self._writer, False)
+        self._wake_lock = threading.Lock()  # no write to a closed (reused) descriptor
+        self._room = threading.Condition(threading.Lock())
+        self._waiting = 0
         self._closed = False
 
+    # -- any thread -----------------------------------------------------------------
+
     def send(self, peer: str, header: bytes, payload: Sequence[Any]) -> None:
-        """Hand one message for ``peer`` to the I/O thread; blocks only under backpressure
-        (the pipe's payload budget or its high-water mark).
+        """Hand one message for ``peer`` to the I/O thread; blocks only while the queue
+        is over one of its bounds.
 
         Raises:
             SiteClosed: the site is stopping or stopped.
         """
-        # One part for route and header: each extra part costs a send and a receive.
-        first = bytes((len(payload),)) + peer.encode() + b"\0" + header
-        if not payload:
-            self._send((first,))
-            return
-        size = message_size(payload)
-        self.budget.take(size)
-        try:
-            self._send([first, *payload])
-        except SiteClosed:
-            self.budget.give(size)
-            raise
+        if self._closed:
+            raise SiteClosed("the site is stopped")
+        if payload:
+            payload = _owned(payload)
+        size = weight(header, payload)
+        if size >= SMALL:
+            self.budget.take(size)
+        elif len(self.items) >= self._limit:
+            self._wait_for_room()
+        self.items.append((peer, header, payload))
+        if self.asleep:
+            self._wake()
 
     def wake(self) -> None:
-        """Wake the I/O thread to run the calls posted to it (after what this thread sent)."""
-        self._send((b"",))
+        """Have the I/O thread run the calls posted to it (after what was queued before)."""
+        if self._closed:
+            raise SiteClosed("the site is stopped")
+        self.items.append(None)
+        self._wake()
 
-    def _send(self, frames: Sequence[Any]) -> None:
-        sock = self._local.socket
-        if sock is None:
-            sock = self._open()
-        try:
-            send_parts(sock, frames, 0)
-        except zmq.ZMQError as err:
-            raise SiteClosed("the site is stopped") from err
+    def _wake(self) -> None:
+        self.asleep = False  # one byte per sleep is enough
+        with self._wake_lock:
+            if self._closed:
+                return
+            try:
+                os.write(self._writer, b"\0")
+            except BlockingIOError:  # the pipe is full: the I/O thread is woken anyway
+                pass
+            except BrokenPipeError:  # the I/O thread has ended: nothing to wake
+                pass
 
-    def _open(self) -> zmq.Socket[bytes]:
-        with self._lock:
+    def _wait_for_room(self) -> None:
+        with self._room:
+            while len(self.items) >= self._limit and not self._closed:
+                self._waiting += 1
+                try:
+                    self._room.wait(1.0)
+                finally:
+                    self._waiting -= 1
             if self._closed:
                 raise SiteClosed("the site is stopped")
-            self._close_dead_threads()
-            sock = self._context.socket(zmq.PUSH)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.SNDHWM, self._hwm)
-            sock.connect(self._endpoint)
-            self._sockets.append((threading.current_thread(), sock))
-        self._local.socket = sock
-        return sock
 
-    def _close_dead_threads(self) -> None:
-        """Close sockets whose threads ended (actor threads come and go)."""
-        alive = []
-        for thread, sock in self._sockets:
-            if thread.is_alive():
-                alive.append((thread, sock))
-            else:
-                sock.close(linger=0)
-        self._sockets = alive
+    # -- the I/O thread -----------------------------------------------------------------
+
+    @property
+    def fileno(self) -> int:
+        """The descriptor the I/O thread polls: readable once a sender woke it."""
+        return self._reader
+
+    def sleep_timeout(self, timeout_ms: int) -> int:
+        """How long the poll may sleep: not at all while messages wait. Marks the I/O
+        thread asleep first, so a sender that queues from now on wakes it."""
+        self.asleep = True
+        if self.items:
+            self.asleep = False
+            return 0
+        return timeout_ms
+
+    def woken(self) -> None:
+        """Empty the wake-up pipe (one read: a byte per sleep, so rarely more than one)."""
+        try:
+            os.read(self._reader, 4096)
+        except BlockingIOError:  # another wake-up's read took it
+            pass
+
+    def taken(self, size: int) -> None:
+        """The I/O thread took a message of ``size`` (its :func:`weight`) off the queue."""
+        if size >= SMALL:
+            self.budget.give(size)
+        elif self._waiting and len(self.items) <= self._limit // 2:
+            with self._room:
+                self._room.notify_all()
+
+    def close_reader(self) -> None:
+        """The I/O thread is done polling: close its end of the pipe (its thread closes
+        it, so no descriptor number it may still poll is reused under it)."""
+        if self._reader >= 0:
+            os.close(self._reader)
+            self._reader = -1
 
     def close(self) -> None:
-        """Close every thread's socket; called once the site's threads have stopped."""
-        with self._lock:
+        """Refuse senders from now on and release those waiting, with :class:`SiteClosed`."""
+        with self._wake_lock:
+            if self._closed:
+                return
             self._closed = True
-            self.budget.close()
-            for _thread, sock in self._sockets:
-                sock.close(linger=0)
-            self._sockets = []
+            os.close(self._writer)
+        self.budget.close()
+        with self._room:
+            self._room.notify_all()
+
+
+def weight(header: bytes, payload: Sequence[Any]) -> int:
+    """The bytes a queued message holds, as both ends of the queue count them."""
+    return len(header) + message_size(payload) if payload else len(header)
+
+
+def _owned(payload: Sequence[Any]) -> Sequence[Any]:
+    """The payload with its small parts that a caller could change copied (see module doc)."""
+    if all(type(part) is bytes or len(part) >= COPY_BELOW for part in payload):
+        return payload
+    return [part if type(part) is bytes or len(part) >= COPY_BELOW else bytes(part)
+            for part in payload]

@@ -29,16 +29,6 @@ def configure(sock: zmq.Socket[bytes], options: SiteOptions, peer: str | None = 
         options.curve.configure(sock, server=sock.type == zmq.ROUTER, peer=peer)
 
 
-def new_inbox(context: zmq.Context[zmq.Socket[bytes]], endpoint: str,
-              hwm: int) -> zmq.Socket[bytes]:
-    """The inproc PULL socket other threads hand outbound messages to, bound."""
-    inbox = context.socket(zmq.PULL)
-    inbox.setsockopt(zmq.LINGER, 0)
-    inbox.setsockopt(zmq.RCVHWM, hwm)
-    inbox.bind(endpoint)
-    return inbox
-
-
 def new_router(context: zmq.Context[zmq.Socket[bytes]], options: SiteOptions) -> zmq.Socket[bytes]:
     """The ROUTER peers connect to, not yet bound."""
     router = context.socket(zmq.ROUTER)

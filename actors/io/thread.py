@@ -1,8 +1,8 @@
 """The site's I/O thread: the one owner of every socket of a site.
 
 It binds the ROUTER that peers connect to, owns one DEALER per peer we connect to,
-and reads an inproc PULL socket on which other threads hand it outbound messages
-(``actors.io.outbox``). Nothing else in the process touches these sockets.
+and sends what other threads queued for it (``actors.io.outbox``), woken through a
+pipe when it sleeps. Nothing else in the process touches these sockets.
 
 Inbound messages are read and decoded here; what they mean for their peer link
 (hello, welcome, refusal, up and down, heartbeats) is ``actors.io.links``'s, which
@@ -42,7 +42,7 @@ from actors.io.intake import Intake
 from actors.io.links import LinkHandler, LinkLifecycle
 from actors.io.outbound import Outbound
 from actors.options import SiteOptions
-from actors.io.outbox import InboxBudget, read_inbox
+from actors.io.outbox import Outbox, weight
 from actors.io.peers import Peers, _Peer
 from actors.io.relay import Relay, RouteHandler
 
@@ -63,16 +63,15 @@ _BATCH = 256
 class IOThread(threading.Thread):
     """Runs the site's poll loop; see the module docstring."""
 
-    def __init__(self, site_name: str, context: zmq.Context[zmq.Socket[bytes]], inbox_endpoint: str,
+    def __init__(self, site_name: str, context: zmq.Context[zmq.Socket[bytes]], outbox: Outbox,
                  bind: str | None, connect: dict[str, str], options: SiteOptions,
-                 handler: Handler, inbox_budget: InboxBudget,
+                 handler: Handler,
                  routes: dict[str, str] | None = None) -> None:
         super().__init__(name=f"actors-io-{site_name}", daemon=True)
         self.site_name = site_name
         self.incarnation = uuid.uuid4().hex
         self._context = context
-        self._inbox_endpoint = inbox_endpoint
-        self._inbox_budget = inbox_budget
+        self._outbox = outbox
         self._bind = bind
         self._initial_connect = dict(connect)
         self._initial_routes = dict(routes or {})
@@ -99,7 +98,6 @@ class IOThread(threading.Thread):
         self.startup_error: BaseException | None = None
         self._router: zmq.Socket[bytes] | None = None
         self._router_monitor: zmq.Socket[bytes] | None = None
-        self._inbox: zmq.Socket[bytes] | None = None
 
     # -- thread body -------------------------------------------------------------
 
@@ -120,8 +118,7 @@ class IOThread(threading.Thread):
             self._close_all(linger=self._options.linger)
 
     def _setup(self) -> None:
-        self._inbox = sockets.new_inbox(self._context, self._inbox_endpoint, self._options.hwm)
-        self._register(self._inbox, "inbox", None)
+        self._poller.register(self._outbox.fileno, zmq.POLLIN)  # not a socket: no role
         if self._bind is not None:
             self._bind_router(self._bind)
         for name, endpoint in self._initial_connect.items():
@@ -133,13 +130,26 @@ class IOThread(threading.Thread):
         while not self._stopping:
             # Often enough to bound what one message can make us hold (actors.io.intake).
             timeout_ms = 5 if self._peers.pending_bytes or self._intake.hot else 20
-            for sock, _event in self._poller.poll(timeout_ms):
+            if not self._out.paused:
+                timeout_ms = self._outbox.sleep_timeout(timeout_ms)
+            events = self._poller.poll(timeout_ms)
+            self._outbox.asleep = False
+            for sock, _event in events:
+                if sock == self._outbox.fileno:  # a sender woke us: what it queued is read below
+                    self._outbox.woken()
+                    continue
                 role, peer = self._roles.get(sock, ("", None))
                 try:
                     self._read(sock, role, peer)
                 except Exception:  # one bad message must not end the site's I/O
                     self._log.error("site %s: error handling %s input; going on",
                                     self.site_name, role, exc_info=True)
+            if not self._out.paused:
+                try:
+                    self._read_outbox()
+                except Exception:  # as for input: one bad message must not end it
+                    self._log.error("site %s: error sending a queued message; going on",
+                                    self.site_name, exc_info=True)
             if self.relay.pending:  # after the reads: a new peer has had its welcome
                 self.relay.flush()
             if self._peers.pending_bytes or self._out.paused:
@@ -153,9 +163,7 @@ class IOThread(threading.Thread):
             self._handler.on_tick(now)
 
     def _read(self, sock: zmq.Socket[bytes], role: str, peer: _Peer | None) -> None:
-        if role == "inbox":
-            self._read_inbox()
-        elif role == "router":
+        if role == "router":
             self._read_router()
             self._handler.on_batch_end()
         elif role == "dealer" and peer is not None:
@@ -232,6 +240,7 @@ class IOThread(threading.Thread):
         self._connect(peer.name, peer.endpoint)
 
     def _close_all(self, linger: float) -> None:
+        self._outbox.close_reader()
         for sock in list(self._roles):
             if self._roles[sock][0] == "monitor":
                 sock.close(linger=0)
@@ -242,24 +251,22 @@ class IOThread(threading.Thread):
 
     # -- inbound -----------------------------------------------------------------
 
-    def _read_inbox(self) -> None:
-        inbox = self._inbox
-        assert inbox is not None
-        for index in range(_BATCH):
-            if self._out.paused or (index == 1 and not readable(inbox)):
+    def _read_outbox(self) -> None:
+        """Send what other threads queued, up to a batch (the rest next round)."""
+        items, outbox, out = self._outbox.items, self._outbox, self._out
+        for _ in range(_BATCH):
+            if out.paused:
                 return
             try:
-                first = recv(inbox, NOBLOCK)
-            except zmq.Again:
+                item = items.popleft()
+            except IndexError:
                 return
-            message = read_inbox(inbox, first)
-            if message is None:
+            if item is None:
                 self._calls.run_all()
                 continue
-            peer, frames = message
-            if len(frames) > 1:
-                self._inbox_budget.give(message_size(frames[1:]))
-            self._out.send(peer, frames)
+            peer, header, payload = item
+            outbox.taken(weight(header, payload))
+            out.send(peer, [header, *payload] if payload else [header])
 
     def _read_router(self) -> None:
         assert self._router is not None
@@ -391,12 +398,8 @@ class IOThread(threading.Thread):
         self._intake.greeted(fd, peer)
 
     def _pause_inbox(self, pause: bool) -> None:
-        """Stop (or resume) taking messages from senders: they wait meanwhile."""
-        assert self._inbox is not None
-        if pause:
-            self._poller.unregister(self._inbox)
-        else:
-            self._poller.register(self._inbox, zmq.POLLIN)
+        """Stop (or resume) taking messages from senders: they wait meanwhile (the loop
+        reads ``self._out.paused``)."""
 
     def _cut_stalled(self, now: float) -> None:
         """Cut every peer that stopped reading while bytes wait for it."""
@@ -415,8 +418,8 @@ class IOThread(threading.Thread):
     def post(self, call: Callable[[], Any]) -> Future[Any]:
         """Queue ``call`` to run on this thread; the caller must then wake the loop.
 
-        The site wakes it with an empty control frame through its outbox, so the call
-        runs in order with the messages that thread sent before.
+        The site wakes it with ``Outbox.wake``, so the call runs in order with the
+        messages queued before.
         """
         return self._calls.post(call)
 

@@ -1,79 +1,169 @@
-"""The inbox framing between app/actor threads and the I/O thread, over real inproc sockets."""
+"""The queue between app/actor threads and the I/O thread: order, copies, bounds, wake-ups."""
 
 from __future__ import annotations
 
 import os
+import select
 import threading
-import uuid
 from collections.abc import Iterator
 
 import pytest
-import zmq
 
 from actors.errors import SiteClosed
-from actors.io.frames import recv
+from actors.io.frames import COPY_BELOW
+from actors.io.outbox import SMALL, InboxBudget, Outbox, weight
 from actors.options import SiteOptions
-from actors.io.outbox import InboxBudget, Outbox, read_inbox
 
 
 @pytest.fixture()
-def inbox() -> Iterator[tuple[Outbox, zmq.Socket]]:
-    context = zmq.Context()
-    endpoint = f"inproc://test-{uuid.uuid4().hex}"
-    pull = context.socket(zmq.PULL)
-    pull.bind(endpoint)
-    outbox = Outbox(context, endpoint, hwm=100, budget=InboxBudget(64 << 20))
-    yield outbox, pull
-    outbox.close()
-    pull.close(linger=0)
-    context.term()
+def outbox() -> Iterator[Outbox]:
+    box = Outbox(limit=4, budget=InboxBudget(64 << 20))
+    yield box
+    box.close()
+    box.close_reader()
 
 
-def _read(pull: zmq.Socket) -> tuple[str, list[bytes]] | None:
-    assert pull.poll(5000), "nothing reached the inbox"
-    message = read_inbox(pull, recv(pull, zmq.NOBLOCK))
-    if message is None:
-        return None
-    peer, frames = message
-    return peer, [bytes(frame) for frame in frames]
+def _woken(box: Outbox, timeout: float = 0.0) -> bool:
+    readable, _, _ = select.select([box.fileno], [], [], timeout)
+    return bool(readable)
 
 
-def test_messages_arrive_whole_and_in_order_with_their_payload_parts(inbox) -> None:
-    outbox, pull = inbox
-    big = os.urandom(300_000)  # over the copy threshold: crosses without copying
+def _take_all(box: Outbox) -> list[object]:
+    taken = []
+    while box.items:
+        item = box.items.popleft()
+        if item is not None:
+            box.taken(weight(item[1], item[2]))
+        taken.append(item)
+    return taken
+
+
+def _in_thread(call) -> tuple[threading.Thread, list[object]]:  # type: ignore[no-untyped-def]
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append("sent")
+        except SiteClosed as err:
+            outcome.append(err)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+@pytest.mark.timeout(10)
+def test_messages_and_calls_keep_their_order_with_their_payload_parts(outbox: Outbox) -> None:
+    big = os.urandom(300_000)
     outbox.send("beta", b"h0\x00with a NUL", ())
     outbox.send("gamma-1", b"h1", (b"small", big, b""))
     outbox.wake()
-    assert _read(pull) == ("beta", [b"h0\x00with a NUL"])
-    assert _read(pull) == ("gamma-1", [b"h1", b"small", big, b""])
-    assert _read(pull) is None  # the wake-up: run posted calls
-    assert not pull.poll(0)
+    taken = _take_all(outbox)
+    assert taken[0] == ("beta", b"h0\x00with a NUL", ())
+    peer, header, payload = taken[1]  # type: ignore[misc]
+    assert (peer, header, [bytes(part) for part in payload]) == ("gamma-1", b"h1",
+                                                                  [b"small", big, b""])
+    assert payload[1] is big  # a large part travels as it was given, not copied
+    assert taken[2] is None  # run the posted calls, after what came before
 
 
-def test_each_thread_gets_its_own_socket_and_a_closed_outbox_refuses(inbox) -> None:
-    outbox, pull = inbox
-    errors: list[BaseException] = []
+@pytest.mark.timeout(10)
+def test_a_small_part_a_caller_could_change_is_copied_as_it_is_handed_over(
+        outbox: Outbox) -> None:
+    small = bytearray(b"before")
+    large = bytearray(COPY_BELOW)
+    outbox.send("beta", b"h", (small, large))
+    small[:] = b"after!"
+    large[0] = 7
+    (_peer, _header, payload), = _take_all(outbox)  # type: ignore[misc]
+    assert bytes(payload[0]) == b"before"   # copied: the caller may reuse a small buffer
+    assert payload[1] is large and payload[1][0] == 7  # zero-copy: must stay unchanged
 
-    def send_from_thread(n: int) -> None:
-        try:
-            outbox.send(f"peer{n}", b"x", (bytes([n]),))
-        except BaseException as err:  # reported to the test thread
-            errors.append(err)
 
-    threads = [threading.Thread(target=send_from_thread, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
+@pytest.mark.timeout(10)
+def test_a_sender_wakes_the_io_thread_only_while_it_sleeps(outbox: Outbox) -> None:
+    outbox.send("beta", b"h", ())
+    assert not _woken(outbox)  # awake: it finds the message on its next round
+    assert outbox.sleep_timeout(20) == 0  # a message waits: no sleep
+    _take_all(outbox)
+    assert outbox.sleep_timeout(20) == 20 and outbox.asleep
+    outbox.send("beta", b"h", ())
+    outbox.send("beta", b"h", ())
+    assert _woken(outbox, 5)
+    outbox.woken()
+    assert not _woken(outbox)  # one wake-up for the two: the first cleared ``asleep``
+
+
+@pytest.mark.timeout(10)
+def test_many_threads_send_and_every_message_arrives(outbox: Outbox) -> None:
+    box = Outbox(limit=10_000, budget=InboxBudget(64 << 20))
+    try:
+        def send_many(n: int) -> None:
+            for i in range(500):
+                box.send(f"peer{n}", i.to_bytes(2, "big"), (bytes([n]),))
+
+        threads = [threading.Thread(target=send_many, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(5)
+        taken = _take_all(box)
+        for n in range(4):  # each thread's messages arrive, in the order it sent them
+            mine = [item[1] for item in taken if item is not None and item[0] == f"peer{n}"]
+            assert mine == [i.to_bytes(2, "big") for i in range(500)]
+    finally:
+        box.close()
+        box.close_reader()
+
+
+@pytest.mark.timeout(10)
+def test_a_sender_past_the_message_limit_waits_until_the_io_thread_takes(
+        outbox: Outbox) -> None:
+    for _ in range(4):
+        outbox.send("beta", b"h", ())
+    thread, outcome = _in_thread(lambda: outbox.send("beta", b"fifth", ()))
+    thread.join(0.2)
+    assert thread.is_alive() and not outcome  # 4 small messages queued: the limit
+    _take_all(outbox)
+    thread.join(5)
+    assert outcome == ["sent"] and outbox.items[-1] == ("beta", b"fifth", ())
+
+
+@pytest.mark.timeout(10)
+def test_large_messages_count_their_bytes_against_the_budget_not_the_limit() -> None:
+    box = Outbox(limit=1, budget=InboxBudget(3 * SMALL))
+    try:
+        for _ in range(2):  # two large messages pass a limit of one: bytes bound them
+            box.send("beta", b"h", (bytes(SMALL),))
+        thread, outcome = _in_thread(lambda: box.send("beta", b"h", (bytes(SMALL),)))
+        thread.join(0.2)
+        assert thread.is_alive() and not outcome  # 3 x (SMALL + 1) is over the budget
+        _take_all(box)
         thread.join(5)
-    assert not errors
-    got = sorted(_read(pull) for _ in range(4))  # type: ignore[type-var]
-    assert got == [(f"peer{n}", [b"x", bytes([n])]) for n in range(4)]
+        assert outcome == ["sent"]
+    finally:
+        box.close()
+        box.close_reader()
+
+
+@pytest.mark.timeout(10)
+def test_closing_releases_waiting_senders_and_refuses_new_ones(outbox: Outbox) -> None:
+    for _ in range(4):
+        outbox.send("beta", b"h", ())
+    thread, outcome = _in_thread(lambda: outbox.send("beta", b"h", ()))
+    thread.join(0.2)
+    assert thread.is_alive()
     outbox.close()
+    thread.join(5)
+    assert len(outcome) == 1 and isinstance(outcome[0], SiteClosed)
     with pytest.raises(SiteClosed):
         outbox.send("late", b"x", ())
+    with pytest.raises(SiteClosed):
+        outbox.wake()
 
 
-def test_payload_frame_limit_fits_the_one_byte_count() -> None:
+def test_payload_frame_limit_is_checked() -> None:
     assert SiteOptions(max_payload_frames=255).max_payload_frames == 255
     with pytest.raises(ValueError, match="max_payload_frames"):
         SiteOptions(max_payload_frames=256)
