@@ -16,6 +16,12 @@ The header is a msgpack array ``[version, kind, to, sender, corr, body]``:
 Bulk bytes never pass through msgpack: they ride as their own frames, so a 1 MiB
 chunk is never copied into or out of a serialised buffer.
 
+Several small messages to one linked peer that wait to be sent at the same moment
+travel as one BUNDLE: its body is the array of their headers, each exactly as it
+would have been sent alone, so a burst of tells costs the receiver one read and one
+decode instead of one per message. Only TELL, ASK, REPLY and FAIL without payload are
+bundled, never a bundle in a bundle.
+
 A message for a site the sender is not linked to travels as ROUTED: its body is
 ``[dest, origin, hops, inner]``, ``inner`` being exactly the header the origin would
 have sent directly, and its payload frames follow untouched, so a relay decodes only
@@ -32,7 +38,7 @@ import msgpack
 
 from actors.errors import CodecError, VersionMismatch
 
-PROTOCOL_VERSION = 3  # 2: FAIL says who raised (by_actor); 3: ROUTED and ROUTES
+PROTOCOL_VERSION = 4  # 2: FAIL says who raised (by_actor); 3: ROUTED and ROUTES; 4: BUNDLE
 
 #: A header larger than this is refused before it is unpacked.
 MAX_HEADER_SIZE = 64 * 1024
@@ -54,6 +60,7 @@ class Kind(enum.IntEnum):
     BYE = 9  # body: reason text; the sender is stopping
     ROUTED = 10  # body: [dest, origin, hops, inner header]; payload: the inner's, untouched
     ROUTES = 11  # body: None; payload: one msgpack frame, [{site: hops}, {site: why withdrawn}]
+    BUNDLE = 12  # body: [header, ...]: TELL, ASK, REPLY, FAIL without payload, sent as one
 
 
 class Header(NamedTuple):
@@ -136,6 +143,50 @@ def decode(data: bytes | memoryview) -> Header:
     except RecursionError as err:  # belt and braces: msgpack's C stack limit comes first
         raise CodecError("header nested too deeply") from err
     return _check(fields)
+
+
+#: The kinds a BUNDLE may hold.
+BUNDLED = frozenset((Kind.TELL, Kind.ASK, Kind.REPLY, Kind.FAIL))
+
+
+def _bundle_prefix() -> bytes:
+    """A BUNDLE header up to its body: an array of six, the first five fields."""
+    packer = msgpack.Packer(use_bin_type=True)
+    fields: list[bytes] = [packer.pack_array_header(6)]
+    fields += [packer.pack(field) for field in (PROTOCOL_VERSION, int(Kind.BUNDLE), "", "", 0)]
+    return b"".join(fields)
+
+
+_BUNDLE_PREFIX = _bundle_prefix()
+
+
+def encode_bundle(headers: list[bytes]) -> bytes:
+    """One BUNDLE header carrying ``headers`` (encoded headers of kinds in
+    :data:`BUNDLED`), built from their bytes without decoding them."""
+    packer = _packers.packer or _packer()
+    count: bytes = packer.pack_array_header(len(headers))
+    return b"".join((_BUNDLE_PREFIX, count, *headers))
+
+
+def unbundle(body: Any) -> list[Header]:
+    """The headers a BUNDLE's body holds, each checked as one sent alone.
+
+    Raises:
+        CodecError: the body is not a non-empty array of headers of kinds in
+            :data:`BUNDLED`; nothing of it is to be delivered.
+    """
+    if type(body) is not list or not body:
+        raise CodecError("a bundle's body is not a non-empty array of headers")
+    headers = []
+    for fields in body:
+        try:
+            header = _check(fields)
+        except VersionMismatch as err:
+            raise CodecError(f"a bundled header of another version: {err}") from err
+        if header.kind not in BUNDLED:
+            raise CodecError(f"a {header.kind.name} may not be bundled")
+        headers.append(header)
+    return headers
 
 
 def _refuse_ext(code: int, data: bytes) -> Any:

@@ -116,13 +116,15 @@ class Dispatcher:
             routed = codec.routed(decoded.body) if decoded.kind is Kind.ROUTED else None
             if routed is not None and routed.origin == self._site_name:
                 peer, decoded = routed.dest, codec.decode(routed.inner)  # an ask of ours
+            bundled = codec.unbundle(decoded.body) if decoded.kind is Kind.BUNDLE else [decoded]
         except CodecError:
             return
-        if decoded.kind is Kind.ASK:
-            self._asks.fail(decoded.corr, peer, error)
-        else:
-            self._log.warning("site %s: %s dropped: %s", self._site_name, decoded.kind.name,
-                              error)
+        for message in bundled:
+            if message.kind is Kind.ASK:
+                self._asks.fail(message.corr, peer, error)
+            else:
+                self._log.warning("site %s: %s dropped: %s", self._site_name,
+                                  message.kind.name, error)
 
     def on_tick(self, now: float) -> None:
         if now >= self._next_expiry:

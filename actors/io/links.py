@@ -37,7 +37,7 @@ import zmq
 from actors import codec
 from actors.io import handshake
 from actors.codec import Header, Kind
-from actors.errors import ActorsError
+from actors.errors import ActorsError, CodecError
 from actors.io.fds import peer_address, shut_down
 from actors.io.greeting import HelloDeadlines
 from actors.io.handshake import (REFUSE_AUTH, REFUSE_BUSY, REFUSE_HELLO, REFUSE_NAME,
@@ -55,7 +55,7 @@ _MAX_CUT = 1024
 
 # Module constants: reading an enum member off its class costs more, once per message.
 _HELLO, _BYE, _REFUSE, _WELCOME = Kind.HELLO, Kind.BYE, Kind.REFUSE, Kind.WELCOME
-_ROUTED, _ROUTES = Kind.ROUTED, Kind.ROUTES
+_ROUTED, _ROUTES, _BUNDLE = Kind.ROUTED, Kind.ROUTES, Kind.BUNDLE
 _MECHANISM_MISMATCH = zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
 #: The kinds a peer's site handles (the rest are the link's own).
 _FOR_THE_SITE = frozenset((Kind.TELL, Kind.ASK, Kind.REPLY, Kind.FAIL))
@@ -320,12 +320,26 @@ class LinkLifecycle:
                                  self.site_name, peer.name, header.sender)
                 return
             self._handler.on_message(peer.name, header, payload)
+        elif kind is _BUNDLE and not payload:
+            self._unbundle(peer, header)
         elif kind is _ROUTED and self.router is not None:
             self.router.on_routed(peer.name, header, payload)
         elif kind is _ROUTES and self.router is not None:
             self.router.on_announced(peer.name, header, payload)
         elif kind is _BYE:
             self.peer_down(peer, f"peer stopped ({header.body})")
+
+    def _unbundle(self, peer: _Peer, bundle: Header) -> None:
+        """Dispatch each message of a BUNDLE as if it had come alone (a bad bundle is
+        dropped whole: nothing of it was delivered)."""
+        try:
+            headers = codec.unbundle(bundle.body)
+        except CodecError as err:
+            self.log.warning("site %s: bad bundle from %s dropped: %s", self.site_name,
+                             peer.name, err)
+            return
+        for header in headers:
+            self._dispatch(peer, header, [])
 
     # -- socket events -----------------------------------------------------------
 

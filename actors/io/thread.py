@@ -32,6 +32,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from actors import codec
 from actors.io import handshake, sockets
+from actors.io.bundler import Bundler
 from actors.io.calls import Calls
 from actors.codec import Header, Kind
 from actors.errors import CodecError, VersionMismatch
@@ -87,6 +88,7 @@ class IOThread(threading.Thread):
         self._out.links = self._links
         self.relay = Relay(site_name, options, self._peers, handler, self._out)
         self._out.relay = self._links.router = self.relay
+        self._bundler = Bundler(self._peers, self._out.send)
         self._log = self._links.log
         self._roles: dict[zmq.Socket[bytes], tuple[str, _Peer | None]] = {}
         self._poller = zmq.Poller()
@@ -252,21 +254,26 @@ class IOThread(threading.Thread):
     # -- inbound -----------------------------------------------------------------
 
     def _read_outbox(self) -> None:
-        """Send what other threads queued, up to a batch (the rest next round)."""
-        items, outbox, out = self._outbox.items, self._outbox, self._out
-        for _ in range(_BATCH):
-            if out.paused:
-                return
-            try:
-                item = items.popleft()
-            except IndexError:
-                return
-            if item is None:
-                self._calls.run_all()
-                continue
-            peer, header, payload = item
-            outbox.taken(weight(header, payload))
-            out.send(peer, [header, *payload] if payload else [header])
+        """Send what other threads queued, up to a batch (the rest next round); small
+        messages for one peer as one bundle (``actors.io.bundler``)."""
+        items, outbox, out, bundler = self._outbox.items, self._outbox, self._out, self._bundler
+        try:
+            for _ in range(_BATCH):
+                if out.paused:
+                    return
+                try:
+                    item = items.popleft()
+                except IndexError:
+                    return
+                if item is None:  # calls run after everything queued before them is sent
+                    bundler.flush()
+                    self._calls.run_all()
+                    continue
+                peer, header, payload = item
+                outbox.taken(weight(header, payload))
+                bundler.send(peer, header, payload)
+        finally:
+            bundler.flush()
 
     def _read_router(self) -> None:
         assert self._router is not None

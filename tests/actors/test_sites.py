@@ -84,6 +84,22 @@ def test_64_payloads_of_1_mib_arrive_intact_and_in_order(site: actors.Site,
     assert [r["digests"][0] for r in records] == [hashlib.sha256(c).hexdigest() for c in chunks]
 
 
+def test_a_burst_of_small_tells_asks_and_payloads_arrives_whole_and_in_order(
+        site: actors.Site, beta: SiteProcess) -> None:
+    """Small messages sent in a burst travel bundled (actors.io.bundler); the ones with
+    payload, and the asks answered between them, keep their places."""
+    sent = []
+    for index in range(400):  # the dump's answer is one header: at most 64 KiB of records
+        if index % 100 == 50:
+            assert site.ask("beta/echo", index, timeout=10)["got"] == index
+        payload = [index.to_bytes(4, "big")] if index % 37 == 0 else []
+        site.tell("beta/collector", index, payload=payload)
+        sent.append((index, [hashlib.sha256(p).hexdigest() for p in payload]))
+    records = wait_until(lambda: (r := site.ask("beta/collector", "dump", timeout=10))
+                         and len(r) == len(sent) and r, 30)
+    assert [(r["body"], r["digests"]) for r in records] == sent
+
+
 def test_server_sends_to_client_over_the_clients_connection(site: actors.Site,
                                                             beta: SiteProcess) -> None:
     # The test site never connected to beta: it only has beta's inbound connection.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import weakref
+from collections import deque
+
 import zmq
 
 from actors import codec
@@ -38,10 +41,19 @@ def hello(name: str, incarnation: str = "raw") -> bytes:
     return codec.encode(Kind.HELLO, body=[name, incarnation])
 
 
+#: Messages read from a socket in a bundle and not yet returned, by socket.
+_unread: weakref.WeakKeyDictionary[zmq.Socket, deque[codec.Header]] = \
+    weakref.WeakKeyDictionary()
+
+
 def next_of(sock: zmq.Socket, *kinds: Kind) -> codec.Header:
-    """The next message of one of ``kinds`` (skipping the site's pings); the socket's
-    RCVTIMEO bounds each wait."""
+    """The next message of one of ``kinds`` (skipping the site's pings), a bundle's
+    messages one by one, as a site reads them; the socket's RCVTIMEO bounds each wait."""
+    unread = _unread.setdefault(sock, deque())
     while True:
-        header = codec.decode(sock.recv_multipart()[0])
+        if not unread:
+            header = codec.decode(sock.recv_multipart()[0])
+            unread += codec.unbundle(header.body) if header.kind is Kind.BUNDLE else [header]
+        header = unread.popleft()
         if header.kind in kinds:
             return header
