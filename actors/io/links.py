@@ -22,28 +22,28 @@ takes the place of the peer down longest that we do not dial, or is refused.
 The I/O thread (``actors.io.thread``) reads and decodes; :class:`LinkLifecycle` decides
 what a message or event does to its link, tells the site (the link handler) about
 messages and peers coming and going, and sends what the handshake and heartbeats
-need through the I/O thread (:class:`Wire`). Runs on the I/O thread only.
+need through the I/O thread (``actors.io.ports.Wire``). Runs on the I/O thread only.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import zmq
 
 from actors import codec
 from actors.io import handshake
 from actors.codec import Header, Kind
-from actors.errors import ActorsError, CodecError
+from actors.errors import CodecError
 from actors.io.fds import peer_address, shut_down
 from actors.io.greeting import HelloDeadlines
 from actors.io.handshake import (REFUSE_AUTH, REFUSE_BUSY, REFUSE_HELLO, REFUSE_NAME,
                                  REFUSE_SECURITY)
 from actors.options import SiteOptions
 from actors.io.peers import Peers, _Peer
+from actors.io.ports import LinkHandler, Router, Wire
 from actors.ratelog import LogLimit
 
 log = logging.getLogger(__name__)
@@ -59,59 +59,6 @@ _ROUTED, _ROUTES, _BUNDLE = Kind.ROUTED, Kind.ROUTES, Kind.BUNDLE
 _MECHANISM_MISMATCH = zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
 #: The kinds a peer's site handles (the rest are the link's own).
 _FOR_THE_SITE = frozenset((Kind.TELL, Kind.ASK, Kind.REPLY, Kind.FAIL))
-
-
-class LinkHandler(Protocol):
-    """What the I/O thread tells its site. Every call runs on the I/O thread."""
-
-    def on_message(self, peer: str, header: Header, payload: list[zmq.Frame]) -> None: ...
-
-    def on_peer_up(self, peer: str, via: str = "") -> None: ...
-
-    def on_peer_down(self, peer: str, reason: str, refused: bool) -> None: ...
-
-    def on_batch_end(self) -> None: ...
-
-    def on_undeliverable(self, peer: str, header: bytes, error: ActorsError) -> None: ...
-
-    def on_answers_lost(self, peer: str, reason: str) -> None: ...
-
-    def on_peer_forgotten(self, peer: str) -> None: ...
-
-    def on_peer_congested(self, peer: str, congested: bool) -> None: ...
-
-    def on_peer_connecting(self, peer: str, reason: str) -> None: ...
-
-    def on_tick(self, now: float) -> None: ...
-
-
-class Router(Protocol):
-    """Routes through peers (``actors.io.relay.Relay``): told of links up and down, it
-    handles the routed kinds."""
-
-    def peer_up(self, peer: str) -> None: ...
-
-    def peer_down(self, peer: str, reason: str) -> None: ...
-
-    def on_routed(self, peer: str, header: Header, payload: list[zmq.Frame]) -> None: ...
-
-    def on_announced(self, peer: str, header: Header, payload: list[zmq.Frame]) -> None: ...
-
-
-class Wire(Protocol):
-    """The sends the lifecycle needs from the I/O thread, which owns the sockets."""
-
-    def send_hello(self, peer: _Peer) -> None: ...
-
-    def refuse(self, routing_id: bytes, code: str, text: str) -> None: ...
-
-    def router_send(self, routing_id: bytes, frames: Sequence[Any]) -> None: ...
-
-    def try_send(self, peer: _Peer, frames: Sequence[Any]) -> bool: ...
-
-    def released(self, peer: _Peer) -> None: ...
-
-    def greeted(self, fd: int, peer: _Peer) -> None: ...
 
 
 class LinkLifecycle:

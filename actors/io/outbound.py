@@ -25,7 +25,8 @@ from actors.errors import PeerLost, PeerRefused, UnknownSite
 from actors.io import handshake
 from actors.io.fds import TcpCounters
 from actors.io.frames import NOBLOCK, NOBLOCK_MORE, message_size, send_first, send_parts
-from actors.io.links import LinkHandler, LinkLifecycle
+from actors.io.links import LinkLifecycle
+from actors.io.ports import LinkHandler
 from actors.io.outflow import Outflow
 from actors.io.peers import Peers, _Peer
 from actors.io.relay import Relay

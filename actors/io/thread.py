@@ -40,7 +40,8 @@ from actors.io.fds import TcpCounters, shut_down
 from actors.io.frames import NOBLOCK, message_size, readable, recv, recv_message, recv_rest
 from actors.io.handshake import REFUSE_VERSION
 from actors.io.intake import Intake
-from actors.io.links import LinkHandler, LinkLifecycle
+from actors.io.links import LinkLifecycle
+from actors.io.ports import LinkHandler
 from actors.io.outbound import Outbound
 from actors.options import SiteOptions
 from actors.io.outbox import Outbox, weight
