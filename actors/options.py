@@ -17,10 +17,11 @@ class SiteOptions:
         max_message_size: the largest frame a peer may send (ZMQ_MAXMSGSIZE) and the
             largest total payload we send in one message.
         max_payload_frames: payload frames allowed in one message (at most 255).
-        hwm: ZeroMQ high-water mark, in messages, of every socket.
+        hwm: ZeroMQ high-water mark, in messages, of every socket; also the small
+            messages (under 4 KiB) senders may have queued for the I/O thread.
         max_pending_bytes: outbound bytes the I/O thread holds for slow peers before it
             stops taking new messages, so senders wait instead of memory growing; also
-            the payload bytes senders may have handed over that it has not read yet.
+            the bytes of larger messages senders may have queued for it.
         max_peer_pending_bytes: outbound bytes held for one peer past which senders to
             that peer (only) wait.
         max_unacked_bytes: bytes handed to ZeroMQ for one peer that its host has not

@@ -41,13 +41,11 @@ Item = tuple[str, bytes, Sequence[Any]] | None
 
 
 class InboxBudget:
-    """Payload bytes handed to the I/O thread and not yet read by it, bounded.
+    """Bytes of large messages handed to the I/O thread and not yet taken by it, bounded.
 
-    A message bigger than the whole budget still goes, alone. The I/O thread gives
-    back what it measured on the frames it read, which is never less than what the
-    sender took (``len`` of a memoryview of wide items undercounts its bytes), and the
-    count never goes below zero, so the two sides can drift only toward letting more
-    through, never toward a sender that waits for ever.
+    A message bigger than the whole budget still goes, alone. Both ends count a
+    message by :func:`weight`, and the count never goes below zero, so the two sides
+    cannot drift toward a sender that waits for ever.
     """
 
     def __init__(self, limit: int) -> None:
@@ -58,7 +56,7 @@ class InboxBudget:
         self._changed = threading.Condition(threading.Lock())
 
     def take(self, size: int) -> None:
-        """Count ``size`` payload bytes in; wait while the pipe holds too much.
+        """Count ``size`` bytes in; wait while the queue holds too much.
 
         Raises:
             SiteClosed: the site stopped while this sender waited.
@@ -75,10 +73,10 @@ class InboxBudget:
             self._bytes += size
 
     def give(self, size: int) -> None:
-        """The I/O thread read ``size`` payload bytes from the pipe.
+        """The I/O thread took ``size`` bytes off the queue.
 
-        Waiting senders are woken once the pipe has drained to half the budget, not per
-        message read: a sender faster than the I/O thread then waits once per half a
+        Waiting senders are woken once the queue has drained to half the budget, not per
+        message taken: a sender faster than the I/O thread then waits once per half a
         budget, not once per message (a thread wake-up each on two cores).
         """
         with self._changed:
@@ -175,7 +173,11 @@ class Outbox:
 
     def sleep_timeout(self, timeout_ms: int) -> int:
         """How long the poll may sleep: not at all while messages wait. Marks the I/O
-        thread asleep first, so a sender that queues from now on wakes it."""
+        thread asleep first, so a sender that queues from now on wakes it; lets go a
+        sender that began to wait for room after the last message it took."""
+        if self._waiting:
+            with self._room:
+                self._room.notify_all()
         self.asleep = True
         if self.items:
             self.asleep = False
