@@ -18,7 +18,8 @@ class SiteOptions:
             largest total payload we send in one message.
         max_payload_frames: payload frames allowed in one message (at most 255).
         hwm: ZeroMQ high-water mark, in messages, of every socket; also the small
-            messages (under 4 KiB) senders may have queued for the I/O thread.
+            messages (under 4 KiB) senders may have queued for the I/O thread (0: no
+            bound, as in ZeroMQ).
         max_pending_bytes: outbound bytes the I/O thread holds for slow peers before it
             stops taking new messages, so senders wait instead of memory growing; also
             the bytes of larger messages senders may have queued for it.

@@ -25,6 +25,7 @@ must not change until ZeroMQ has sent it.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -103,7 +104,7 @@ class Outbox:
         self.items: deque[Item] = deque()
         #: Set by the I/O thread just before it sleeps in its poll, cleared after.
         self.asleep = False
-        self._limit = max(1, limit)
+        self._limit = limit if limit > 0 else sys.maxsize  # 0: no bound, as ZeroMQ's hwm
         self._reader, self._writer = os.pipe()
         os.set_blocking(self._reader, False)
         os.set_blocking(self._writer, False)

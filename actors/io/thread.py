@@ -37,7 +37,7 @@ from actors.io.calls import Calls
 from actors.codec import Header, Kind
 from actors.errors import CodecError, VersionMismatch
 from actors.io.fds import TcpCounters, shut_down
-from actors.io.frames import NOBLOCK, message_size, readable, recv, recv_message, recv_rest
+from actors.io.frames import NOBLOCK, readable, recv, recv_message, recv_rest
 from actors.io.handshake import REFUSE_VERSION
 from actors.io.intake import Intake
 from actors.io.links import LinkLifecycle

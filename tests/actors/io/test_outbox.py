@@ -131,6 +131,18 @@ def test_a_sender_past_the_message_limit_waits_until_the_io_thread_takes(
 
 
 @pytest.mark.timeout(10)
+def test_a_limit_of_zero_bounds_nothing_as_a_zero_high_water_mark_does() -> None:
+    box = Outbox(limit=0, budget=InboxBudget(64 << 20))
+    try:
+        for n in range(5000):
+            box.send("beta", n.to_bytes(2, "big"), ())
+        assert len(box.items) == 5000
+    finally:
+        box.close()
+        box.close_reader()
+
+
+@pytest.mark.timeout(10)
 def test_large_messages_count_their_bytes_against_the_budget_not_the_limit() -> None:
     box = Outbox(limit=1, budget=InboxBudget(3 * SMALL))
     try:
