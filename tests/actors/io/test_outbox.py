@@ -1,4 +1,5 @@
-"""The queue between app/actor threads and the I/O thread: order, copies, bounds, wake-ups."""
+"""The queue between app/actor threads and the I/O thread: order, copies, bounds (its
+message limit and its byte budget), wake-ups."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from actors.errors import SiteClosed
 from actors.io.frames import COPY_BELOW
 from actors.io.outbox import SMALL, InboxBudget, Outbox, weight
 from actors.options import SiteOptions
+
+MiB = 1 << 20
 
 
 @pytest.fixture()
@@ -173,6 +176,57 @@ def test_closing_releases_waiting_senders_and_refuses_new_ones(outbox: Outbox) -
         outbox.send("late", b"x", ())
     with pytest.raises(SiteClosed):
         outbox.wake()
+
+
+# -- the byte budget alone ---------------------------------------------------------
+
+@pytest.mark.timeout(10)
+def test_a_sender_over_the_budget_waits_until_the_io_thread_reads() -> None:
+    budget = InboxBudget(4 * MiB)
+    budget.take(3 * MiB)
+    thread, outcome = _in_thread(lambda: budget.take(2 * MiB))
+    thread.join(0.2)
+    assert thread.is_alive() and not outcome     # 5 MiB would be over 4: it waits
+    budget.give(3 * MiB)
+    thread.join(5)
+    assert outcome == ["sent"]
+
+
+@pytest.mark.timeout(10)
+def test_a_message_bigger_than_the_budget_goes_alone() -> None:
+    budget = InboxBudget(MiB)
+    budget.take(8 * MiB)                 # nothing queued: it goes
+    thread, outcome = _in_thread(lambda: budget.take(1))
+    thread.join(0.2)
+    assert thread.is_alive()             # anything more waits behind it
+    budget.give(8 * MiB)
+    thread.join(5)
+    assert outcome == ["sent"]
+
+
+@pytest.mark.timeout(10)
+def test_a_waiting_sender_is_released_when_the_site_stops() -> None:
+    budget = InboxBudget(MiB)
+    budget.take(MiB)
+    thread, outcome = _in_thread(lambda: budget.take(MiB))
+    thread.join(0.2)
+    assert thread.is_alive()
+    budget.close()
+    thread.join(5)
+    assert len(outcome) == 1 and isinstance(outcome[0], SiteClosed)
+
+
+@pytest.mark.timeout(10)
+def test_giving_back_more_than_was_taken_never_makes_room_negative() -> None:
+    budget = InboxBudget(2 * MiB)
+    budget.take(MiB)
+    budget.give(5 * MiB)                 # more than was taken
+    budget.take(2 * MiB)                 # the count is zero, not -4 MiB: this fills it
+    thread, outcome = _in_thread(lambda: budget.take(1))
+    thread.join(0.2)
+    assert thread.is_alive() and not outcome
+    budget.close()
+    thread.join(5)
 
 
 def test_payload_frame_limit_is_checked() -> None:
