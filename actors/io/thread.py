@@ -9,7 +9,8 @@ Inbound messages are read and decoded here; what they mean for their peer link
 hands messages for actors to a :class:`LinkHandler` (the site's
 ``actors.dispatch.Dispatcher``); the handler runs on this thread and must not block.
 
-The poll loop and the sockets live here; sending and backlogs in
+The poll loop and the sockets live here; reading and decoding in ``actors.io.reader``,
+sending and backlogs in
 ``actors.io.outbound``, the rules of the handshake in ``actors.io.handshake``, the
 peer table and backlog in ``actors.io.peers``, the bound on messages still arriving
 in ``actors.io.intake``, socket options in ``actors.io.sockets``, calls from other
@@ -28,17 +29,13 @@ from concurrent.futures import Future
 from typing import Any, Protocol
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from actors import codec
 from actors.io import handshake, sockets
 from actors.io.bundler import Bundler
 from actors.io.calls import Calls
-from actors.codec import Header, Kind
-from actors.errors import CodecError, VersionMismatch
+from actors.codec import Kind
 from actors.io.fds import TcpCounters, shut_down
-from actors.io.frames import NOBLOCK, readable, recv, recv_message, recv_rest
-from actors.io.handshake import REFUSE_VERSION
 from actors.io.intake import Intake
 from actors.io.links import LinkLifecycle
 from actors.io.ports import LinkHandler
@@ -46,6 +43,7 @@ from actors.io.outbound import Outbound
 from actors.options import SiteOptions
 from actors.io.outbox import Outbox, weight
 from actors.io.peers import Peers, _Peer
+from actors.io.reader import BATCH, Reader
 from actors.io.relay import Relay, RouteHandler
 
 __all__ = ["IOThread"]
@@ -56,10 +54,6 @@ log = logging.getLogger(__name__)
 class Handler(LinkHandler, RouteHandler, Protocol):
     """What the I/O thread tells its site: of links (``LinkHandler``) and of routes
     (``actors.io.relay.RouteHandler``)."""
-
-
-#: Messages read from one socket before the loop looks at the others.
-_BATCH = 256
 
 
 class IOThread(threading.Thread):
@@ -91,6 +85,8 @@ class IOThread(threading.Thread):
         self._out.relay = self._links.router = self.relay
         self._bundler = Bundler(self._peers, self._out.send)
         self._log = self._links.log
+        self._reader = Reader(site_name, options, self._peers, self._intake, self._links,
+                              self._log, self.refuse)
         self._roles: dict[zmq.Socket[bytes], tuple[str, _Peer | None]] = {}
         self._poller = zmq.Poller()
         self._stopping = False
@@ -99,8 +95,6 @@ class IOThread(threading.Thread):
         self.ready = threading.Event()
         self.endpoint: str | None = None
         self.startup_error: BaseException | None = None
-        self._router: zmq.Socket[bytes] | None = None
-        self._router_monitor: zmq.Socket[bytes] | None = None
 
     # -- thread body -------------------------------------------------------------
 
@@ -167,13 +161,13 @@ class IOThread(threading.Thread):
 
     def _read(self, sock: zmq.Socket[bytes], role: str, peer: _Peer | None) -> None:
         if role == "router":
-            self._read_router()
+            self._reader.read_router()
             self._handler.on_batch_end()
         elif role == "dealer" and peer is not None:
-            self._read_dealer(peer)
+            self._reader.read_dealer(peer)
             self._handler.on_batch_end()
         elif role == "monitor":
-            self._read_monitor(sock, peer)
+            self._reader.read_monitor(sock, peer)
 
     # -- sockets -----------------------------------------------------------------
 
@@ -187,17 +181,16 @@ class IOThread(threading.Thread):
 
     def _bind_router(self, endpoint: str) -> None:
         router = sockets.new_router(self._context, self._options)
-        self._router = router
         try:
-            self._router_monitor = router.get_monitor_socket(
-                zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+            monitor = router.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
         except zmq.ZMQError:
             router.close(linger=0)
             raise
+        self._reader.router, self._reader.router_monitor = router, monitor
         # Polled in registration order: the monitor first, so a connection's accept or
         # disconnect event is handled before messages read in the same round (a hello
         # on a reused file descriptor must not meet the old connection's disconnect).
-        self._register(self._router_monitor, "monitor", None)
+        self._register(monitor, "monitor", None)
         self._register(router, "router", None)  # registered before bind: a failed bind closes it
         router.bind(endpoint)
         self._out.router = router
@@ -259,7 +252,7 @@ class IOThread(threading.Thread):
         messages for one peer as one bundle (``actors.io.bundler``)."""
         items, outbox, out, bundler = self._outbox.items, self._outbox, self._out, self._bundler
         try:
-            for _ in range(_BATCH):
+            for _ in range(BATCH):
                 if out.paused:
                     return
                 try:
@@ -275,109 +268,6 @@ class IOThread(threading.Thread):
                 bundler.send(peer, header, payload)
         finally:
             bundler.flush()
-
-    def _read_router(self) -> None:
-        assert self._router is not None
-        for index in range(_BATCH):
-            if index == 1 and not readable(self._router):
-                return
-            try:
-                frames = self._recv_from_router()
-            except zmq.Again:
-                return
-            if len(frames) > 2 + self._options.max_payload_frames:
-                self._log.warning("site %s: dropped a message of %d frames", self.site_name,
-                                  len(frames))
-                continue
-            self._on_router_message(frames[0], frames[1], frames[2:])
-
-    def _recv_from_router(self) -> list[Any]:
-        """Receive one message; its header as a Frame only from a connection not yet known.
-
-        A Frame tells the connection's file descriptor (SRCFD): needed from a peer not
-        yet known, from a known one whose current connection is not (it reconnected),
-        and from one that is down (is it back on its old connection, or redialling?);
-        for everyone else bytes are cheaper. A routing id is always
-        followed by a part: a peer cannot send an empty message.
-        """
-        router = self._router
-        assert router is not None
-        routing_id = recv(router, NOBLOCK)
-        peer = self._peers.at(routing_id)
-        as_bytes = peer is not None and peer.fd is not None and peer.up
-        return recv_rest(router, [routing_id, recv(router, 0, as_bytes)], 2)
-
-    def _on_router_message(self, routing_id: bytes, head: Any,
-                           payload: list[zmq.Frame]) -> None:
-        if isinstance(head, zmq.Frame) and self._router_monitor is not None:
-            # A connection not yet known: its accept event, and the disconnect event of
-            # an older connection on the same descriptor, were queued before this
-            # message (ZeroMQ sends them first). Handle them first.
-            self._read_monitor(self._router_monitor, None)
-            fd = head.get(zmq.SRCFD)
-            if isinstance(fd, int) and fd >= 0:
-                self._intake.heard(fd, time.monotonic())
-        try:
-            header = codec.decode(head.buffer if isinstance(head, zmq.Frame) else head)
-        except VersionMismatch as err:
-            self.refuse(routing_id, REFUSE_VERSION, f"this site speaks protocol "
-                        f"{codec.PROTOCOL_VERSION}; {err}")
-            return
-        except CodecError as err:
-            peer = self._peers.at(routing_id)
-            self._log.warning("site %s: bad message from %s: %s", self.site_name,
-                              peer.name if peer is not None else "an unnamed peer", err)
-            return
-        self._links.on_router_message(routing_id, head, header, payload)
-
-    def _read_dealer(self, peer: _Peer) -> None:
-        assert peer.dealer is not None
-        for index in range(_BATCH):
-            if index == 1 and not readable(peer.dealer):
-                return
-            try:
-                frames = recv_message(peer.dealer, copied=1)
-            except zmq.Again:
-                return
-            if len(frames) > 1 + self._options.max_payload_frames:
-                self._log.warning("site %s: dropped a message of %d frames from %s",
-                                  self.site_name, len(frames), peer.name)
-                continue
-            try:
-                header = codec.decode(frames[0])
-            except VersionMismatch as err:
-                if err.kind != int(Kind.REFUSE):
-                    self._log.warning("site %s: bad message from %s: %s", self.site_name,
-                                      peer.name, err)
-                    continue
-                # A refusal from a site of another version (of our hello, likely for
-                # that very reason): its reason still reaches the callers.
-                _code, text = handshake.refusal(err.body)
-                header = Header(Kind.REFUSE, "", peer.name, 0, [
-                    REFUSE_VERSION, f"it speaks protocol {err.version!r}: {text}"[:2000]])
-            except CodecError as err:
-                self._log.warning("site %s: bad message from %s: %s", self.site_name,
-                                  peer.name, err)
-                continue
-            self._links.on_dealer_message(peer, header, frames[1:])
-
-    def _read_monitor(self, sock: zmq.Socket[bytes], peer: _Peer | None) -> None:
-        while True:
-            try:
-                event = recv_monitor_message(sock, zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            kind, fd = event["event"], event["value"]
-            if kind == zmq.EVENT_ACCEPTED:  # the router's
-                self._intake.opened(fd)
-            elif kind == zmq.EVENT_CONNECTED and peer is not None:  # a DEALER's
-                peer.dealer_fd, peer.flight_limit = fd, peer.sent
-                self._intake.opened(fd, peer)
-            elif kind == zmq.EVENT_DISCONNECTED:
-                self._intake.closed(fd)
-                if peer is not None and peer.dealer_fd == fd:
-                    peer.dealer_fd = None
-            self._links.on_monitor_event(peer, kind, fd)
 
     # -- outbound (actors.io.outbound; these are the lifecycle's Wire) --------------
 

@@ -432,8 +432,8 @@ def test_a_peer_whose_hello_is_read_with_its_accept_event_stays_linked() -> None
 
         def busy_until_hello_and_accept_wait() -> bool:  # runs on the I/O thread
             poller = zmq.Poller()
-            poller.register(io._router, zmq.POLLIN)
-            poller.register(io._router_monitor, zmq.POLLIN)
+            poller.register(io._reader.router, zmq.POLLIN)
+            poller.register(io._reader.router_monitor, zmq.POLLIN)
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 if len(poller.poll(100)) == 2:
