@@ -145,8 +145,9 @@ def decode(data: bytes | memoryview) -> Header:
     return _check(fields)
 
 
-#: The kinds a BUNDLE may hold.
-BUNDLED = frozenset((Kind.TELL, Kind.ASK, Kind.REPLY, Kind.FAIL))
+#: The kinds that carry the app's messages and their answers, which a site hands to
+#: its actors and asks; the rest are the link's own. Only these may be bundled or routed.
+APP_KINDS = frozenset((Kind.TELL, Kind.ASK, Kind.REPLY, Kind.FAIL))
 
 
 def _bundle_prefix() -> bytes:
@@ -162,7 +163,7 @@ _BUNDLE_PREFIX = _bundle_prefix()
 
 def encode_bundle(headers: list[bytes]) -> bytes:
     """One BUNDLE header carrying ``headers`` (encoded headers of kinds in
-    :data:`BUNDLED`), built from their bytes without decoding them."""
+    :data:`APP_KINDS`), built from their bytes without decoding them."""
     packer = _packers.packer or _packer()
     count: bytes = packer.pack_array_header(len(headers))
     return b"".join((_BUNDLE_PREFIX, count, *headers))
@@ -173,7 +174,7 @@ def unbundle(body: Any) -> list[Header]:
 
     Raises:
         CodecError: the body is not a non-empty array of headers of kinds in
-            :data:`BUNDLED`; nothing of it is to be delivered.
+            :data:`APP_KINDS`; nothing of it is to be delivered.
     """
     if type(body) is not list or not body:
         raise CodecError("a bundle's body is not a non-empty array of headers")
@@ -183,7 +184,7 @@ def unbundle(body: Any) -> list[Header]:
             header = _check(fields)
         except VersionMismatch as err:
             raise CodecError(f"a bundled header of another version: {err}") from err
-        if header.kind not in BUNDLED:
+        if header.kind not in APP_KINDS:
             raise CodecError(f"a {header.kind.name} may not be bundled")
         headers.append(header)
     return headers

@@ -14,6 +14,7 @@ thread polls again, and a lone message goes as itself.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from actors import codec
@@ -24,6 +25,14 @@ MAX_BUNDLED_HEADER = 2048
 #: Header bytes in one bundle: it is itself a header, which a peer takes up to
 #: ``codec.MAX_HEADER_SIZE``.
 MAX_BUNDLE_BYTES = codec.MAX_HEADER_SIZE // 2
+
+
+@dataclass(slots=True)
+class _Gathered:
+    """The headers gathered for one peer, and their bytes."""
+
+    headers: list[bytes]
+    size: int
 
 
 class Bundler:
@@ -37,8 +46,7 @@ class Bundler:
     def __init__(self, peers: Peers, send: Callable[[str, Sequence[Any]], None]) -> None:
         self._peers = peers
         self._send = send
-        self._gathered: dict[str, list[bytes]] = {}
-        self._sizes: dict[str, int] = {}
+        self._gathered: dict[str, _Gathered] = {}
 
     def send(self, name: str, header: bytes, payload: Sequence[Any]) -> None:
         """Gather the message if it may be bundled; else send it, after what was
@@ -48,28 +56,22 @@ class Bundler:
             self._send(name, [header, *payload] if payload else [header])
             return
         gathered = self._gathered.get(name)
-        if gathered is None:
-            self._gathered[name] = [header]
-            self._sizes[name] = len(header)
-            return
-        if self._sizes[name] + len(header) > MAX_BUNDLE_BYTES:
+        if gathered is not None and gathered.size + len(header) > MAX_BUNDLE_BYTES:
             self.flush_peer(name)
-            self._gathered[name] = [header]
-            self._sizes[name] = len(header)
-            return
-        gathered.append(header)
-        self._sizes[name] += len(header)
+            gathered = None
+        if gathered is None:
+            self._gathered[name] = _Gathered([header], len(header))
+        else:
+            gathered.headers.append(header)
+            gathered.size += len(header)
 
     def flush_peer(self, name: str) -> None:
         """Send what was gathered for ``name``: one message alone, several as a bundle."""
         gathered = self._gathered.pop(name, None)
         if gathered is None:
             return
-        del self._sizes[name]
-        if len(gathered) == 1:
-            self._send(name, gathered)
-        else:
-            self._send(name, [codec.encode_bundle(gathered)])
+        headers = gathered.headers
+        self._send(name, headers if len(headers) == 1 else [codec.encode_bundle(headers)])
 
     def flush(self) -> None:
         """Send everything gathered."""

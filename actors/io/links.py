@@ -35,7 +35,7 @@ import zmq
 
 from actors import codec
 from actors.io import handshake
-from actors.codec import Header, Kind
+from actors.codec import APP_KINDS, Header, Kind
 from actors.errors import CodecError
 from actors.io.fds import peer_address, shut_down
 from actors.io.greeting import HelloDeadlines
@@ -57,8 +57,6 @@ _MAX_CUT = 1024
 _HELLO, _BYE, _REFUSE, _WELCOME = Kind.HELLO, Kind.BYE, Kind.REFUSE, Kind.WELCOME
 _ROUTED, _ROUTES, _BUNDLE = Kind.ROUTED, Kind.ROUTES, Kind.BUNDLE
 _MECHANISM_MISMATCH = zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
-#: The kinds a peer's site handles (the rest are the link's own).
-_FOR_THE_SITE = frozenset((Kind.TELL, Kind.ASK, Kind.REPLY, Kind.FAIL))
 
 
 class LinkLifecycle:
@@ -260,7 +258,7 @@ class LinkLifecycle:
 
     def _dispatch(self, peer: _Peer, header: Header, payload: list[zmq.Frame]) -> None:
         kind = header.kind
-        if kind in _FOR_THE_SITE:
+        if kind in APP_KINDS:
             sender = header.sender
             if not sender.startswith(peer.sender_prefix) and sender != peer.name:
                 self.log.warning("site %s: %s sent a message claiming to be from %r; dropped",

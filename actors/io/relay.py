@@ -37,7 +37,7 @@ import msgpack
 import zmq
 
 from actors import codec
-from actors.codec import Header, Kind
+from actors.codec import APP_KINDS, Header, Kind
 from actors.errors import CodecError
 from actors.io.peers import Peers
 from actors.options import SiteOptions
@@ -47,8 +47,6 @@ from actors.routes import MAX_HOPS, MAX_REASON, Announce, Change, Reachable, Rou
 log = logging.getLogger(__name__)
 
 _ROUTED, _ROUTES, _ASK = Kind.ROUTED, Kind.ROUTES, Kind.ASK
-#: Inner kinds a routed message may carry: what a site hands its actors and asks.
-_INNER = frozenset((Kind.TELL, Kind.ASK, Kind.REPLY, Kind.FAIL))
 
 
 class RouteHandler(Protocol):
@@ -223,7 +221,7 @@ class Relay:
                               self.site_name, routed.origin, peer, err)
             return None
         sender = inner.sender
-        if inner.kind not in _INNER or not (
+        if inner.kind not in APP_KINDS or not (
                 sender == routed.origin or sender.startswith(routed.origin + "/")):
             self._log.warning("site %s: a routed %s from %r claims sender %r; dropped",
                               self.site_name, inner.kind.name, routed.origin, sender)
